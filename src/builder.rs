@@ -1,0 +1,181 @@
+//! Configuration and validation: [`CacheBuilder`].
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::DefaultHashBuilder;
+use crate::cache::Cache;
+use crate::error::BuildError;
+
+/// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
+/// so a shard must be large enough for frequencies and the window to mean something; 4,096 keeps
+/// the hit ratio within a few hundredths of a point of an unsharded cache on the traces in
+/// `../shared/traces/`, and makes every cache of up to 8,191 entries a single shard.
+pub const MIN_SHARD_CAPACITY: u64 = 4096;
+
+/// Shards per hardware thread when the shard count is picked automatically: enough that two
+/// threads rarely want the same shard's write lock at once.
+pub const SHARDS_PER_THREAD: usize = 4;
+
+/// The most shards a cache may have. Past this, shards only cost memory.
+pub const MAX_SHARDS: usize = 1024;
+
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+
+/// Builds a [`Cache`] with options beyond a capacity.
+///
+/// ```
+/// use cachet::Cache;
+///
+/// let cache: Cache<String, Vec<u8>> = Cache::builder()
+///     .max_capacity(64 * 1024 * 1024) // 64 MiB of values
+///     .weigher(|_key, value: &Vec<u8>| value.len().try_into().unwrap_or(u32::MAX))
+///     .build()
+///     .expect("valid configuration");
+/// cache.insert("greeting".to_string(), b"hello".to_vec());
+/// assert_eq!(cache.weighted_size(), 5);
+/// ```
+pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
+    pub(crate) max_capacity: Option<u64>,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) shards: Option<usize>,
+    pub(crate) hasher: S,
+    pub(crate) initial_capacity: usize,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
+    pub(crate) fn new() -> Self {
+        CacheBuilder {
+            max_capacity: None,
+            weigher: None,
+            shards: None,
+            hasher: DefaultHashBuilder::default(),
+            initial_capacity: 0,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V, S> CacheBuilder<K, V, S> {
+    /// The bound: the most entries the cache holds, or, with a [`weigher`](Self::weigher), the
+    /// largest total weight. Required. `0` is valid and makes a cache that stores nothing.
+    pub fn max_capacity(mut self, max_capacity: u64) -> Self {
+        self.max_capacity = Some(max_capacity);
+        self
+    }
+
+    /// Weighs entries, so `max_capacity` bounds their total weight instead of their count.
+    ///
+    /// The weigher runs on every insert, before the shard is locked; it may panic (the insert
+    /// then fails and the cache is unchanged). A weight of 0 counts as 1. An entry heavier than
+    /// its shard's share of the capacity (`max_capacity / shards`) is not stored, and inserting it
+    /// removes any previous value for its key.
+    pub fn weigher<F>(mut self, weigher: F) -> Self
+    where
+        F: Fn(&K, &V) -> u32 + Send + Sync + 'static,
+    {
+        self.weigher = Some(Arc::new(weigher));
+        self
+    }
+
+    /// Overrides the shard count (a power of two, at most [`MAX_SHARDS`]).
+    ///
+    /// By default it is picked from the capacity and the machine: up to [`SHARDS_PER_THREAD`]
+    /// per hardware thread, but never so many that a shard would hold less than
+    /// [`MIN_SHARD_CAPACITY`]. Each shard gets an equal share of `max_capacity`.
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Entries to allocate room for up front (spread over the shards). Clamped to the capacity of
+    /// a count-bounded cache. Without it, room grows as entries arrive.
+    pub fn initial_capacity(mut self, entries: usize) -> Self {
+        self.initial_capacity = entries;
+        self
+    }
+
+    /// Uses `hasher` instead of the default, randomly seeded [`DefaultHashBuilder`].
+    ///
+    /// The hash decides the shard, the index slot and the frequency-sketch counters, so it must be
+    /// well distributed over all 64 bits; a hasher that an outsider can predict lets them flood
+    /// one shard and the sketch.
+    pub fn hasher<S2>(self, hasher: S2) -> CacheBuilder<K, V, S2> {
+        CacheBuilder {
+            max_capacity: self.max_capacity,
+            weigher: self.weigher,
+            shards: self.shards,
+            hasher,
+            initial_capacity: self.initial_capacity,
+            _types: PhantomData,
+        }
+    }
+
+    /// Validates the configuration and builds the cache.
+    pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        let capacity = self.max_capacity.ok_or(BuildError::MissingCapacity)?;
+        let shards = match self.shards {
+            Some(0) => return Err(BuildError::ZeroShards),
+            Some(n) if n > MAX_SHARDS => {
+                return Err(BuildError::TooManyShards {
+                    requested: n,
+                    max: MAX_SHARDS,
+                });
+            }
+            Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
+            Some(n) => n,
+            None => default_shards(capacity),
+        };
+        Ok(Cache::from_builder(self, capacity, shards))
+    }
+}
+
+/// The shard count picked when none is given.
+pub(crate) fn default_shards(capacity: u64) -> usize {
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let by_threads = threads.saturating_mul(SHARDS_PER_THREAD).next_power_of_two();
+    let by_capacity = (capacity / MIN_SHARD_CAPACITY).max(1);
+    // Largest power of two not above `by_capacity`.
+    let by_capacity = 1usize << (63 - by_capacity.leading_zeros()).min(usize::BITS - 1);
+    by_threads.min(by_capacity).min(MAX_SHARDS)
+}
+
+impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("weigher", &self.weigher.as_ref().map(|_| "<fn>"))
+            .field("shards", &self.shards)
+            .field("hasher", &self.hasher)
+            .field("initial_capacity", &self.initial_capacity)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_caches_are_one_shard() {
+        for cap in [0, 1, 10, 100, 1000, MIN_SHARD_CAPACITY * 2 - 1] {
+            assert_eq!(default_shards(cap), 1, "capacity {cap}");
+        }
+    }
+
+    #[test]
+    fn shard_count_is_a_power_of_two_within_bounds() {
+        for cap in [5_000, 100_000, 1_000_000, u64::MAX] {
+            let n = default_shards(cap);
+            assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{cap} -> {n}");
+            assert!(cap / n as u64 >= MIN_SHARD_CAPACITY, "{cap} -> {n}");
+        }
+    }
+}

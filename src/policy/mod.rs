@@ -1,0 +1,271 @@
+// The eviction policy: an adaptive W-TinyLFU whose queues are run as second-chance FIFOs.
+//
+// Structure (Einziger, Friedman, Manes, "TinyLFU", and Caffeine's adaptive variant):
+//
+//   new entry -> [ window ] --candidate--> admission filter --> [ probation ] --hit--> [ protected ]
+//                                          (frequency sketch)         ^                      |
+//                                                                     +---- overflow --------+
+//
+// - The window is a small recency queue that every new entry enters; it lets bursts of new keys
+//   prove themselves before facing the frequency filter.
+// - When the window overflows, its oldest entry (the candidate) competes with the oldest entry of
+//   probation (the victim): the one the frequency sketch says was seen more often stays. This is
+//   what makes the cache resist scans and keep the frequently used working set.
+// - An entry of probation that was read since it entered is promoted to protected (80% of the main
+//   space); protected overflow is demoted back to probation.
+// - A hill climber resizes the window: every sample of requests it compares the hit ratio with the
+//   previous sample's and keeps moving the window size in the direction that helped, so recency-
+//   friendly workloads get a large window and frequency-friendly ones a small one.
+//
+// Concurrency shapes the bookkeeping: readers hold only the shard's read lock, so a hit cannot
+// reorder a queue or touch the sketch. It bumps the entry's `access` counter instead. Writers,
+// when a queue's head comes up for eviction, look at the counter: an accessed entry gets a second
+// chance (moved to the tail, or promoted) and its accesses are folded into the sketch. A FIFO with
+// second chances approximates LRU (it is CLOCK), so the structure above keeps its hit ratio while
+// reads stay free of policy work.
+
+mod sketch;
+
+use crate::slab::{NIL, Queue, Slab, Token};
+pub(crate) use sketch::FrequencySketch;
+
+/// Share of the capacity given to the main space (probation + protected) at start; the window
+/// gets the rest, at least one unit. 99% is Caffeine's starting point, tuned on its traces; the
+/// hill climber moves it from there.
+const INITIAL_MAIN_PERCENT: f64 = 0.99;
+
+/// Share of the main space reserved for protected entries (the segmented LRU's usual 80%).
+const PROTECTED_PERCENT: f64 = 0.80;
+
+/// Candidates at least this frequent are admitted with probability 1/128 even when they lose
+/// against the victim, so an attacker cannot pin the victim by making it look hot (Caffeine's
+/// defence against hash-flooding the sketch). Below it, ties and losses are rejected outright.
+const ADMIT_WARM_FREQUENCY: u8 = 6;
+
+/// Most second chances given while looking for one victim. Each chance is paid for by an earlier
+/// read, so the work is O(1) amortised; the bound caps the worst single eviction.
+const MAX_SECOND_CHANCES: u32 = 64;
+
+/// Hill climber: size of the first step, as a fraction of capacity.
+const CLIMB_STEP_PERCENT: f64 = 0.0625;
+/// Hill climber: each step is this fraction of the previous one, so the window settles.
+const CLIMB_STEP_DECAY: f64 = 0.98;
+/// Hill climber: a hit-ratio change this large means the workload changed; restart with a full
+/// step.
+const CLIMB_RESTART_THRESHOLD: f64 = 0.05;
+/// Hill climber: requests per sample, per unit of capacity.
+const CLIMB_SAMPLE_FACTOR: f64 = 1.0;
+/// Hill climber: smallest sample, so tiny shards do not chase noise.
+const CLIMB_MIN_SAMPLE: u64 = 1024;
+
+pub(crate) struct Policy {
+    sketch: FrequencySketch,
+    capacity: u64,
+    /// Target window weight, as a float so small steps accumulate.
+    window_target: f64,
+    window_max: u64,
+    protected_max: u64,
+    climber: Climber,
+    rng: u64,
+}
+
+struct Climber {
+    sample_size: u64,
+    /// Started once the shard is full: before that, hit ratios only reflect warm-up.
+    started: bool,
+    hits_at_start: u64,
+    misses: u64,
+    previous_rate: f64,
+    step: f64,
+}
+
+impl Policy {
+    pub(crate) fn new(capacity: u64, initial_entries: usize, seed: u64) -> Self {
+        let main = (capacity as f64 * INITIAL_MAIN_PERCENT).floor();
+        let window = (capacity as f64 - main).max(1.0).min(capacity as f64);
+        let sample = (capacity as f64 * CLIMB_SAMPLE_FACTOR) as u64;
+        let mut p = Policy {
+            sketch: FrequencySketch::new(initial_entries),
+            capacity,
+            window_target: window,
+            window_max: 0,
+            protected_max: 0,
+            climber: Climber {
+                sample_size: sample.max(CLIMB_MIN_SAMPLE),
+                started: false,
+                hits_at_start: 0,
+                misses: 0,
+                previous_rate: 0.0,
+                step: capacity as f64 * CLIMB_STEP_PERCENT,
+            },
+            rng: seed | 1,
+        };
+        p.apply_window();
+        p
+    }
+
+    fn apply_window(&mut self) {
+        let cap = self.capacity as f64;
+        self.window_target = self.window_target.clamp(1.0_f64.min(cap), cap);
+        self.window_max = self.window_target.round() as u64;
+        let main = self.capacity - self.window_max;
+        self.protected_max = (main as f64 * PROTECTED_PERCENT) as u64;
+    }
+
+    /// Current window target, for tests and diagnostics.
+    #[cfg(test)]
+    pub(crate) fn window_max(&self) -> u64 {
+        self.window_max
+    }
+
+    /// A new key was inserted (a miss). `hits` is the shard's running hit count and `len` its
+    /// entry count after the insert.
+    pub(crate) fn on_insert(&mut self, hash: u32, hits: u64, len: usize) {
+        self.sketch.ensure_capacity(len);
+        self.sketch.increment(hash, 1);
+        if self.climber.started {
+            self.climber.misses += 1;
+            let requests = hits.wrapping_sub(self.climber.hits_at_start) + self.climber.misses;
+            if requests >= self.climber.sample_size {
+                self.climb(hits, requests);
+            }
+        }
+    }
+
+    /// The shard became full (first eviction): start sampling hit ratios.
+    fn start_climbing(&mut self, hits: u64) {
+        self.climber.started = true;
+        self.climber.hits_at_start = hits;
+        self.climber.misses = 0;
+    }
+
+    fn climb(&mut self, hits: u64, requests: u64) {
+        let c = &mut self.climber;
+        let rate = hits.wrapping_sub(c.hits_at_start) as f64 / requests as f64;
+        let change = rate - c.previous_rate;
+        let amount = if change >= 0.0 { c.step } else { -c.step };
+        c.step = if change.abs() >= CLIMB_RESTART_THRESHOLD {
+            self.capacity as f64 * CLIMB_STEP_PERCENT * amount.signum()
+        } else {
+            CLIMB_STEP_DECAY * amount
+        };
+        c.previous_rate = rate;
+        c.hits_at_start = hits;
+        c.misses = 0;
+        self.window_target += amount;
+        self.apply_window();
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64: only used to break ties in admission, so quality needs are modest.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Picks the next entry to evict from a shard that is over capacity (so it is not empty).
+    /// May move entries between queues on the way.
+    pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>, hits: u64) -> Token {
+        if !self.climber.started {
+            self.start_climbing(hits);
+        }
+        let mut chances = MAX_SECOND_CHANCES;
+        loop {
+            let window = slab.list(Queue::Window);
+            if window.weight > self.window_max && window.head != NIL {
+                let c = self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
+                let main = slab.list(Queue::Probation).weight + slab.list(Queue::Protected).weight;
+                if main + slab.weight(c) <= self.capacity - self.window_max {
+                    // Room in the main space (warm-up, or the window just shrank): admit freely.
+                    slab.move_to_tail(c, Queue::Probation);
+                    continue;
+                }
+                let Some(v) = self.main_victim(slab, &mut chances) else {
+                    return c;
+                };
+                if self.admit(slab.get(c).hash, slab.get(v).hash) {
+                    slab.move_to_tail(c, Queue::Probation);
+                    return v;
+                }
+                return c;
+            }
+            if let Some(v) = self.main_victim(slab, &mut chances) {
+                return v;
+            }
+            return self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
+        }
+    }
+
+    /// Returns the head of `q` after giving accessed heads a second chance (moved to the tail of
+    /// `retry`), folding their accesses into the sketch.
+    fn take_head<K, V>(
+        &mut self,
+        slab: &mut Slab<K, V>,
+        q: Queue,
+        retry: Queue,
+        chances: &mut u32,
+    ) -> Token {
+        loop {
+            let t = slab.list(q).head;
+            let e = slab.get_mut(t);
+            let a = e.take_access();
+            if a == 0 {
+                return t;
+            }
+            let h = e.hash;
+            self.sketch.increment(h, a);
+            if *chances == 0 {
+                return t;
+            }
+            *chances -= 1;
+            slab.move_to_tail(t, retry);
+        }
+    }
+
+    /// The oldest unaccessed entry of the main space, promoting accessed probation entries to
+    /// protected on the way. `None` when the main space is empty.
+    fn main_victim<K, V>(&mut self, slab: &mut Slab<K, V>, chances: &mut u32) -> Option<Token> {
+        loop {
+            if slab.list(Queue::Probation).head == NIL {
+                if slab.list(Queue::Protected).head == NIL {
+                    return None;
+                }
+                let p = self.take_head(slab, Queue::Protected, Queue::Protected, chances);
+                slab.move_to_tail(p, Queue::Probation);
+                continue;
+            }
+            let t = slab.list(Queue::Probation).head;
+            let e = slab.get_mut(t);
+            let a = e.take_access();
+            if a == 0 {
+                return Some(t);
+            }
+            let h = e.hash;
+            self.sketch.increment(h, a);
+            if *chances == 0 {
+                return Some(t);
+            }
+            *chances -= 1;
+            slab.move_to_tail(t, Queue::Protected);
+            while slab.list(Queue::Protected).weight > self.protected_max {
+                let p = self.take_head(slab, Queue::Protected, Queue::Protected, chances);
+                slab.move_to_tail(p, Queue::Probation);
+            }
+        }
+    }
+
+    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        let c = self.sketch.frequency(candidate);
+        let v = self.sketch.frequency(victim);
+        if c > v {
+            true
+        } else if c >= ADMIT_WARM_FREQUENCY {
+            self.next_random() & 127 == 0
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,328 @@
+// One shard: the index, the entries and the policy, behind one lock. This is the only place cache
+// state changes; `Cache` hashes a key once, picks a shard, and calls in here.
+//
+// Hashing: the handle computes the key's 64-bit hash once and folds it to 32 bits. The index hash,
+// the sketch hash and the shard choice are all derived from those 32 bits, and the entry stores
+// them, so neither a table resize nor an eviction ever calls the user's hasher again.
+//
+// User code and the lock: the only user code that runs while the write lock is held is `Eq`
+// (inside lookups, before anything is changed), the `retain` predicate (between two complete
+// removals) and `Drop` of a key that arrives as a duplicate (after every change is made). Removed
+// entries are handed back to the caller and dropped after the lock is released. So a panic in user
+// code can unwind through a shard, but never leaves it half-changed; `parking_lot` locks do not
+// poison, and the cache stays usable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use equivalent::Equivalent;
+use hashbrown::HashTable;
+
+use crate::policy::Policy;
+use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
+
+/// Spreads a 32-bit key hash over 64 bits for the index: hashbrown takes the bucket from the low
+/// bits and its 7-bit tag from the top bits, and a multiplication by an odd constant feeds every
+/// input bit into the top.
+#[inline]
+pub(crate) fn index_hash(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Entries removed under the lock, to be dropped (and, later, reported) after it is released.
+/// Holds the common single eviction inline so an insert does not allocate for it.
+pub(crate) struct Removed<K, V> {
+    first: Option<(K, V)>,
+    rest: Vec<(K, V)>,
+}
+
+impl<K, V> Removed<K, V> {
+    pub(crate) fn new() -> Self {
+        Removed {
+            first: None,
+            rest: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, k: K, v: V) {
+        if self.first.is_none() {
+            self.first = Some((k, v));
+        } else {
+            self.rest.push((k, v));
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+}
+
+/// The state behind a shard's lock.
+///
+/// `repr(C)` keeps `hits` first, next to the lock word in the same cache line: a reader already
+/// owns that line after taking the read lock, so counting a hit costs no extra coherence traffic.
+#[repr(C)]
+pub(crate) struct ShardState<K, V> {
+    /// Hits, counted by readers with a plain load and store (lost updates under contention are
+    /// acceptable: the count only steers the hill climber).
+    hits: AtomicU64,
+    index: HashTable<Token>,
+    slab: Slab<K, V>,
+    policy: Policy,
+    weight: u64,
+    capacity: u64,
+    /// Most entries this shard can hold (its capacity when count-bounded), to size allocations.
+    max_entries: usize,
+}
+
+impl<K, V> ShardState<K, V> {
+    pub(crate) fn new(capacity: u64, weighted: bool, initial: usize, seed: u64) -> Self {
+        let max_entries = if weighted {
+            MAX_ENTRIES
+        } else {
+            usize::try_from(capacity).unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES)
+        };
+        let initial = initial.min(max_entries);
+        let mut slab = Slab::new(weighted);
+        slab.reserve(initial, max_entries);
+        ShardState {
+            hits: AtomicU64::new(0),
+            index: HashTable::with_capacity(initial),
+            slab,
+            policy: Policy::new(capacity, initial.max(16), seed),
+            weight: 0,
+            capacity,
+            max_entries,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    #[inline]
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    #[inline]
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    #[inline]
+    fn find<Q>(&self, hash: u32, key: &Q) -> Option<Token>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let slab = &self.slab;
+        self.index
+            .find(index_hash(hash), |&t| {
+                let e = slab.get(t);
+                e.hash == hash && key.equivalent(&e.key)
+            })
+            .copied()
+    }
+
+    /// Looks up `key` and records the access (read lock).
+    #[inline]
+    pub(crate) fn get<Q>(&self, hash: u32, key: &Q) -> Option<&V>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let t = self.find(hash, key)?;
+        let e = self.slab.get(t);
+        e.touch();
+        let h = self.hits.load(Ordering::Relaxed);
+        self.hits.store(h.wrapping_add(1), Ordering::Relaxed);
+        Some(&e.value)
+    }
+
+    /// Looks up `key` without recording an access.
+    #[inline]
+    pub(crate) fn peek<Q>(&self, hash: u32, key: &Q) -> Option<&V>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        self.find(hash, key).map(|t| &self.slab.get(t).value)
+    }
+
+    /// Inserts or replaces. Returns the replaced value; entries evicted to make room (and an entry
+    /// that could not be stored) go to `removed`.
+    pub(crate) fn insert(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        weight: u32,
+        removed: &mut Removed<K, V>,
+    ) -> Option<V>
+    where
+        K: Eq,
+    {
+        // Weight 0 is counted as 1 (documented on `weigher`), so the bound also bounds entries.
+        let w = weight.max(1);
+        if let Some(t) = self.find(hash, &key) {
+            if u64::from(w) > self.capacity {
+                // Too heavy to keep: the old value must not survive either.
+                let e = self.remove_token(t);
+                removed.push(key, value);
+                return Some(e.value);
+            }
+            let old_w = self.slab.weight(t);
+            self.slab.set_weight(t, w);
+            self.weight = self.weight - old_w + u64::from(w);
+            let e = self.slab.get_mut(t);
+            let a = e.access.get_mut();
+            *a = (*a + 1).min(crate::slab::MAX_ACCESS);
+            let old = std::mem::replace(&mut e.value, value);
+            self.evict(removed);
+            return Some(old);
+            // `key` (equal to the stored one) drops here, after every change is complete.
+        }
+        if u64::from(w) > self.capacity {
+            removed.push(key, value);
+            return None;
+        }
+        if self.slab.len() >= self.max_entries {
+            // Only reachable for weighted shards with billions of light entries.
+            let hits = *self.hits.get_mut();
+            let v = self.policy.victim(&mut self.slab, hits);
+            let e = self.remove_token(v);
+            removed.push(e.key, e.value);
+        }
+        self.slab.reserve(1, self.max_entries);
+        let t = self.slab.push(key, value, hash, w, Queue::Window);
+        let slab = &self.slab;
+        self.index
+            .insert_unique(index_hash(hash), t, |&t| index_hash(slab.get(t).hash));
+        self.weight += u64::from(w);
+        let hits = *self.hits.get_mut();
+        self.policy.on_insert(hash, hits, self.slab.len());
+        self.evict(removed);
+        None
+    }
+
+    fn evict(&mut self, removed: &mut Removed<K, V>) {
+        while self.weight > self.capacity {
+            let hits = *self.hits.get_mut();
+            let v = self.policy.victim(&mut self.slab, hits);
+            let e = self.remove_token(v);
+            removed.push(e.key, e.value);
+        }
+    }
+
+    /// Removes `key`, returning its entry.
+    pub(crate) fn remove<Q>(&mut self, hash: u32, key: &Q) -> Option<(K, V)>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let t = self.find(hash, key)?;
+        let e = self.remove_token(t);
+        Some((e.key, e.value))
+    }
+
+    /// Removes entry `t` from the index, its queue and the slab, repointing the entry that moves
+    /// into its slot.
+    fn remove_token(&mut self, t: Token) -> Entry<K, V> {
+        let hash = self.slab.get(t).hash;
+        if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
+            o.remove();
+        } else {
+            debug_assert!(false, "token {t} missing from the index");
+        }
+        self.weight -= self.slab.weight(t);
+        let (e, moved) = self.slab.remove(t);
+        if let Some((from, moved_hash)) = moved {
+            match self.index.find_mut(index_hash(moved_hash), |&x| x == from) {
+                Some(slot) => *slot = t,
+                None => debug_assert!(false, "moved token {from} missing from the index"),
+            }
+        }
+        e
+    }
+
+    /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`. If `keep`
+    /// panics, the entries already visited are settled and the rest are kept.
+    pub(crate) fn retain<F>(&mut self, keep: &mut F, removed: &mut Vec<(K, V)>)
+    where
+        F: FnMut(&K, &V) -> bool,
+    {
+        let mut t: Token = 0;
+        while (t as usize) < self.slab.len() {
+            let e = self.slab.get(t);
+            if keep(&e.key, &e.value) {
+                t += 1;
+            } else {
+                // The last entry moves into `t`; look at `t` again.
+                let e = self.remove_token(t);
+                removed.push((e.key, e.value));
+            }
+        }
+    }
+
+    /// Removes every entry, returning them to be dropped outside the lock.
+    pub(crate) fn clear(&mut self) -> Vec<Entry<K, V>> {
+        self.index.clear();
+        self.weight = 0;
+        self.slab.take_all()
+    }
+
+    pub(crate) fn entries(&self) -> &[Entry<K, V>] {
+        self.slab.entries()
+    }
+
+    /// Recounts every invariant: queue links and weights, index <-> slab agreement, the bound.
+    pub(crate) fn validate(&self) -> Result<(), String>
+    where
+        K: Eq,
+    {
+        self.slab.validate()?;
+        if self.index.len() != self.slab.len() {
+            return Err(format!(
+                "index holds {} tokens, slab {} entries",
+                self.index.len(),
+                self.slab.len()
+            ));
+        }
+        let mut weight = 0u64;
+        for (t, e) in self.slab.entries().iter().enumerate() {
+            let t = t as Token;
+            weight += self.slab.weight(t);
+            match self.index.find(index_hash(e.hash), |&x| x == t) {
+                Some(_) => {}
+                None => return Err(format!("entry {t} is not indexed under its hash")),
+            }
+            // The key must find exactly this token.
+            let found = self
+                .index
+                .find(index_hash(e.hash), |&x| self.slab.get(x).key == e.key);
+            if found != Some(&t) {
+                return Err(format!("key of entry {t} resolves to {found:?}"));
+            }
+        }
+        if weight != self.weight {
+            return Err(format!("recorded weight {} but counted {weight}", self.weight));
+        }
+        let queued: u64 = [Queue::Window, Queue::Probation, Queue::Protected]
+            .iter()
+            .map(|&q| self.slab.list(q).weight)
+            .sum();
+        if queued != weight {
+            return Err(format!("queues weigh {queued}, entries {weight}"));
+        }
+        if self.weight > self.capacity {
+            return Err(format!(
+                "weight {} exceeds capacity {}",
+                self.weight, self.capacity
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}

@@ -1,0 +1,313 @@
+// Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens.
+//
+// Design notes
+// - Tokens, not pointers: every list (the policy's queues; later the timer wheel's buckets) links
+//   entries by token. No `unsafe`, no per-entry allocation, and a token is 4 bytes instead of 8.
+// - The vector is kept dense: removing an entry moves the last entry into the hole
+//   (`swap_remove`). The moved entry's token changes, so the caller must repoint whatever refers to
+//   it (the index, via `Slab::remove`'s return value). Being dense means no free list, no
+//   `Option` around the key and value, and `len()` is exact.
+// - Per-entry policy state that readers update lives in one `AtomicU8` (`access`), so a hit can
+//   record itself under the shard's *read* lock. Everything else changes under the write lock.
+// - Weights are stored in a parallel vector only when the cache has a weigher, so a count-bounded
+//   cache pays nothing for them.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Index of an entry in its shard's slab.
+pub(crate) type Token = u32;
+
+/// The "no entry" token that ends a list.
+pub(crate) const NIL: Token = u32::MAX;
+
+/// Largest number of entries a shard can hold: tokens are `u32` and `NIL` is reserved.
+pub(crate) const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+
+/// Which policy queue an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Queue {
+    Window = 0,
+    Probation = 1,
+    Protected = 2,
+}
+
+/// The most accesses an entry accumulates between two visits of the policy.
+///
+/// Reads increment the counter until it reaches this value and then only load it, so a hot entry's
+/// cache line stops being written by readers. 15 is the largest value a frequency-sketch counter
+/// holds, so nothing is lost when the counter is folded into the sketch.
+pub(crate) const MAX_ACCESS: u8 = 15;
+
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    /// The key's 32-bit hash, from which the index hash and the sketch hash are derived without
+    /// calling the user's hasher again.
+    pub(crate) hash: u32,
+    pub(crate) next: Token,
+    pub(crate) prev: Token,
+    /// Accesses since the policy last looked at this entry (saturating at `MAX_ACCESS`).
+    pub(crate) access: AtomicU8,
+    pub(crate) queue: Queue,
+}
+
+impl<K, V> Entry<K, V> {
+    /// Records a read. Called under the shard's read lock, possibly by many threads at once: a
+    /// lost increment is harmless, a torn one impossible.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let a = self.access.load(Ordering::Relaxed);
+        if a < MAX_ACCESS {
+            self.access.store(a + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the accesses recorded since the last call (write lock held).
+    #[inline]
+    pub(crate) fn take_access(&mut self) -> u8 {
+        std::mem::replace(self.access.get_mut(), 0)
+    }
+}
+
+/// A doubly linked list of tokens, with the total weight of its members.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct List {
+    pub(crate) head: Token,
+    pub(crate) tail: Token,
+    pub(crate) len: usize,
+    pub(crate) weight: u64,
+}
+
+impl List {
+    pub(crate) const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+        weight: 0,
+    };
+}
+
+pub(crate) struct Slab<K, V> {
+    entries: Vec<Entry<K, V>>,
+    /// Per-entry weights, parallel to `entries`; empty when the cache has no weigher.
+    weights: Vec<u32>,
+    weighted: bool,
+    /// The three policy queues, indexed by `Queue as usize`.
+    pub(crate) lists: [List; 3],
+}
+
+impl<K, V> Slab<K, V> {
+    pub(crate) fn new(weighted: bool) -> Self {
+        Slab {
+            entries: Vec::new(),
+            weights: Vec::new(),
+            weighted,
+            lists: [List::EMPTY; 3],
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, t: Token) -> &Entry<K, V> {
+        &self.entries[t as usize]
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, t: Token) -> &mut Entry<K, V> {
+        &mut self.entries[t as usize]
+    }
+
+    #[inline]
+    pub(crate) fn weight(&self, t: Token) -> u64 {
+        if self.weighted {
+            u64::from(self.weights[t as usize])
+        } else {
+            1
+        }
+    }
+
+    #[inline]
+    pub(crate) fn list(&self, q: Queue) -> &List {
+        &self.lists[q as usize]
+    }
+
+    pub(crate) fn entries(&self) -> &[Entry<K, V>] {
+        &self.entries
+    }
+
+    /// Reserves room for `additional` more entries, growing by doubling but never past `limit`
+    /// entries in total, so a count-bounded shard ends with no slack at its capacity.
+    pub(crate) fn reserve(&mut self, additional: usize, limit: usize) {
+        let len = self.entries.len();
+        if self.entries.capacity() - len >= additional {
+            return;
+        }
+        let want = (len * 2).max(len + additional).max(4);
+        let want = if limit >= len + additional { want.min(limit) } else { want };
+        self.entries.reserve_exact(want - len);
+        if self.weighted {
+            self.weights.reserve_exact(want - self.weights.len());
+        }
+    }
+
+    /// Adds an entry at the tail of queue `q` and returns its token.
+    pub(crate) fn push(&mut self, key: K, value: V, hash: u32, weight: u32, q: Queue) -> Token {
+        debug_assert!(self.entries.len() < MAX_ENTRIES);
+        let t = self.entries.len() as Token;
+        self.entries.push(Entry {
+            key,
+            value,
+            hash,
+            next: NIL,
+            prev: NIL,
+            access: AtomicU8::new(0),
+            queue: q,
+        });
+        if self.weighted {
+            self.weights.push(weight);
+        }
+        self.link_tail(t, q);
+        t
+    }
+
+    /// Changes the weight of entry `t` (only meaningful for weighted slabs).
+    pub(crate) fn set_weight(&mut self, t: Token, weight: u32) {
+        if self.weighted {
+            let old = std::mem::replace(&mut self.weights[t as usize], weight);
+            let l = &mut self.lists[self.entries[t as usize].queue as usize];
+            l.weight = l.weight - u64::from(old) + u64::from(weight);
+        }
+    }
+
+    /// Unlinks `t` from its queue (the entry stays in the slab).
+    pub(crate) fn unlink(&mut self, t: Token) {
+        let w = self.weight(t);
+        let e = &self.entries[t as usize];
+        let (prev, next, q) = (e.prev, e.next, e.queue as usize);
+        if prev == NIL {
+            self.lists[q].head = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.lists[q].tail = prev;
+        } else {
+            self.entries[next as usize].prev = prev;
+        }
+        self.lists[q].len -= 1;
+        self.lists[q].weight -= w;
+    }
+
+    /// Links `t` (currently unlinked) at the tail of queue `q`.
+    pub(crate) fn link_tail(&mut self, t: Token, q: Queue) {
+        let w = self.weight(t);
+        let l = &mut self.lists[q as usize];
+        let old_tail = l.tail;
+        l.tail = t;
+        if old_tail == NIL {
+            l.head = t;
+        }
+        l.len += 1;
+        l.weight += w;
+        if old_tail != NIL {
+            self.entries[old_tail as usize].next = t;
+        }
+        let e = &mut self.entries[t as usize];
+        e.prev = old_tail;
+        e.next = NIL;
+        e.queue = q;
+    }
+
+    /// Moves `t` to the tail of queue `q`.
+    pub(crate) fn move_to_tail(&mut self, t: Token, q: Queue) {
+        self.unlink(t);
+        self.link_tail(t, q);
+    }
+
+    /// Unlinks and removes `t`. The last entry moves into its slot: when that happens the return
+    /// value is `Some((old_token, hash))` of the moved entry, so the caller can repoint its index.
+    pub(crate) fn remove(&mut self, t: Token) -> (Entry<K, V>, Option<(Token, u32)>) {
+        self.unlink(t);
+        let last = (self.entries.len() - 1) as Token;
+        let removed = self.entries.swap_remove(t as usize);
+        if self.weighted {
+            self.weights.swap_remove(t as usize);
+        }
+        if t == last {
+            return (removed, None);
+        }
+        // The entry that was at `last` now lives at `t`: repoint its neighbours and its queue.
+        let (prev, next, q, hash) = {
+            let e = &self.entries[t as usize];
+            (e.prev, e.next, e.queue as usize, e.hash)
+        };
+        if prev == NIL {
+            self.lists[q].head = t;
+        } else {
+            self.entries[prev as usize].next = t;
+        }
+        if next == NIL {
+            self.lists[q].tail = t;
+        } else {
+            self.entries[next as usize].prev = t;
+        }
+        (removed, Some((last, hash)))
+    }
+
+    /// Removes every entry, returning them so they can be dropped outside the shard lock.
+    pub(crate) fn take_all(&mut self) -> Vec<Entry<K, V>> {
+        self.weights = Vec::new();
+        self.lists = [List::EMPTY; 3];
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Recounts every list and checks links, queue tags and weights (tests only).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let mut seen = vec![false; self.entries.len()];
+        for q in [Queue::Window, Queue::Probation, Queue::Protected] {
+            let l = self.list(q);
+            let (mut len, mut weight, mut prev, mut t) = (0usize, 0u64, NIL, l.head);
+            while t != NIL {
+                let e = self
+                    .entries
+                    .get(t as usize)
+                    .ok_or_else(|| format!("{q:?}: token {t} out of range"))?;
+                if seen[t as usize] {
+                    return Err(format!("{q:?}: token {t} linked twice"));
+                }
+                seen[t as usize] = true;
+                if e.queue != q {
+                    return Err(format!("token {t} in {q:?} is tagged {:?}", e.queue));
+                }
+                if e.prev != prev {
+                    return Err(format!("{q:?}: token {t} has prev {} not {prev}", e.prev));
+                }
+                len += 1;
+                weight += self.weight(t);
+                prev = t;
+                t = e.next;
+            }
+            if l.tail != prev {
+                return Err(format!("{q:?}: tail {} but last linked is {prev}", l.tail));
+            }
+            if l.len != len || l.weight != weight {
+                return Err(format!(
+                    "{q:?}: recorded len/weight {}/{} but counted {len}/{weight}",
+                    l.len, l.weight
+                ));
+            }
+        }
+        if let Some(t) = seen.iter().position(|s| !s) {
+            return Err(format!("token {t} is in no queue"));
+        }
+        if self.weighted && self.weights.len() != self.entries.len() {
+            return Err("weights and entries differ in length".into());
+        }
+        Ok(())
+    }
+}
