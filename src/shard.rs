@@ -71,7 +71,8 @@ pub(crate) struct ShardState<K, V> {
     policy: Policy,
     weight: u64,
     capacity: u64,
-    /// Most entries this shard can hold (its capacity when count-bounded), to size allocations.
+    /// Most entries this shard's slab is allowed to grow to: its capacity plus the one entry that
+    /// is briefly over the bound during an insert, when count-bounded. Sizes allocations.
     max_entries: usize,
 }
 
@@ -80,7 +81,9 @@ impl<K, V> ShardState<K, V> {
         let max_entries = if weighted {
             MAX_ENTRIES
         } else {
-            usize::try_from(capacity).unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES)
+            usize::try_from(capacity.saturating_add(1))
+                .unwrap_or(MAX_ENTRIES)
+                .min(MAX_ENTRIES)
         };
         let initial = initial.min(max_entries);
         let mut slab = Slab::new(weighted);
@@ -185,8 +188,8 @@ impl<K, V> ShardState<K, V> {
             removed.push(key, value);
             return None;
         }
-        if self.slab.len() >= self.max_entries {
-            // Only reachable for weighted shards with billions of light entries.
+        if self.slab.len() >= MAX_ENTRIES {
+            // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             let hits = *self.hits.get_mut();
             let v = self.policy.victim(&mut self.slab, hits);
             let e = self.remove_token(v);
@@ -205,6 +208,7 @@ impl<K, V> ShardState<K, V> {
     }
 
     fn evict(&mut self, removed: &mut Removed<K, V>) {
+        self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
             let hits = *self.hits.get_mut();
             let v = self.policy.victim(&mut self.slab, hits);
