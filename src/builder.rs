@@ -140,7 +140,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 /// The shard count picked when none is given.
 pub(crate) fn default_shards(capacity: u64) -> usize {
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let by_threads = threads.saturating_mul(SHARDS_PER_THREAD).next_power_of_two();
+    let by_threads = threads
+        .saturating_mul(SHARDS_PER_THREAD)
+        .next_power_of_two();
     let by_capacity = (capacity / MIN_SHARD_CAPACITY).max(1);
     // Largest power of two not above `by_capacity`.
     let by_capacity = 1usize << (63 - by_capacity.leading_zeros()).min(usize::BITS - 1);

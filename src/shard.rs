@@ -307,7 +307,10 @@ impl<K, V> ShardState<K, V> {
             }
         }
         if weight != self.weight {
-            return Err(format!("recorded weight {} but counted {weight}", self.weight));
+            return Err(format!(
+                "recorded weight {} but counted {weight}",
+                self.weight
+            ));
         }
         let queued: u64 = [Queue::Window, Queue::Probation, Queue::Protected]
             .iter()

@@ -148,7 +148,11 @@ impl<K, V> Slab<K, V> {
             return;
         }
         let want = (len * 2).max(len + additional).max(4);
-        let want = if limit >= len + additional { want.min(limit) } else { want };
+        let want = if limit >= len + additional {
+            want.min(limit)
+        } else {
+            want
+        };
         self.entries.reserve_exact(want - len);
         if self.weighted {
             self.weights.reserve_exact(want - self.weights.len());

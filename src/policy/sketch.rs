@@ -68,7 +68,9 @@ impl FrequencySketch {
 
     fn resize(&mut self, entries: usize) {
         let entries = entries.max(1);
-        let counters = entries.saturating_mul(COUNTERS_PER_ENTRY).next_power_of_two();
+        let counters = entries
+            .saturating_mul(COUNTERS_PER_ENTRY)
+            .next_power_of_two();
         let words = (counters / COUNTERS_PER_WORD).max(WORDS_PER_BLOCK);
         self.table = vec![0; words];
         self.block_mask = (words / WORDS_PER_BLOCK - 1) as u64;
