@@ -30,8 +30,11 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     inner: Arc<Inner<K, V, S>>,
 }
 
+/// A shard on its own cache lines, so that two shards' locks never share one.
+type Shard<K, V> = CachePadded<RwLock<ShardState<K, V>>>;
+
 struct Inner<K, V, S> {
-    shards: Box<[CachePadded<RwLock<ShardState<K, V>>>]>,
+    shards: Box<[Shard<K, V>]>,
     mask: usize,
     hasher: S,
     weigher: Option<Weigher<K, V>>,

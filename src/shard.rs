@@ -50,11 +50,6 @@ impl<K, V> Removed<K, V> {
             self.rest.push((k, v));
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
 }
 
 /// The state behind a shard's lock.
@@ -326,10 +321,5 @@ impl<K, V> ShardState<K, V> {
             ));
         }
         Ok(())
-    }
-
-    #[cfg(test)]
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
     }
 }

@@ -121,12 +121,6 @@ impl Policy {
         self.protected_max = (main as f64 * PROTECTED_PERCENT) as u64;
     }
 
-    /// Current window target, for tests and diagnostics.
-    #[cfg(test)]
-    pub(crate) fn window_max(&self) -> u64 {
-        self.window_max
-    }
-
     /// A new key was inserted (a miss). `hits` is the shard's running hit count and `len` its
     /// entry count after the insert.
     pub(crate) fn on_insert(&mut self, hash: u32, hits: u64, len: usize) {

@@ -1,0 +1,124 @@
+//! Single-threaded latency of the basic operations, cachet against its peers.
+//!
+//! Groups (each contains cachet, quick_cache, moka, dashmap and lru+mutex):
+//! - `get_hit`: 100,000 resident keys (capacity 200,000 so that no cache has
+//!   any reason to evict), lookups drawn from Zipf(0.99) over those keys.
+//! - `get_miss`: same pre-filled caches, lookups of keys that were never
+//!   inserted (uniform over a disjoint range).
+//! - `insert_evict`: cache full at capacity 100,000; every insert is a new,
+//!   never-seen key, so every insert forces one eviction (or an admission
+//!   rejection). dashmap does not evict, so it is measured as insert + remove
+//!   of the oldest key (a FIFO with a perfect, free policy). moka buffers
+//!   writes and applies them in batches; its number is what `insert()` costs
+//!   a caller, with the amortised maintenance included.
+//!
+//! Run with `cargo bench --bench single_thread`.
+
+use std::hint::black_box;
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+
+#[macro_use]
+mod common;
+
+use common::BenchCache;
+
+/// Number of distinct resident keys for the lookup benchmarks.
+const KEYS: u64 = 100_000;
+/// Capacity for the eviction benchmark.
+const EVICT_CAPACITY: u64 = 100_000;
+/// Length of the pre-generated lookup streams (a power of two).
+const STREAM_LEN: usize = 1 << 16;
+const MASK: usize = STREAM_LEN - 1;
+
+fn get_hit<C: BenchCache>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[u64]) {
+    let cache = C::with_capacity(2 * KEYS as usize);
+    common::prefill(&cache, 0..KEYS);
+    let resident = common::count_resident(&cache, keys);
+    if resident != keys.len() {
+        eprintln!(
+            "warning: {}: only {resident}/{} lookups hit after pre-fill (len {})",
+            C::NAME,
+            keys.len(),
+            cache.len()
+        );
+    }
+    let mut i = 0usize;
+    group.bench_function(C::NAME, |b| {
+        b.iter(|| {
+            let key = keys[i & MASK];
+            i = i.wrapping_add(1);
+            black_box(cache.get(black_box(key)))
+        })
+    });
+}
+
+fn get_miss<C: BenchCache>(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[u64]) {
+    let cache = C::with_capacity(2 * KEYS as usize);
+    common::prefill(&cache, 0..KEYS);
+    let mut i = 0usize;
+    group.bench_function(C::NAME, |b| {
+        b.iter(|| {
+            let key = keys[i & MASK];
+            i = i.wrapping_add(1);
+            black_box(cache.get(black_box(key)))
+        })
+    });
+}
+
+fn insert_evict<C: BenchCache>(group: &mut BenchmarkGroup<'_, WallTime>) {
+    let cache = C::with_capacity(EVICT_CAPACITY as usize);
+    common::prefill(&cache, 0..EVICT_CAPACITY);
+    // The next never-seen key; shared by warm-up and all samples.
+    let mut next = EVICT_CAPACITY;
+    group.bench_function(C::NAME, |b| {
+        b.iter(|| {
+            let key = black_box(next);
+            next += 1;
+            cache.insert(key, key);
+            if !C::EVICTS {
+                cache.remove(key - EVICT_CAPACITY);
+            }
+        })
+    });
+    cache.sync();
+    let len = cache.len() as u64;
+    if len > EVICT_CAPACITY + EVICT_CAPACITY / 10 {
+        eprintln!(
+            "warning: {}: len {len} exceeds capacity {EVICT_CAPACITY}",
+            C::NAME
+        );
+    }
+}
+
+fn bench_get_hit(c: &mut Criterion) {
+    let keys = common::zipf_keys(KEYS, 0.99, STREAM_LEN, common::SEED);
+    let mut group = c.benchmark_group("get_hit");
+    group.throughput(Throughput::Elements(1));
+    each_cache!(get_hit(&mut group, &keys));
+    group.finish();
+}
+
+fn bench_get_miss(c: &mut Criterion) {
+    // Disjoint from the resident keys 0..KEYS.
+    let keys = common::uniform_keys(1 << 40..1 << 41, STREAM_LEN, common::SEED + 1);
+    let mut group = c.benchmark_group("get_miss");
+    group.throughput(Throughput::Elements(1));
+    each_cache!(get_miss(&mut group, &keys));
+    group.finish();
+}
+
+fn bench_insert_evict(c: &mut Criterion) {
+    let mut group = c.benchmark_group("insert_evict");
+    group.throughput(Throughput::Elements(1));
+    each_cache!(insert_evict(&mut group));
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::criterion_config();
+    targets = bench_get_hit, bench_get_miss, bench_insert_evict
+}
+criterion_main!(benches);

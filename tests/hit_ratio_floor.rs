@@ -1,0 +1,219 @@
+//! Hit-ratio regression floors for `cachet` on real traces (see `../shared/traces/README.md`).
+//!
+//! Each test replays one trace through `cachet::Cache::new(capacity)` (default configuration)
+//! with the model used by `examples/hit_ratio.rs`: for each key, `if cache.get(&k).is_none() {
+//! cache.insert(k, k) }`, and checks the mean hit ratio of [`RUNS`] replays against the floors
+//! in [`FLOORS`]. Before that,
+//! it checks the harness itself: the trace parses to the README's request / distinct-key counts
+//! and the exact LRU simulator reproduces the README's LRU column to the second decimal.
+//!
+//! The traces are read from `$CACHET_TRACES` or `<crate>/../shared/traces`; a missing folder is a
+//! failure, not a skip. The whole file takes ~20 s in a debug build on 2 cores (OLTP, 4 x 914k
+//! requests, is most of it; scarab-recs, 1.2M requests, ~3-5 s) and ~2 s in release.
+
+#[path = "../examples/common/traces.rs"]
+mod traces;
+
+use traces::{Trace, percent};
+
+/// One regression floor: cachet's hit ratio (%) on `trace` at `capacity` must be at least `floor`.
+/// `target` is issue 2's bar. Where the policy meets it, `floor == target`; where it does not yet,
+/// `floor` sits about 1 point under the level measured when the floor was set (mean of 3 runs),
+/// so CI still catches a regression, and the test prints the gap to the target.
+struct Floor {
+    trace: &'static str,
+    capacity: usize,
+    floor: f64,
+    target: f64,
+}
+
+const fn floor(trace: &'static str, capacity: usize, floor: f64) -> Floor {
+    Floor {
+        trace,
+        capacity,
+        floor,
+        target: floor,
+    }
+}
+
+/// A floor below its target: the policy does not reach the issue's bar here yet.
+const fn short_of(trace: &'static str, capacity: usize, floor: f64, target: f64) -> Floor {
+    Floor {
+        trace,
+        capacity,
+        floor,
+        target,
+    }
+}
+
+/// All floors, in one place.
+const FLOORS: &[Floor] = &[
+    // OLTP: W-TinyLFU with hill climbing scores 24.73 / 33.70 / 39.95 / 46.07 (BitFaster.Caching
+    // PR #191, quoted in the traces README); the targets are those figures rounded down to 0.1.
+    // Measured (mean of 3): 24.74 / 32.17 / 40.09 / 45.88; runs spread by up to 3 points at 500.
+    short_of("OLTP", 250, 23.7, 24.7),
+    short_of("OLTP", 500, 31.0, 33.7),
+    short_of("OLTP", 1_000, 39.0, 39.9),
+    short_of("OLTP", 2_000, 45.0, 46.0),
+    // loop: a pure loop over 1,011 keys, LRU scores 0 and OPT 50.54 / 75.81 (README); a
+    // scan-resistant policy must keep most of a fixed subset: 40 and 60 leave room below OPT.
+    floor("loop", 512, 40.0),
+    floor("loop", 768, 60.0),
+    // multi2: at least LRU, README LRU column.
+    floor("multi2", 128, 9.60),
+    floor("multi2", 256, 24.54),
+    floor("multi2", 512, 36.37),
+    floor("multi2", 768, 38.77),
+    // sprite (recency-friendly): at least LRU, README LRU column.
+    floor("sprite", 128, 27.37),
+    floor("sprite", 256, 49.90),
+    // Measured (mean of 3): 74.25 / 84.63 at 512 / 768: short of LRU.
+    short_of("sprite", 512, 72.5, 78.94),
+    short_of("sprite", 768, 83.0, 87.82),
+    // scarab-recs (recency-biased, frequency hurts): README LRU 75.91, ARC 76.09, OPT 79.25 at
+    // 100,000 (caffeine issue #106); the target asks for LRU-level minus ~1 point. Single runs
+    // measured 74.7 to 75.6, so the enforced floor leaves half a point for the random seeding.
+    short_of("scarab-recs", 100_000, 74.5, 75.0),
+];
+
+/// Replays per floor. `cachet::Cache::new` seeds its hasher randomly, so the key-to-shard split
+/// and the policy's sampling differ from cache to cache; single runs were seen to spread by up
+/// to ~2 points (OLTP @ 500: 31.46-33.45 over 5 runs). The floors apply to the mean of 3 runs.
+const RUNS: usize = 3;
+
+/// Replays `keys` through cachet in its default configuration; returns the hit count.
+fn replay_cachet(keys: &[u64], capacity: usize) -> u64 {
+    let cache: cachet::Cache<u64, u64> = cachet::Cache::new(capacity as u64);
+    let mut hits = 0;
+    for &k in keys {
+        if cache.get(&k).is_none() {
+            let _ = cache.insert(k, k);
+        } else {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+/// Loads `name`, checks the harness against the README, then checks every floor of `name`.
+fn check_trace(name: &str) {
+    let started = std::time::Instant::now();
+    let reference = traces::reference(name).expect("trace is in the README table");
+    let path = traces::traces_dir().join(reference.file);
+    let trace = Trace::load(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot load trace {name} from {}: {e}\n\
+             The traces folder ../shared/traces (or $CACHET_TRACES) must be present.",
+            path.display()
+        )
+    });
+
+    // The harness: parser counts and the exact LRU simulator against the README.
+    assert_eq!(
+        (trace.len(), trace.distinct()),
+        (reference.requests, reference.distinct),
+        "{name}: parsed (requests, distinct keys) differ from the README"
+    );
+    for (&capacity, &expected) in reference.capacities.iter().zip(reference.lru) {
+        let lru = percent(trace.lru_hits(capacity), trace.len());
+        assert_eq!(
+            format!("{lru:.2}"),
+            format!("{expected:.2}"),
+            "{name} @ {capacity}: LRU simulator disagrees with the README (harness bug)"
+        );
+    }
+
+    let checked = started.elapsed();
+
+    // cachet against the floors, on the mean of RUNS replays (each cache is randomly seeded).
+    let mut failures = Vec::new();
+    for f in FLOORS.iter().filter(|f| f.trace == name) {
+        let runs: Vec<f64> = (0..RUNS)
+            .map(|_| percent(replay_cachet(&trace.keys, f.capacity), trace.len()))
+            .collect();
+        let ratio = runs.iter().sum::<f64>() / runs.len() as f64;
+        // Compare at the table's precision (two decimals): a floor copied from the README's
+        // rounded LRU value is met by a policy that ties LRU.
+        let ok = (ratio * 100.0).round() >= (f.floor * 100.0).round();
+        let runs: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
+        let target = if ratio >= f.target {
+            String::new()
+        } else {
+            format!(
+                "; {:.2} points short of target {:.2}%",
+                f.target - ratio,
+                f.target
+            )
+        };
+        println!(
+            "{name} @ {}: cachet {ratio:.2}% (runs {}; floor {:.2}%{target}) {}",
+            f.capacity,
+            runs.join(", "),
+            f.floor,
+            if ok { "ok" } else { "BELOW FLOOR" }
+        );
+        if !ok {
+            failures.push(format!(
+                "{name} @ {}: cachet {ratio:.2}% < floor {:.2}%",
+                f.capacity, f.floor
+            ));
+        }
+    }
+    println!(
+        "{name}: load + harness check {checked:.2?}, total {:.2?}",
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "hit ratio below floor:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+#[test]
+fn floors_table_is_consistent() {
+    for f in FLOORS {
+        let r = traces::reference(f.trace).expect("floor names a README trace");
+        let i = r.capacities.iter().position(|&c| c == f.capacity);
+        if let Some(i) = i {
+            assert!(
+                f.floor <= r.opt[i],
+                "{} @ {}: floor above OPT",
+                f.trace,
+                f.capacity
+            );
+        }
+        assert!(f.capacity > 0 && f.floor > 0.0 && f.floor < 100.0);
+        assert!(
+            f.floor <= f.target,
+            "{} @ {}: floor above target",
+            f.trace,
+            f.capacity
+        );
+    }
+}
+
+#[test]
+fn oltp() {
+    check_trace("OLTP");
+}
+
+#[test]
+fn loop_trace() {
+    check_trace("loop");
+}
+
+#[test]
+fn multi2() {
+    check_trace("multi2");
+}
+
+#[test]
+fn sprite() {
+    check_trace("sprite");
+}
+
+#[test]
+fn scarab_recs() {
+    check_trace("scarab-recs");
+}
