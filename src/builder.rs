@@ -91,8 +91,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Entries to allocate room for up front (spread over the shards). Clamped to the capacity of
-    /// a count-bounded cache. Without it, room grows as entries arrive.
+    /// Entries to allocate room for up front (spread over the shards). A hint: it is clamped to
+    /// `max_capacity` (every entry weighs at least 1), and if the allocator refuses the room, the
+    /// cache starts small instead of aborting. Without it, room grows as entries arrive.
     pub fn initial_capacity(mut self, entries: usize) -> Self {
         self.initial_capacity = entries;
         self

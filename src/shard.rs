@@ -80,14 +80,23 @@ impl<K, V> ShardState<K, V> {
                 .unwrap_or(MAX_ENTRIES)
                 .min(MAX_ENTRIES)
         };
-        let initial = initial.min(max_entries);
+        // Every entry weighs at least 1, so no shard ever holds more entries than its capacity.
+        let fits = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let initial = initial.min(max_entries).min(fits);
+        // `initial_capacity` is a hint: if the allocator refuses it, start small instead.
         let mut slab = Slab::new(weighted);
-        slab.reserve(initial, max_entries);
+        slab.try_reserve_initial(initial);
+        let mut index = HashTable::new();
+        if index.try_reserve(initial, |_: &Token| 0).is_err() {
+            index = HashTable::new();
+        }
+        // The sketch grows with the entries; start it at the room actually obtained.
+        let sketch_entries = slab.capacity().max(16);
         ShardState {
             hits: AtomicU64::new(0),
-            index: HashTable::with_capacity(initial),
+            index,
             slab,
-            policy: Policy::new(capacity, initial.max(16), seed),
+            policy: Policy::new(capacity, sketch_entries, seed),
             weight: 0,
             capacity,
             max_entries,

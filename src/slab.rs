@@ -140,6 +140,19 @@ impl<K, V> Slab<K, V> {
         &self.entries
     }
 
+    /// Entries the slab has room for without reallocating.
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// Tries to reserve room for `entries` entries up front; on allocation failure the slab simply
+    /// starts smaller and grows as entries arrive.
+    pub(crate) fn try_reserve_initial(&mut self, entries: usize) {
+        if self.entries.try_reserve_exact(entries).is_ok() && self.weighted {
+            let _ = self.weights.try_reserve_exact(entries);
+        }
+    }
+
     /// Reserves room for `additional` more entries, growing by doubling but never past `limit`
     /// entries in total, so a count-bounded shard ends with no slack at its capacity.
     pub(crate) fn reserve(&mut self, additional: usize, limit: usize) {

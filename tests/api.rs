@@ -714,3 +714,30 @@ fn debug_output() {
         "{s}"
     );
 }
+
+/// `initial_capacity` is a hint: an impossible one must neither abort nor break the cache.
+#[test]
+fn impossible_initial_capacity_is_a_hint_not_an_abort() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(u64::MAX)
+        .weigher(|_, _| 1)
+        .initial_capacity(usize::MAX)
+        .shards(1)
+        .build()
+        .expect("valid configuration");
+    cache.insert(1, 10);
+    assert_eq!(cache.get(&1), Some(10));
+    cache.validate().unwrap();
+
+    // Clamped to the capacity for a small count-bounded cache.
+    let small: Cache<u64, u64> = Cache::builder()
+        .max_capacity(3)
+        .initial_capacity(1 << 40)
+        .build()
+        .expect("valid configuration");
+    for k in 0..10 {
+        small.insert(k, k);
+    }
+    assert_eq!(small.len(), 3);
+    small.validate().unwrap();
+}

@@ -175,12 +175,13 @@ impl Policy {
         let main_max = self.capacity - self.window_max;
         let mut chances = MAX_SECOND_CHANCES;
         while slab.list(Queue::Window).weight > self.window_max {
-            let head = slab.list(Queue::Window).head;
+            // `take_head` may give recently read heads a second chance: the entry it returns,
+            // still at the window's head, is the one that must fit.
+            let c = self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
             let main = slab.list(Queue::Probation).weight + slab.list(Queue::Protected).weight;
-            if main + slab.weight(head) > main_max {
+            if main + slab.weight(c) > main_max {
                 break;
             }
-            let c = self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
             slab.move_to_tail(c, Queue::Probation);
         }
     }

@@ -22,6 +22,10 @@ const COUNTERS_PER_ENTRY: usize = 8;
 /// size as the sample over which frequencies are compared.
 const SAMPLE_FACTOR: u64 = 10;
 
+/// The sketch stops growing at 2^28 entries (1 GiB of counters): past that, admission decisions
+/// are already made among far fewer candidates than the sketch distinguishes.
+const MAX_SIZED_ENTRIES: usize = 1 << 28;
+
 const COUNTERS_PER_WORD: usize = 16;
 const WORDS_PER_BLOCK: usize = 8;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
@@ -67,7 +71,7 @@ impl FrequencySketch {
     }
 
     fn resize(&mut self, entries: usize) {
-        let entries = entries.max(1);
+        let entries = entries.clamp(1, MAX_SIZED_ENTRIES);
         let counters = entries
             .saturating_mul(COUNTERS_PER_ENTRY)
             .next_power_of_two();
