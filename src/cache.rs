@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
-use crate::shard::{Removed, ShardState, index_hash};
+use crate::shard::{Removed, ShardState};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -91,18 +91,12 @@ where
         }
     }
 
-    /// Hashes `key` once and folds the hash to the 32 bits every later step derives from.
+    /// Hashes `key` once. The high 32 bits pick the shard; the low 32 bits are what the shard
+    /// stores and derives its index and sketch positions from.
     #[inline]
-    fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> u32 {
+    fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> (usize, u32) {
         let h = self.inner.hasher.hash_one(key);
-        (h ^ (h >> 32)) as u32
-    }
-
-    #[inline]
-    fn shard(&self, hash: u32) -> &RwLock<ShardState<K, V>> {
-        // Bits 32.. of the index hash: independent of the bucket (low bits) and tag (top 7 bits).
-        let i = (index_hash(hash) >> 32) as usize & self.inner.mask;
-        &self.inner.shards[i]
+        ((h >> 32) as usize & self.inner.mask, h as u32)
     }
 
     /// Returns a clone of the value for `key`, and records the access for the eviction policy.
@@ -112,8 +106,8 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let h = self.hash(key);
-        self.shard(h).read().get(h, key).cloned()
+        let (i, h) = self.hash(key);
+        self.inner.shards[i].read().get(h, key).cloned()
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
@@ -124,8 +118,8 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let h = self.hash(key);
-        self.shard(h).read().peek(h, key).cloned()
+        let (i, h) = self.hash(key);
+        self.inner.shards[i].read().peek(h, key).cloned()
     }
 
     /// Whether `key` is present. Does not count as an access.
@@ -134,8 +128,8 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let h = self.hash(key);
-        self.shard(h).read().peek(h, key).is_some()
+        let (i, h) = self.hash(key);
+        self.inner.shards[i].read().peek(h, key).is_some()
     }
 
     /// Inserts `value` for `key`, returning the value it replaced.
@@ -145,13 +139,15 @@ where
     /// shard's share of the capacity is not stored; the previous value for `key`, if any, is then
     /// removed and returned.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
-        let h = self.hash(&key);
+        let (i, h) = self.hash(&key);
         let w = match &self.inner.weigher {
             Some(weigh) => weigh(&key, &value),
             None => 1,
         };
         let mut removed = Removed::new();
-        let old = self.shard(h).write().insert(h, key, value, w, &mut removed);
+        let old = self.inner.shards[i]
+            .write()
+            .insert(h, key, value, w, &mut removed);
         // `removed` drops here, after the lock is released.
         drop(removed);
         old
@@ -162,8 +158,8 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let h = self.hash(key);
-        let entry = self.shard(h).write().remove(h, key);
+        let (i, h) = self.hash(key);
+        let entry = self.inner.shards[i].write().remove(h, key);
         entry.map(|(_, v)| v)
     }
 

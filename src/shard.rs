@@ -1,9 +1,9 @@
 // One shard: the index, the entries and the policy, behind one lock. This is the only place cache
 // state changes; `Cache` hashes a key once, picks a shard, and calls in here.
 //
-// Hashing: the handle computes the key's 64-bit hash once and folds it to 32 bits. The index hash,
-// the sketch hash and the shard choice are all derived from those 32 bits, and the entry stores
-// them, so neither a table resize nor an eviction ever calls the user's hasher again.
+// Hashing: the handle computes the key's 64-bit hash once; its high half picks the shard and its
+// low half comes here. The index hash and the sketch hash are derived from those 32 bits, and the
+// entry stores them, so neither a table resize nor an eviction ever calls the user's hasher again.
 //
 // User code and the lock: the only user code that runs while the write lock is held is `Eq`
 // (inside lookups, before anything is changed), the `retain` predicate (between two complete
@@ -20,12 +20,13 @@ use hashbrown::HashTable;
 use crate::policy::Policy;
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 
-/// Spreads a 32-bit key hash over 64 bits for the index: hashbrown takes the bucket from the low
-/// bits and its 7-bit tag from the top bits, and a multiplication by an odd constant feeds every
-/// input bit into the top.
+/// The index hash of a 32-bit key hash. hashbrown takes its 7-bit tag from the top 7 bits and the
+/// bucket from the low bits: rotating puts bits 0..7 in the tag and bits 7.. in the bucket
+/// number, so the two are independent for any table under 2^25 buckets per shard. One
+/// instruction on the lookup path (a multiplication here cost a measurable 1 ns per hit).
 #[inline]
 pub(crate) fn index_hash(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    u64::from(hash).rotate_right(7)
 }
 
 /// Entries removed under the lock, to be dropped (and, later, reported) after it is released.
@@ -125,11 +126,27 @@ impl<K, V> ShardState<K, V> {
     {
         let slab = &self.slab;
         self.index
-            .find(index_hash(hash), |&t| {
-                let e = slab.get(t);
-                e.hash == hash && key.equivalent(&e.key)
-            })
+            .find(index_hash(hash), |&t| key.equivalent(&slab.get(t).key))
             .copied()
+    }
+
+    /// The entry for `key`, if present.
+    #[inline]
+    fn lookup<Q>(&self, hash: u32, key: &Q) -> Option<&Entry<K, V>>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let slab = &self.slab;
+        let mut found = None;
+        self.index.find(index_hash(hash), |&t| {
+            let e = slab.get(t);
+            let hit = key.equivalent(&e.key);
+            if hit {
+                found = Some(e);
+            }
+            hit
+        });
+        found
     }
 
     /// Looks up `key` and records the access (read lock).
@@ -138,8 +155,7 @@ impl<K, V> ShardState<K, V> {
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let t = self.find(hash, key)?;
-        let e = self.slab.get(t);
+        let e = self.lookup(hash, key)?;
         e.touch();
         let h = self.hits.load(Ordering::Relaxed);
         self.hits.store(h.wrapping_add(1), Ordering::Relaxed);
@@ -152,7 +168,7 @@ impl<K, V> ShardState<K, V> {
     where
         Q: ?Sized + Equivalent<K>,
     {
-        self.find(hash, key).map(|t| &self.slab.get(t).value)
+        self.lookup(hash, key).map(|e| &e.value)
     }
 
     /// Inserts or replaces. Returns the replaced value; entries evicted to make room (and an entry
