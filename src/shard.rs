@@ -186,28 +186,6 @@ impl<K, V> ShardState<K, V> {
     {
         // Weight 0 is counted as 1 (documented on `weigher`), so the bound also bounds entries.
         let w = weight.max(1);
-        if let Some(t) = self.find(hash, &key) {
-            if u64::from(w) > self.capacity {
-                // Too heavy to keep: the old value must not survive either.
-                let e = self.remove_token(t);
-                removed.push(key, value);
-                return Some(e.value);
-            }
-            let old_w = self.slab.weight(t);
-            self.slab.set_weight(t, w);
-            self.weight = self.weight - old_w + u64::from(w);
-            let e = self.slab.get_mut(t);
-            let a = e.access.get_mut();
-            *a = (*a + 1).min(crate::slab::MAX_ACCESS);
-            let old = std::mem::replace(&mut e.value, value);
-            self.evict(removed);
-            return Some(old);
-            // `key` (equal to the stored one) drops here, after every change is complete.
-        }
-        if u64::from(w) > self.capacity {
-            removed.push(key, value);
-            return None;
-        }
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             let hits = *self.hits.get_mut();
@@ -215,16 +193,46 @@ impl<K, V> ShardState<K, V> {
             let e = self.remove_token(v);
             removed.push(e.key, e.value);
         }
-        self.slab.reserve(1, self.max_entries);
-        let t = self.slab.push(key, value, hash, w, Queue::Window);
+        // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
         let slab = &self.slab;
-        self.index
-            .insert_unique(index_hash(hash), t, |&t| index_hash(slab.get(t).hash));
-        self.weight += u64::from(w);
-        let hits = *self.hits.get_mut();
-        self.policy.on_insert(hash, hits, self.slab.len());
+        let existing = match self.index.entry(
+            index_hash(hash),
+            |&t| slab.get(t).key == key,
+            |&t| index_hash(slab.get(t).hash),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                if u64::from(w) > self.capacity {
+                    removed.push(key, value);
+                    return None;
+                }
+                self.slab.reserve(1, self.max_entries);
+                let t = self.slab.push(key, value, hash, w, Queue::Window);
+                v.insert(t);
+                self.weight += u64::from(w);
+                let hits = *self.hits.get_mut();
+                self.policy.on_insert(hash, hits, self.slab.len());
+                self.evict(removed);
+                return None;
+            }
+        };
+        let t = existing;
+        if u64::from(w) > self.capacity {
+            // Too heavy to keep: the old value must not survive either.
+            let e = self.remove_token(t);
+            removed.push(key, value);
+            return Some(e.value);
+        }
+        let old_w = self.slab.weight(t);
+        self.slab.set_weight(t, w);
+        self.weight = self.weight - old_w + u64::from(w);
+        let e = self.slab.get_mut(t);
+        let a = e.access.get_mut();
+        *a = (*a + 1).min(crate::slab::MAX_ACCESS);
+        let old = std::mem::replace(&mut e.value, value);
         self.evict(removed);
-        None
+        // `key` (equal to the stored one) drops at the end, after every change is complete.
+        Some(old)
     }
 
     fn evict(&mut self, removed: &mut Removed<K, V>) {

@@ -146,7 +146,15 @@ impl Policy {
         let c = &mut self.climber;
         let rate = hits.wrapping_sub(c.hits_at_start) as f64 / requests as f64;
         let change = rate - c.previous_rate;
-        let amount = if change >= 0.0 { c.step } else { -c.step };
+        if change == 0.0 {
+            // No information (typically no hits at all, as under pure churn): hold still rather
+            // than drift. Drifting to a full window would also make every eviction touch the
+            // coldest entry instead of one inserted moments ago.
+            c.hits_at_start = hits;
+            c.misses = 0;
+            return;
+        }
+        let amount = if change > 0.0 { c.step } else { -c.step };
         c.step = if change.abs() >= CLIMB_RESTART_THRESHOLD {
             self.capacity as f64 * CLIMB_STEP_PERCENT * amount.signum()
         } else {
@@ -175,6 +183,11 @@ impl Policy {
         let main_max = self.capacity - self.window_max;
         let mut chances = MAX_SECOND_CHANCES;
         while slab.list(Queue::Window).weight > self.window_max {
+            // The steady state: the main space is full and the eviction will decide.
+            let main = slab.list(Queue::Probation).weight + slab.list(Queue::Protected).weight;
+            if main >= main_max {
+                break;
+            }
             // `take_head` may give recently read heads a second chance: the entry it returns,
             // still at the window's head, is the one that must fit.
             let c = self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
@@ -198,10 +211,16 @@ impl Policy {
             // The window's oldest entry must earn its place in the main space against the main
             // space's best victim; the loser leaves.
             let c = self.take_head(slab, Queue::Window, Queue::Window, &mut chances);
+            let fc = self.sketch.frequency(slab.get(c).hash);
+            if fc <= ADMIT_MARGIN {
+                // It cannot win whatever the victim: skip looking one up (one-hit wonders and
+                // scans, the common case under churn, then touch no main-space entry at all).
+                return c;
+            }
             let Some(v) = self.main_victim(slab, &mut chances) else {
                 return c;
             };
-            if self.admit(slab.get(c).hash, slab.get(v).hash) {
+            if self.admit(fc, slab.get(v).hash) {
                 slab.move_to_tail(c, Queue::Probation);
                 return v;
             }
@@ -271,8 +290,8 @@ impl Policy {
         }
     }
 
-    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
-        let c = self.sketch.frequency(candidate);
+    /// Whether a candidate of frequency `c` replaces `victim`.
+    fn admit(&mut self, c: u8, victim: u32) -> bool {
         let v = self.sketch.frequency(victim);
         if c > v + ADMIT_MARGIN {
             true

@@ -31,7 +31,8 @@ const WORDS_PER_BLOCK: usize = 8;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 
 pub(crate) struct FrequencySketch {
-    table: Vec<u64>,
+    /// 64-byte blocks of eight words; a key's four counters live in one block.
+    table: Vec<[u64; WORDS_PER_BLOCK]>,
     block_mask: u64,
     /// Entries the table is currently sized for.
     sized_for: usize,
@@ -41,12 +42,12 @@ pub(crate) struct FrequencySketch {
 
 #[inline]
 fn spread(hash: u32) -> u64 {
-    // splitmix64's finaliser: every output bit depends on every input bit, so block and counter
-    // choices are independent of the bits the index and the shard selector used.
-    let mut z = u64::from(hash).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    // One multiplication of the 32 hash bits, duplicated into both halves, by an odd constant:
+    // the high word (the block) and the low bits (the counters) then depend on all 32 bits, and
+    // differ from the bits the index used (rotated bits) and the shard (the other half).
+    let x = u64::from(hash) | (u64::from(hash) << 32);
+    let z = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z ^ (z >> 29)
 }
 
 impl FrequencySketch {
@@ -76,30 +77,37 @@ impl FrequencySketch {
             .saturating_mul(COUNTERS_PER_ENTRY)
             .next_power_of_two();
         let words = (counters / COUNTERS_PER_WORD).max(WORDS_PER_BLOCK);
-        self.table = vec![0; words];
+        self.table = vec![[0; WORDS_PER_BLOCK]; words / WORDS_PER_BLOCK];
         self.block_mask = (words / WORDS_PER_BLOCK - 1) as u64;
         self.sized_for = words * COUNTERS_PER_WORD / COUNTERS_PER_ENTRY;
         self.additions = 0;
         self.sample_size = (self.sized_for as u64).saturating_mul(SAMPLE_FACTOR);
     }
 
-    /// The word and the bit offset of the `i`-th counter (0..4) of a spread hash.
+    /// The block of a spread hash.
     #[inline]
-    fn slot(&self, x: u64, i: usize) -> (usize, u32) {
-        let block = ((x >> 32) & self.block_mask) as usize * WORDS_PER_BLOCK;
-        let word = block + i * 2 + ((x >> i) & 1) as usize;
-        let nibble = ((x >> (8 + 4 * i)) & 15) as u32;
-        (word, nibble * 4)
+    fn block(&self, x: u64) -> usize {
+        ((x >> 32) & self.block_mask) as usize
+    }
+
+    /// The word (within the block) and bit offset of the `i`-th counter (0..4) of a spread hash.
+    /// Counter `i` is in word `2i` or `2i + 1`, so the four counters are in four different words.
+    #[inline]
+    fn slot(x: u64, i: usize) -> (usize, u64) {
+        let word = i * 2 + ((x >> i) & 1) as usize;
+        let shift = ((x >> (8 + 4 * i)) & 15) * 4;
+        (word, shift)
     }
 
     /// Estimated recent frequency of `hash` (0..=15).
     #[inline]
     pub(crate) fn frequency(&self, hash: u32) -> u8 {
         let x = spread(hash);
+        let block = &self.table[self.block(x)];
         let mut min = 15u64;
         for i in 0..4 {
-            let (w, shift) = self.slot(x, i);
-            min = min.min((self.table[w] >> shift) & 15);
+            let (w, shift) = Self::slot(x, i);
+            min = min.min((block[w] >> shift) & 15);
         }
         min as u8
     }
@@ -111,15 +119,15 @@ impl FrequencySketch {
             return;
         }
         let x = spread(hash);
+        let b = self.block(x);
+        let block = &mut self.table[b];
         let mut added = false;
         for i in 0..4 {
-            let (w, shift) = self.slot(x, i);
-            let c = (self.table[w] >> shift) & 15;
-            if c < 15 {
-                let new = (c + u64::from(n)).min(15);
-                self.table[w] += (new - c) << shift;
-                added = true;
-            }
+            let (w, shift) = Self::slot(x, i);
+            let c = (block[w] >> shift) & 15;
+            let new = (c + u64::from(n)).min(15);
+            block[w] += (new - c) << shift;
+            added |= new != c;
         }
         if added {
             self.additions += u64::from(n);
@@ -130,7 +138,7 @@ impl FrequencySketch {
     }
 
     fn halve(&mut self) {
-        for w in &mut self.table {
+        for w in self.table.iter_mut().flatten() {
             *w = (*w >> 1) & RESET_MASK;
         }
         self.additions /= 2;
@@ -139,7 +147,7 @@ impl FrequencySketch {
     /// Heap bytes held by the table.
     #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.table.len() * 8
+        self.table.len() * 64
     }
 }
 
