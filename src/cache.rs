@@ -10,6 +10,7 @@ use parking_lot::RwLock;
 
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
+use crate::hits::HitCounter;
 use crate::shard::{Removed, ShardState};
 
 /// A concurrent, size-bounded cache.
@@ -30,8 +31,12 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     inner: Arc<Inner<K, V, S>>,
 }
 
-/// A shard on its own cache lines, so that two shards' locks never share one.
-type Shard<K, V> = CachePadded<RwLock<ShardState<K, V>>>;
+/// A shard on its own cache lines, so that two shards' locks never share one, with its hit
+/// counter beside (not behind) the lock.
+struct Shard<K, V> {
+    state: CachePadded<RwLock<ShardState<K, V>>>,
+    hits: HitCounter,
+}
 
 struct Inner<K, V, S> {
     shards: Box<[Shard<K, V>]>,
@@ -77,7 +82,12 @@ where
                 // Spread the remainder so shard capacities differ by at most one.
                 let cap = capacity / n + u64::from((i as u64) < capacity % n);
                 let seed = b.hasher.hash_one(i);
-                CachePadded::new(RwLock::new(ShardState::new(cap, weighted, initial, seed)))
+                Shard {
+                    state: CachePadded::new(RwLock::new(ShardState::new(
+                        cap, weighted, initial, seed,
+                    ))),
+                    hits: HitCounter::new(),
+                }
             })
             .collect();
         Cache {
@@ -107,7 +117,12 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        self.inner.shards[i].read().get(h, key).cloned()
+        let shard = &self.inner.shards[i];
+        let value = shard.state.read().get(h, key).cloned();
+        if value.is_some() {
+            shard.hits.record();
+        }
+        value
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
@@ -119,7 +134,7 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        self.inner.shards[i].read().peek(h, key).cloned()
+        self.inner.shards[i].state.read().peek(h, key).cloned()
     }
 
     /// Whether `key` is present. Does not count as an access.
@@ -129,7 +144,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (i, h) = self.hash(key);
-        self.inner.shards[i].read().peek(h, key).is_some()
+        self.inner.shards[i].state.read().peek(h, key).is_some()
     }
 
     /// Inserts `value` for `key`, returning the value it replaced.
@@ -145,9 +160,11 @@ where
             None => 1,
         };
         let mut removed = Removed::new();
-        let old = self.inner.shards[i]
+        let shard = &self.inner.shards[i];
+        let old = shard
+            .state
             .write()
-            .insert(h, key, value, w, &mut removed);
+            .insert(h, key, value, w, &shard.hits, &mut removed);
         // `removed` drops here, after the lock is released.
         drop(removed);
         old
@@ -159,7 +176,7 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (i, h) = self.hash(key);
-        let entry = self.inner.shards[i].write().remove(h, key);
+        let entry = self.inner.shards[i].state.write().remove(h, key);
         entry.map(|(_, v)| v)
     }
 
@@ -167,7 +184,7 @@ where
     /// an already cleared shard stay.
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
-            let entries = shard.write().clear();
+            let entries = shard.state.write().clear();
             drop(entries);
         }
     }
@@ -182,14 +199,14 @@ where
     {
         let mut removed = Vec::new();
         for shard in self.inner.shards.iter() {
-            shard.write().retain(&mut keep, &mut removed);
+            shard.state.write().retain(&mut keep, &mut removed);
             removed.clear();
         }
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().len()).sum()
+        self.inner.shards.iter().map(|s| s.state.read().len()).sum()
     }
 
     /// Whether the cache holds no entries.
@@ -199,7 +216,11 @@ where
 
     /// Total weight of the entries (their count when there is no weigher).
     pub fn weighted_size(&self) -> u64 {
-        self.inner.shards.iter().map(|s| s.read().weight()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.state.read().weight())
+            .sum()
     }
 
     /// The configured `max_capacity`.
@@ -235,7 +256,7 @@ where
     pub fn validate(&self) -> Result<(), String> {
         let mut total = 0;
         for (i, shard) in self.inner.shards.iter().enumerate() {
-            let s = shard.read();
+            let s = shard.state.read();
             s.validate().map_err(|e| format!("shard {i}: {e}"))?;
             total += s.capacity();
         }
@@ -271,6 +292,7 @@ where
             let shard = self.cache.inner.shards.get(self.next_shard)?;
             self.next_shard += 1;
             let copy: Vec<(K, V)> = shard
+                .state
                 .read()
                 .entries()
                 .iter()
@@ -283,7 +305,7 @@ where
 
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len: usize = self.inner.shards.iter().map(|s| s.read().len()).sum();
+        let len: usize = self.inner.shards.iter().map(|s| s.state.read().len()).sum();
         f.debug_struct("Cache")
             .field("len", &len)
             .field("capacity", &self.inner.capacity)

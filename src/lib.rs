@@ -67,6 +67,7 @@
 mod builder;
 mod cache;
 mod error;
+mod hits;
 mod policy;
 mod shard;
 mod slab;

@@ -12,11 +12,10 @@
 // code can unwind through a shard, but never leaves it half-changed; `parking_lot` locks do not
 // poison, and the cache stays usable.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use equivalent::Equivalent;
 use hashbrown::HashTable;
 
+use crate::hits::HitCounter;
 use crate::policy::Policy;
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 
@@ -53,15 +52,9 @@ impl<K, V> Removed<K, V> {
     }
 }
 
-/// The state behind a shard's lock.
-///
-/// `repr(C)` keeps `hits` first, next to the lock word in the same cache line: a reader already
-/// owns that line after taking the read lock, so counting a hit costs no extra coherence traffic.
-#[repr(C)]
+/// The state behind a shard's lock. Readers write nothing here but entries' access counters;
+/// hits are counted beside the lock, in a [`HitCounter`].
 pub(crate) struct ShardState<K, V> {
-    /// Hits, counted by readers with a plain load and store (lost updates under contention are
-    /// acceptable: the count only steers the hill climber).
-    hits: AtomicU64,
     index: HashTable<Token>,
     slab: Slab<K, V>,
     policy: Policy,
@@ -94,7 +87,6 @@ impl<K, V> ShardState<K, V> {
         // The sketch grows with the entries; start it at the room actually obtained.
         let sketch_entries = slab.capacity().max(16);
         ShardState {
-            hits: AtomicU64::new(0),
             index,
             slab,
             policy: Policy::new(capacity, sketch_entries, seed),
@@ -157,8 +149,6 @@ impl<K, V> ShardState<K, V> {
     {
         let e = self.lookup(hash, key)?;
         e.touch();
-        let h = self.hits.load(Ordering::Relaxed);
-        self.hits.store(h.wrapping_add(1), Ordering::Relaxed);
         Some(&e.value)
     }
 
@@ -179,6 +169,7 @@ impl<K, V> ShardState<K, V> {
         key: K,
         value: V,
         weight: u32,
+        hits: &HitCounter,
         removed: &mut Removed<K, V>,
     ) -> Option<V>
     where
@@ -188,7 +179,6 @@ impl<K, V> ShardState<K, V> {
         let w = weight.max(1);
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
-            let hits = *self.hits.get_mut();
             let v = self.policy.victim(&mut self.slab, hits);
             let e = self.remove_token(v);
             removed.push(e.key, e.value);
@@ -210,9 +200,8 @@ impl<K, V> ShardState<K, V> {
                 let t = self.slab.push(key, value, hash, w, Queue::Window);
                 v.insert(t);
                 self.weight += u64::from(w);
-                let hits = *self.hits.get_mut();
                 self.policy.on_insert(hash, hits, self.slab.len());
-                self.evict(removed);
+                self.evict(hits, removed);
                 return None;
             }
         };
@@ -230,15 +219,14 @@ impl<K, V> ShardState<K, V> {
         let a = e.access.get_mut();
         *a = (*a + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
-        self.evict(removed);
+        self.evict(hits, removed);
         // `key` (equal to the stored one) drops at the end, after every change is complete.
         Some(old)
     }
 
-    fn evict(&mut self, removed: &mut Removed<K, V>) {
+    fn evict(&mut self, hits: &HitCounter, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
-            let hits = *self.hits.get_mut();
             let v = self.policy.victim(&mut self.slab, hits);
             let e = self.remove_token(v);
             removed.push(e.key, e.value);

@@ -26,6 +26,7 @@
 
 mod sketch;
 
+use crate::hits::HitCounter;
 use crate::slab::{NIL, Queue, Slab, Token};
 pub(crate) use sketch::FrequencySketch;
 
@@ -63,6 +64,8 @@ const CLIMB_RESTART_THRESHOLD: f64 = 0.05;
 /// Hill climber: requests per sample, per unit of capacity. Caffeine uses 10; traces shorter than
 /// ten times the cache (scarab-recs at 100,000 entries) then end before the window has moved.
 const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
+/// Hill climber: misses between two looks at the hit count (which sums per-thread stripes).
+const CLIMB_CHECK_EVERY: u64 = 16;
 /// Hill climber: smallest sample. The hit ratio of a sample of n requests has a standard error of
 /// about 0.5/sqrt(n); 4,096 keeps it under 0.8 points so small caches do not chase noise.
 const CLIMB_MIN_SAMPLE: u64 = 4096;
@@ -121,16 +124,19 @@ impl Policy {
         self.protected_max = (main as f64 * PROTECTED_PERCENT) as u64;
     }
 
-    /// A new key was inserted (a miss). `hits` is the shard's running hit count and `len` its
-    /// entry count after the insert.
-    pub(crate) fn on_insert(&mut self, hash: u32, hits: u64, len: usize) {
+    /// A new key was inserted (a miss); `len` is the shard's entry count after the insert.
+    pub(crate) fn on_insert(&mut self, hash: u32, hits: &HitCounter, len: usize) {
         self.sketch.ensure_capacity(len);
         self.sketch.increment(hash, 1);
         if self.climber.started {
             self.climber.misses += 1;
-            let requests = hits.wrapping_sub(self.climber.hits_at_start) + self.climber.misses;
-            if requests >= self.climber.sample_size {
-                self.climb(hits, requests);
+            // Summing the hit stripes reads lines other threads write: do it now and then.
+            if self.climber.misses % CLIMB_CHECK_EVERY == 0 {
+                let hits = hits.total();
+                let requests = hits.wrapping_sub(self.climber.hits_at_start) + self.climber.misses;
+                if requests >= self.climber.sample_size {
+                    self.climb(hits, requests);
+                }
             }
         }
     }
@@ -201,9 +207,9 @@ impl Policy {
 
     /// Picks the next entry to evict from a shard that is over capacity (so it is not empty).
     /// May move entries between queues on the way.
-    pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>, hits: u64) -> Token {
+    pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>, hits: &HitCounter) -> Token {
         if !self.climber.started {
-            self.start_climbing(hits);
+            self.start_climbing(hits.total());
         }
         let mut chances = MAX_SECOND_CHANCES;
         let window = slab.list(Queue::Window);
