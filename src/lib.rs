@@ -41,7 +41,9 @@
 //!
 //! - A **hit** takes the shard's read lock, bumps the entry's access counter (a relaxed atomic,
 //!   no longer written once it saturates), clones the value and leaves. No queue is reordered
-//!   and no buffer is filled, so there is nothing to drain later.
+//!   and no buffer is filled, so there is nothing to drain later. The hill climber's hit count
+//!   is kept thread-locally and added in batches to per-thread stripes beside the lock, so two
+//!   readers never write the same cache line besides the lock word itself.
 //! - **Policy work happens on writes**, under the write lock: the queues are run as second-chance
 //!   FIFOs (CLOCK), and an entry's accesses are folded into the frequency sketch when it comes up
 //!   for eviction. There is no background thread and no maintenance call to make.
@@ -80,3 +82,8 @@ pub use error::BuildError;
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an
 /// outsider cannot be aimed at one shard or one index slot (hash flooding).
 pub type DefaultHashBuilder = hashbrown::DefaultHashBuilder;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
