@@ -12,7 +12,7 @@
 
 #[path = "../benches/common/mod.rs"]
 #[macro_use]
-#[allow(dead_code, unused_macros)]
+#[allow(unused_macros)]
 mod common;
 
 use std::hint::black_box;
@@ -100,7 +100,9 @@ fn main() {
     let rounds: usize = arg(&args, "--rounds").unwrap_or(7).max(1);
     let ops: usize = arg(&args, "--ops").unwrap_or(2_000_000);
     const NAMES: [&str; 5] = ["cachet", "quick_cache", "moka", "dashmap", "lru+mutex"];
-    println!("| workload | threads | cachet | quick_cache | moka | dashmap | lru+mutex | cachet / quick_cache |");
+    println!(
+        "| workload | threads | cachet | quick_cache | moka | dashmap | lru+mutex | cachet / quick_cache |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (workload, label, insert_percent) in [
         (Workload::GetOrInsert, "get, insert on miss", 0),
