@@ -179,9 +179,10 @@ impl<K, V> ShardState<K, V> {
         let w = weight.max(1);
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
-            let v = self.policy.victim(&mut self.slab, hits);
-            let e = self.remove_token(v);
-            removed.push(e.key, e.value);
+            if let Some(v) = self.policy.victim(&mut self.slab, hits) {
+                let e = self.remove_token(v);
+                removed.push(e.key, e.value);
+            }
         }
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
         let slab = &self.slab;
@@ -227,7 +228,10 @@ impl<K, V> ShardState<K, V> {
     fn evict(&mut self, hits: &HitCounter, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
-            let v = self.policy.victim(&mut self.slab, hits);
+            let Some(v) = self.policy.victim(&mut self.slab, hits) else {
+                debug_assert!(false, "over capacity with no entry to evict");
+                break;
+            };
             let e = self.remove_token(v);
             removed.push(e.key, e.value);
         }

@@ -741,3 +741,31 @@ fn impossible_initial_capacity_is_a_hint_not_an_abort() {
     assert_eq!(small.len(), 3);
     small.validate().unwrap();
 }
+
+/// Regression: when every window entry has been read, the policy promotes them all to the main
+/// space and the window empties while a victim is being chosen. That must neither panic nor lose
+/// the bound. Reached by growing, through an update, an entry that sits in the window.
+#[test]
+fn eviction_after_every_window_entry_was_read() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(20)
+        .weigher(|_, v: &u64| *v as u32)
+        .shards(1)
+        .build()
+        .expect("valid configuration");
+    for round in 0..60u64 {
+        for k in 0..20 {
+            if cache.get(&k).is_none() {
+                cache.insert(k, 1);
+            }
+        }
+        // The most recently inserted key is in the window; grow it, then every other key.
+        let k = if round < 20 { 19 } else { round % 20 };
+        for j in 0..20 {
+            let _ = cache.get(&j);
+        }
+        assert!(cache.insert(k, 3).is_some() || !cache.contains_key(&k));
+        assert!(cache.weighted_size() <= 20);
+        cache.validate().unwrap();
+    }
+}
