@@ -288,10 +288,7 @@ impl Policy {
                 if slab.list(Queue::Protected).head == NIL {
                     return None;
                 }
-                let Some(p) = self.take_head(slab, Queue::Protected, Queue::Protected, chances)
-                else {
-                    return None;
-                };
+                let p = self.take_head(slab, Queue::Protected, Queue::Protected, chances)?;
                 slab.move_to_tail(p, Queue::Probation);
                 continue;
             }
