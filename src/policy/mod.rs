@@ -7,7 +7,8 @@
 //                                                                     +---- overflow --------+
 //
 // - The window is a small recency queue that every new entry enters; it lets bursts of new keys
-//   prove themselves before facing the frequency filter.
+//   prove themselves before facing the frequency filter. An entry read while in the window goes
+//   straight to probation when it reaches the window's head: it has already shown reuse.
 // - When the window overflows, its oldest entry (the candidate) competes with the oldest entry of
 //   probation (the victim): the one the frequency sketch says was seen more often stays. This is
 //   what makes the cache resist scans and keep the frequently used working set.
