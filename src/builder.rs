@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::DefaultHashBuilder;
 use crate::cache::Cache;
 use crate::error::BuildError;
+use crate::listener::{Listener, RemovalCause};
 
 /// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
 /// so a shard must be large enough for frequencies and the window to mean something; 4,096 keeps
@@ -40,6 +41,7 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) max_capacity: Option<u64>,
     pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) listener: Option<Listener<K, V>>,
     pub(crate) shards: Option<usize>,
     pub(crate) hasher: S,
     pub(crate) initial_capacity: usize,
@@ -51,6 +53,7 @@ impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
         CacheBuilder {
             max_capacity: None,
             weigher: None,
+            listener: None,
             shards: None,
             hasher: DefaultHashBuilder::default(),
             initial_capacity: 0,
@@ -81,6 +84,43 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Calls `listener(key, value, cause)` once for every entry that leaves the cache, whatever
+    /// the [`RemovalCause`].
+    ///
+    /// It runs in the thread whose operation removed the entry, after the shard's lock is
+    /// released, so it may call back into the cache. For a value that [`insert`](Cache::insert)
+    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone. If the
+    /// listener panics, the operation's other notifications are still delivered, the cache is
+    /// unaffected, and the first panic then resumes in the caller of that operation.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use cachet::{Cache, RemovalCause};
+    ///
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&log);
+    /// let cache: Cache<u32, &str> = Cache::builder()
+    ///     .max_capacity(100)
+    ///     .eviction_listener(move |k, v, cause| seen.lock().unwrap().push((k, v, cause)))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.insert(1, "one");
+    /// cache.insert(1, "uno");
+    /// cache.remove(&1);
+    /// assert_eq!(
+    ///     *log.lock().unwrap(),
+    ///     [(1, "one", RemovalCause::Replaced), (1, "uno", RemovalCause::Explicit)]
+    /// );
+    /// ```
+    pub fn eviction_listener<F>(mut self, listener: F) -> Self
+    where
+        V: Clone,
+        F: Fn(K, V, RemovalCause) + Send + Sync + 'static,
+    {
+        self.listener = Some(crate::listener::wrap(listener));
+        self
+    }
+
     /// Overrides the shard count (a power of two, at most [`MAX_SHARDS`]).
     ///
     /// By default it is picked from the capacity and the machine: up to [`SHARDS_PER_THREAD`]
@@ -108,6 +148,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         CacheBuilder {
             max_capacity: self.max_capacity,
             weigher: self.weigher,
+            listener: self.listener,
             shards: self.shards,
             hasher,
             initial_capacity: self.initial_capacity,
@@ -155,6 +196,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
         f.debug_struct("CacheBuilder")
             .field("max_capacity", &self.max_capacity)
             .field("weigher", &self.weigher.as_ref().map(|_| "<fn>"))
+            .field("eviction_listener", &self.listener.as_ref().map(|_| "<fn>"))
             .field("shards", &self.shards)
             .field("hasher", &self.hasher)
             .field("initial_capacity", &self.initial_capacity)

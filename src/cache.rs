@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
 use crate::hits::HitCounter;
-use crate::shard::{Removed, ShardState};
+use crate::listener::{self, Listener, RemovalCause, Removed};
+use crate::shard::ShardState;
 
 /// A concurrent, size-bounded cache.
 ///
@@ -43,6 +44,7 @@ struct Inner<K, V, S> {
     mask: usize,
     hasher: S,
     weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
     capacity: u64,
 }
 
@@ -96,6 +98,7 @@ where
                 shards,
                 hasher: b.hasher,
                 weigher: b.weigher,
+                listener: b.listener,
                 capacity,
             }),
         }
@@ -152,7 +155,8 @@ where
     /// The entry may be evicted at once: a new entry always enters, but to make room the policy
     /// may later prefer an older, more frequently used entry over it. An entry heavier than its
     /// shard's share of the capacity is not stored; the previous value for `key`, if any, is then
-    /// removed and returned.
+    /// removed and returned. Removals are reported to the eviction listener, if any, before this
+    /// returns.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let (i, h) = self.hash(&key);
         let w = match &self.inner.weigher {
@@ -165,19 +169,24 @@ where
             .state
             .write()
             .insert(h, key, value, w, &shard.hits, &mut removed);
-        // `removed` drops here, after the lock is released.
-        drop(removed);
+        // The lock is released: report (or just drop) what left the cache.
+        removed.deliver(self.inner.listener.as_ref(), old.as_ref());
         old
     }
 
     /// Removes `key`, returning its value.
+    ///
+    /// The eviction listener, if any, gets the key and a clone of the value.
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (i, h) = self.hash(key);
-        let entry = self.inner.shards[i].state.write().remove(h, key);
-        entry.map(|(_, v)| v)
+        let (k, v) = self.inner.shards[i].state.write().remove(h, key)?;
+        let mut removed = Removed::new();
+        removed.push_returned(k, RemovalCause::Explicit);
+        removed.deliver(self.inner.listener.as_ref(), Some(&v));
+        Some(v)
     }
 
     /// Removes every entry. Shards are cleared one at a time; entries inserted concurrently into
@@ -185,7 +194,11 @@ where
     pub fn invalidate_all(&self) {
         for shard in self.inner.shards.iter() {
             let entries = shard.state.write().clear();
-            drop(entries);
+            listener::deliver_all(
+                self.inner.listener.as_ref(),
+                entries.into_iter().map(|e| (e.key, e.value)),
+                RemovalCause::Explicit,
+            );
         }
     }
 
@@ -200,7 +213,11 @@ where
         let mut removed = Vec::new();
         for shard in self.inner.shards.iter() {
             shard.state.write().retain(&mut keep, &mut removed);
-            removed.clear();
+            listener::deliver_all(
+                self.inner.listener.as_ref(),
+                removed.drain(..),
+                RemovalCause::Explicit,
+            );
         }
     }
 

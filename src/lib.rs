@@ -49,6 +49,12 @@
 //!   FIFOs (CLOCK), and an entry's accesses are folded into the frequency sketch when it comes up
 //!   for eviction. There is no background thread and no maintenance call to make.
 //!
+//! ## Removal notifications
+//!
+//! [`CacheBuilder::eviction_listener`] is told of every entry that leaves, once, with a
+//! [`RemovalCause`]. Removals are collected while a shard is locked and delivered by the thread
+//! that caused them once the lock is released, so a listener never runs under a cache lock.
+//!
 //! ## Memory
 //!
 //! Per entry, with `K` and `V` the key and value types:
@@ -71,6 +77,7 @@ mod builder;
 mod cache;
 mod error;
 mod hits;
+mod listener;
 mod policy;
 mod shard;
 mod slab;
@@ -79,6 +86,7 @@ pub use builder::{CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY, SHARDS_PER_THREA
 pub use cache::{Cache, Iter};
 pub use equivalent::Equivalent;
 pub use error::BuildError;
+pub use listener::RemovalCause;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an
 /// outsider cannot be aimed at one shard or one index slot (hash flooding).

@@ -16,6 +16,7 @@ use equivalent::Equivalent;
 use hashbrown::HashTable;
 
 use crate::hits::HitCounter;
+use crate::listener::{RemovalCause, Removed};
 use crate::policy::Policy;
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 
@@ -26,30 +27,6 @@ use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 #[inline]
 pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
-}
-
-/// Entries removed under the lock, to be dropped (and, later, reported) after it is released.
-/// Holds the common single eviction inline so an insert does not allocate for it.
-pub(crate) struct Removed<K, V> {
-    first: Option<(K, V)>,
-    rest: Vec<(K, V)>,
-}
-
-impl<K, V> Removed<K, V> {
-    pub(crate) fn new() -> Self {
-        Removed {
-            first: None,
-            rest: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, k: K, v: V) {
-        if self.first.is_none() {
-            self.first = Some((k, v));
-        } else {
-            self.rest.push((k, v));
-        }
-    }
 }
 
 /// The state behind a shard's lock. Readers write nothing here but entries' access counters;
@@ -161,8 +138,9 @@ impl<K, V> ShardState<K, V> {
         self.lookup(hash, key).map(|e| &e.value)
     }
 
-    /// Inserts or replaces. Returns the replaced value; entries evicted to make room (and an entry
-    /// that could not be stored) go to `removed`.
+    /// Inserts or replaces. Returns the replaced value (and records the caller's key in
+    /// `removed` for its notification); entries evicted to make room, and an entry
+    /// too heavy to store, go to `removed`.
     pub(crate) fn insert(
         &mut self,
         hash: u32,
@@ -181,7 +159,7 @@ impl<K, V> ShardState<K, V> {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab, hits) {
                 let e = self.remove_token(v);
-                removed.push(e.key, e.value);
+                removed.push(e.key, e.value, RemovalCause::Evicted);
             }
         }
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
@@ -194,7 +172,7 @@ impl<K, V> ShardState<K, V> {
             hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 if u64::from(w) > self.capacity {
-                    removed.push(key, value);
+                    removed.push(key, value, RemovalCause::Evicted);
                     return None;
                 }
                 self.slab.reserve(1, self.max_entries);
@@ -208,9 +186,11 @@ impl<K, V> ShardState<K, V> {
         };
         let t = existing;
         if u64::from(w) > self.capacity {
-            // Too heavy to keep: the old value must not survive either.
+            // Too heavy to keep: the old value must not survive either. It was replaced; the new
+            // one is evicted at once.
             let e = self.remove_token(t);
-            removed.push(key, value);
+            removed.push_returned(e.key, RemovalCause::Replaced);
+            removed.push(key, value, RemovalCause::Evicted);
             return Some(e.value);
         }
         let old_w = self.slab.weight(t);
@@ -220,8 +200,9 @@ impl<K, V> ShardState<K, V> {
         let a = e.access.get_mut();
         *a = (*a + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
+        // The caller's key (equal to the stored one) goes with the replaced value's notification.
+        removed.push_returned(key, RemovalCause::Replaced);
         self.evict(hits, removed);
-        // `key` (equal to the stored one) drops at the end, after every change is complete.
         Some(old)
     }
 
@@ -233,7 +214,7 @@ impl<K, V> ShardState<K, V> {
                 break;
             };
             let e = self.remove_token(v);
-            removed.push(e.key, e.value);
+            removed.push(e.key, e.value, RemovalCause::Evicted);
         }
     }
 

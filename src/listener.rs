@@ -1,0 +1,152 @@
+//! Removal notifications: [`RemovalCause`], and their delivery after the shard lock is released.
+
+// Design notes
+// - Entries leave a shard only under its write lock, but the user's listener must never run
+//   there: it may be slow, take other locks, or call back into the cache. So every removal is
+//   collected in a `Removed` batch while the lock is held, and delivered by the thread that caused
+//   it once the lock is released. The same batch carries the entries to be dropped outside the
+//   lock when there is no listener.
+// - `insert` and `remove` hand the old value back to their caller. The listener then gets a
+//   clone of it: both promises (the return value, and one notification per removed entry) hold.
+//   The clone runs inside the listener's wrapper, so only a cache with a listener needs
+//   `V: Clone`, and a panicking `Clone` counts as a panicking listener.
+//   The key for a replacement is the caller's own key (equal to the stored one), so keys are
+//   never cloned.
+// - A panicking listener does not stop the batch: every notification is attempted, then the
+//   first panic resumes in the caller. The cache itself is untouched by it (the lock is free).
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+
+/// Why an entry left the cache, as told to the
+/// [`eviction_listener`](crate::CacheBuilder::eviction_listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemovalCause {
+    /// The eviction policy removed it to respect the capacity, or it was too heavy to be stored
+    /// at all (heavier than its shard's share of the capacity).
+    Evicted,
+    /// The user removed it: [`remove`](crate::Cache::remove),
+    /// [`invalidate_all`](crate::Cache::invalidate_all) or [`retain`](crate::Cache::retain).
+    Explicit,
+    /// An [`insert`](crate::Cache::insert) for the same key replaced its value.
+    Replaced,
+}
+
+impl RemovalCause {
+    /// Whether the cache removed the entry on its own (rather than the user's code asking).
+    pub fn was_evicted(self) -> bool {
+        matches!(self, RemovalCause::Evicted)
+    }
+}
+
+/// A removed value as handed to the stored listener: owned, or the value that `insert` or
+/// `remove` also returns to its caller (the wrapper built by `eviction_listener`, where `V: Clone`
+/// is known, clones it; so only caches with a listener need `V: Clone`).
+pub(crate) enum Value<'a, V> {
+    Owned(V),
+    Returned(&'a V),
+}
+
+pub(crate) type Listener<K, V> = Arc<dyn Fn(K, Value<'_, V>, RemovalCause) + Send + Sync>;
+
+/// Wraps the user's listener for storage.
+pub(crate) fn wrap<K, V, F>(listener: F) -> Listener<K, V>
+where
+    V: Clone,
+    F: Fn(K, V, RemovalCause) + Send + Sync + 'static,
+{
+    Arc::new(move |k, v, cause| {
+        let v = match v {
+            Value::Owned(v) => v,
+            Value::Returned(v) => v.clone(),
+        };
+        listener(k, v, cause)
+    })
+}
+
+/// Entries removed under a shard lock, to be reported and dropped after it is released. Holds the
+/// common single eviction inline so an insert does not allocate for it.
+pub(crate) struct Removed<K, V> {
+    first: Option<(K, V, RemovalCause)>,
+    rest: Vec<(K, V, RemovalCause)>,
+    /// The key and cause for the value the operation returns to its caller (`insert`'s replaced
+    /// value, `remove`'s removed one): its notification gets a clone of that value.
+    returned: Option<(K, RemovalCause)>,
+}
+
+impl<K, V> Removed<K, V> {
+    pub(crate) fn new() -> Self {
+        Removed {
+            first: None,
+            rest: Vec::new(),
+            returned: None,
+        }
+    }
+
+    pub(crate) fn push(&mut self, k: K, v: V, cause: RemovalCause) {
+        if self.first.is_none() {
+            self.first = Some((k, v, cause));
+        } else {
+            self.rest.push((k, v, cause));
+        }
+    }
+
+    /// Records that the value the operation returns to its caller left the cache for `cause`,
+    /// under key `k`.
+    pub(crate) fn push_returned(&mut self, k: K, cause: RemovalCause) {
+        self.returned = Some((k, cause));
+    }
+
+    /// Reports everything to `listener` (if any) and drops it. Call with no lock held.
+    /// `returned` is the value the operation gives back to its caller, if any.
+    pub(crate) fn deliver(self, listener: Option<&Listener<K, V>>, returned: Option<&V>) {
+        let Some(listener) = listener else {
+            return; // dropped here, outside the lock
+        };
+        let mut panic = None;
+        if let (Some((k, cause)), Some(v)) = (self.returned, returned) {
+            notify(listener, k, Value::Returned(v), cause, &mut panic);
+        }
+        for (k, v, cause) in self.first.into_iter().chain(self.rest) {
+            notify(listener, k, Value::Owned(v), cause, &mut panic);
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+    }
+}
+
+/// Reports `entries`, all removed for `cause`, to `listener` (if any); same panic rules as
+/// [`Removed::deliver`]. Call with no lock held.
+pub(crate) fn deliver_all<K, V>(
+    listener: Option<&Listener<K, V>>,
+    entries: impl IntoIterator<Item = (K, V)>,
+    cause: RemovalCause,
+) {
+    let Some(listener) = listener else {
+        return;
+    };
+    let mut panic = None;
+    for (k, v) in entries {
+        notify(listener, k, Value::Owned(v), cause, &mut panic);
+    }
+    if let Some(p) = panic {
+        resume_unwind(p);
+    }
+}
+
+type Panic = Box<dyn std::any::Any + Send + 'static>;
+
+/// Calls the listener once, keeping the first panic for later.
+fn notify<K, V>(
+    listener: &Listener<K, V>,
+    k: K,
+    v: Value<'_, V>,
+    cause: RemovalCause,
+    panic: &mut Option<Panic>,
+) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| listener(k, v, cause))) {
+        panic.get_or_insert(p);
+    }
+}
