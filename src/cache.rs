@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -212,12 +213,19 @@ where
     {
         let mut removed = Vec::new();
         for shard in self.inner.shards.iter() {
-            shard.state.write().retain(&mut keep, &mut removed);
+            // If `keep` panics, the entries it already removed are still reported (the guard is
+            // dropped, so the lock is free, before they are), then the panic goes on.
+            let visited = catch_unwind(AssertUnwindSafe(|| {
+                shard.state.write().retain(&mut keep, &mut removed)
+            }));
             listener::deliver_all(
                 self.inner.listener.as_ref(),
                 removed.drain(..),
                 RemovalCause::Explicit,
             );
+            if let Err(panic) = visited {
+                resume_unwind(panic);
+            }
         }
     }
 

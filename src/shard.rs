@@ -6,9 +6,9 @@
 // entry stores them, so neither a table resize nor an eviction ever calls the user's hasher again.
 //
 // User code and the lock: the only user code that runs while the write lock is held is `Eq`
-// (inside lookups, before anything is changed), the `retain` predicate (between two complete
-// removals) and `Drop` of a key that arrives as a duplicate (after every change is made). Removed
-// entries are handed back to the caller and dropped after the lock is released. So a panic in user
+// (inside lookups, before anything is changed) and the `retain` predicate (between two complete
+// removals). Removed entries, and the caller's duplicate key on a replacement, are handed back in
+// a `Removed` batch and reported or dropped after the lock is released. So a panic in user
 // code can unwind through a shard, but never leaves it half-changed; `parking_lot` locks do not
 // poison, and the cache stays usable.
 
@@ -23,7 +23,7 @@ use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 /// The index hash of a 32-bit key hash. hashbrown takes its 7-bit tag from the top 7 bits and the
 /// bucket from the low bits: rotating puts bits 0..7 in the tag and bits 7.. in the bucket
 /// number, so the two are independent for any table under 2^25 buckets per shard. One
-/// instruction on the lookup path (a multiplication here cost a measurable 1 ns per hit).
+/// instruction on the lookup path, where a 64-bit multiplication used to be.
 #[inline]
 pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)

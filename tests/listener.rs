@@ -258,3 +258,31 @@ fn a_panicking_listener_loses_no_notification_and_no_entry() {
     assert_eq!(cache.get(&2), Some(2), "the cache still works");
     cache.validate().unwrap();
 }
+
+#[test]
+fn entries_removed_before_a_retain_predicate_panics_are_reported() {
+    let (cache, log) = logged(100, 1);
+    for k in 0..10 {
+        cache.insert(k, k);
+    }
+    let mut calls = 0;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        cache.retain(|_, _| {
+            calls += 1;
+            assert!(calls <= 5, "predicate gives up");
+            false
+        })
+    }));
+    assert!(result.is_err());
+    let reported: Vec<u64> = take(&log).into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(
+        reported.len(),
+        5,
+        "the five removed before the panic: {reported:?}"
+    );
+    for k in &reported {
+        assert!(!cache.contains_key(k));
+    }
+    assert_eq!(cache.len(), 5);
+    cache.validate().unwrap();
+}

@@ -13,9 +13,10 @@
 // cache that never fills never pays for a full-size sketch. At full size it holds
 // `COUNTERS_PER_ENTRY` counters per entry (half a byte each).
 
-/// Counters per entry the sketch is sized for. Each key touches four counters; eight counters per
-/// entry (4 bytes) kept the hit ratio within 0.1 point of sixteen on the traces in
-/// `../shared/traces/` while halving the memory.
+/// Counters per entry the sketch is sized for (each key touches four). Measured on the traces in
+/// `../shared/traces/` (means of 2 to 3 runs): sixteen (8 bytes per entry, Caffeine's size) lost
+/// up to 3 points on P3 and P12, its sharper counts rejecting more newcomers; four lost up to 1.2
+/// points on scan and OLTP. Eight (4 bytes per entry) was best.
 const COUNTERS_PER_ENTRY: usize = 8;
 
 /// Increments between two halvings, per entry of capacity. TinyLFU's paper uses 10 x the cache
