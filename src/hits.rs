@@ -9,8 +9,10 @@
 //
 // Cheaper still, a thread counts hits in a thread-local cell and adds them to a stripe in batches
 // of `BATCH`. The batch lands in the shard of the hit that completes it, not spread over the shards
-// its hits came from; since that hit is a uniform pick among the batch, each shard's count stays
-// right on average, and a shard's sample holds thousands of hits.
+// (or the caches: the cell is per thread, not per cache) its hits came from. Since that hit is a
+// uniform pick among the thread's hits, each shard's count is right in expectation: a shard that
+// gets a tenth of a thread's hits completes a tenth of its batches. A shard's sample holds
+// thousands of hits, so the rounding is noise the climber already tolerates.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
