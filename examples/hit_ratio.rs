@@ -100,11 +100,15 @@ struct RunOptions {
     /// `--runs`: replays of each seeded policy (cachet, moka, quick_cache: their hashers are
     /// randomly seeded, so results vary run to run); the table shows the mean and range.
     runs: usize,
+    /// `--seeded`: cachet's run `r` uses a fixed hasher seeded with `r + 1` (the seeds of
+    /// `tests/hit_ratio_floor.rs`), so its column is exactly reproducible. moka and quick_cache
+    /// keep their own random seeding.
+    seeded: bool,
 }
 
 const USAGE: &str = "usage: hit_ratio [--trace NAME_OR_PATH ...] [--capacity N ...] \
 [--zipf N_KEYS,EXPONENT,REQUESTS] [--seed N] [--policies cachet,moka,quick_cache,lru,opt] \
-[--shards N] [--threads N] [--runs N] [--check] [--all]";
+[--shards N] [--threads N] [--runs N] [--seeded] [--check] [--all]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -117,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
             shards: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             runs: 1,
+            seeded: false,
         },
         check: false,
         all: false,
@@ -183,6 +188,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--shards" => args.run.shards = Some(number(&take("--shards")?, "--shards")?),
             "--runs" => args.run.runs = number(&take("--runs")?, "--runs")?,
+            "--seeded" => args.run.seeded = true,
             "--threads" => args.run.threads = number(&take("--threads")?, "--threads")?,
             "--check" => args.check = true,
             "--all" => args.all = true,
@@ -202,25 +208,39 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Replays through cachet (default configuration, or `shards` passed to the builder).
-fn replay_cachet(keys: &[u64], capacity: usize, shards: Option<usize>) -> u64 {
-    let cache: cachet::Cache<u64, u64> = match shards {
-        None => cachet::Cache::new(capacity as u64),
-        Some(n) => cachet::Cache::<u64, u64>::builder()
-            .max_capacity(capacity as u64)
-            .shards(n)
-            .build()
-            .unwrap(),
-    };
-    let mut hits = 0;
-    for &k in keys {
-        if cache.get(&k).is_none() {
-            let _ = cache.insert(k, k);
-        } else {
-            hits += 1;
+/// Replays through cachet: default configuration, or `shards` passed to the builder, and a fixed
+/// hasher seed when `seed` is given.
+fn replay_cachet(keys: &[u64], capacity: usize, shards: Option<usize>, seed: Option<u64>) -> u64 {
+    fn replay<S: std::hash::BuildHasher>(cache: cachet::Cache<u64, u64, S>, keys: &[u64]) -> u64 {
+        let mut hits = 0;
+        for &k in keys {
+            if cache.get(&k).is_none() {
+                let _ = cache.insert(k, k);
+            } else {
+                hits += 1;
+            }
         }
+        hits
     }
-    hits
+    let builder = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
+    let builder = match shards {
+        Some(n) => builder.shards(n),
+        None => builder,
+    };
+    match seed {
+        None => replay(builder.build().unwrap(), keys),
+        // A fresh thread, because cachet batches hit counts in a thread-local cell: a replay that
+        // followed another on the same thread would inherit its partial batch, and the hill
+        // climber would sample at slightly different moments.
+        Some(seed) => std::thread::scope(|s| {
+            s.spawn(|| {
+                let cache = builder.hasher(traces::SeededState(seed)).build().unwrap();
+                replay(cache, keys)
+            })
+            .join()
+            .unwrap()
+        }),
+    }
 }
 
 /// Replays through `moka::sync::Cache::new(capacity)`.
@@ -264,9 +284,12 @@ fn replay_quick_cache(keys: &[u64], capacity: usize) -> u64 {
     hits
 }
 
-fn run_one(trace: &Trace, policy: Policy, capacity: usize, shards: Option<usize>) -> u64 {
+fn run_one(trace: &Trace, policy: Policy, capacity: usize, opts: &RunOptions, run: usize) -> u64 {
     match policy {
-        Policy::Cachet => replay_cachet(&trace.keys, capacity, shards),
+        Policy::Cachet => {
+            let seed = opts.seeded.then_some(run as u64 + 1);
+            replay_cachet(&trace.keys, capacity, opts.shards, seed)
+        }
         Policy::Moka => replay_moka(&trace.keys, capacity),
         Policy::QuickCache => replay_quick_cache(&trace.keys, capacity),
         Policy::Lru => trace.lru_hits(capacity),
@@ -293,18 +316,18 @@ fn run_trace(
     if policies.contains(&Policy::Opt) {
         trace.next_use(); // build once, before the workers share it
     }
-    let mut jobs: Vec<(usize, usize)> = Vec::new();
+    let mut jobs: Vec<(usize, usize, usize)> = Vec::new();
     for c in 0..capacities.len() {
         for (p, policy) in policies.iter().enumerate() {
             let runs = if policy.is_randomized() { opts.runs } else { 1 };
-            jobs.extend(std::iter::repeat_n((c, p), runs));
+            jobs.extend((0..runs).map(|r| (c, p, r)));
         }
     }
     // Start the slowest replays first (moka, then the concurrent caches, largest capacity first)
     // so that the last job to finish is a short one.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&j| {
-        let (c, p) = jobs[j];
+        let (c, p, _) = jobs[j];
         (policies[p].cost_rank(), std::cmp::Reverse(capacities[c]))
     });
     let results: Vec<Mutex<(f64, Duration)>> = jobs
@@ -342,9 +365,9 @@ fn run_trace(
                         }
                         j
                     };
-                    let (c, p) = jobs[j];
+                    let (c, p, r) = jobs[j];
                     let t0 = Instant::now();
-                    let hits = run_one(trace, policies[p], capacities[c], opts.shards);
+                    let hits = run_one(trace, policies[p], capacities[c], opts, r);
                     *results[j].lock().unwrap() = (percent(hits, trace.len()), t0.elapsed());
                 }
             });
@@ -352,7 +375,7 @@ fn run_trace(
     });
     let mut ratio = vec![vec![Vec::new(); policies.len()]; capacities.len()];
     let mut time = vec![Duration::ZERO; policies.len()];
-    for (&(c, p), m) in jobs.iter().zip(results) {
+    for (&(c, p, _), m) in jobs.iter().zip(results) {
         let (r, d) = m.into_inner().unwrap();
         ratio[c][p].push(r);
         time[p] += d;

@@ -515,3 +515,35 @@ pub fn percent(hits: u64, requests: usize) -> f64 {
         hits as f64 * 100.0 / requests as f64
     }
 }
+
+/// A seeded hasher for reproducible cachet replays. cachet's default hasher is randomly seeded per
+/// cache (what production wants); with this one a replay is exactly repeatable.
+#[derive(Clone)]
+pub struct SeededState(pub u64);
+
+pub struct SeededHasher(u64);
+
+impl std::hash::BuildHasher for SeededState {
+    type Hasher = SeededHasher;
+    fn build_hasher(&self) -> SeededHasher {
+        SeededHasher(self.0)
+    }
+}
+
+impl std::hash::Hasher for SeededHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // splitmix64 over the running state: every output bit depends on every input bit.
+        let mut z = (self.0 ^ n).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.0 = z ^ (z >> 31);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
