@@ -191,41 +191,63 @@ where
     }
 
     /// Removes every entry. Shards are cleared one at a time; entries inserted concurrently into
-    /// an already cleared shard stay.
+    /// an already cleared shard stay. A panicking eviction listener does not stop it: every shard
+    /// is cleared and every entry reported, then the first panic resumes.
     pub fn invalidate_all(&self) {
+        let mut panic = None;
         for shard in self.inner.shards.iter() {
             let entries = shard.state.write().clear();
-            listener::deliver_all(
-                self.inner.listener.as_ref(),
-                entries.into_iter().map(|e| (e.key, e.value)),
-                RemovalCause::Explicit,
-            );
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                listener::deliver_all(
+                    self.inner.listener.as_ref(),
+                    entries.into_iter().map(|e| (e.key, e.value)),
+                    RemovalCause::Explicit,
+                )
+            }));
+            if let Err(p) = delivered {
+                panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
         }
     }
 
     /// Keeps only the entries for which `keep(&key, &value)` returns `true`.
     ///
     /// `keep` runs under each shard's write lock in turn: keep it short, and do not call back into
-    /// this cache from it (that deadlocks on the shard being visited).
+    /// this cache from it (that deadlocks on the shard being visited). If `keep` panics, the
+    /// entries it already rejected are removed and reported, the rest are kept, and the panic
+    /// resumes. A panicking eviction listener does not stop the visit: the first of its panics
+    /// resumes once every shard is done.
     pub fn retain<F>(&self, mut keep: F)
     where
         F: FnMut(&K, &V) -> bool,
     {
         let mut removed = Vec::new();
+        let mut panic = None;
         for shard in self.inner.shards.iter() {
-            // If `keep` panics, the entries it already removed are still reported (the guard is
-            // dropped, so the lock is free, before they are), then the panic goes on.
+            // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
                 shard.state.write().retain(&mut keep, &mut removed)
             }));
-            listener::deliver_all(
-                self.inner.listener.as_ref(),
-                removed.drain(..),
-                RemovalCause::Explicit,
-            );
-            if let Err(panic) = visited {
-                resume_unwind(panic);
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                listener::deliver_all(
+                    self.inner.listener.as_ref(),
+                    removed.drain(..),
+                    RemovalCause::Explicit,
+                )
+            }));
+            if let Err(p) = visited {
+                // The predicate's own panic comes first and ends the visit.
+                resume_unwind(p);
             }
+            if let Err(p) = delivered {
+                panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
         }
     }
 

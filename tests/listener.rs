@@ -286,3 +286,27 @@ fn entries_removed_before_a_retain_predicate_panics_are_reported() {
     assert_eq!(cache.len(), 5);
     cache.validate().unwrap();
 }
+
+#[test]
+fn a_panicking_listener_does_not_stop_invalidate_all_or_retain_across_shards() {
+    let cache: Cache<u64, u64> = Cache::builder()
+        .max_capacity(4_000)
+        .shards(4)
+        .eviction_listener(|k, _, _| assert!(k % 7 != 3, "listener refuses {k}"))
+        .build()
+        .unwrap();
+    for k in 0..1_000 {
+        cache.insert(k, k);
+    }
+    let result = catch_unwind(AssertUnwindSafe(|| cache.retain(|k, _| k % 2 == 0)));
+    assert!(result.is_err());
+    assert!(
+        cache.iter().all(|(k, _)| k % 2 == 0),
+        "every shard was visited"
+    );
+    assert_eq!(cache.len(), 500);
+    let result = catch_unwind(AssertUnwindSafe(|| cache.invalidate_all()));
+    assert!(result.is_err());
+    assert!(cache.is_empty(), "every shard was cleared");
+    cache.validate().unwrap();
+}
