@@ -208,41 +208,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// Replays through cachet: default configuration, or `shards` passed to the builder, and a fixed
-/// hasher seed when `seed` is given.
-fn replay_cachet(keys: &[u64], capacity: usize, shards: Option<usize>, seed: Option<u64>) -> u64 {
-    fn replay<S: std::hash::BuildHasher>(cache: cachet::Cache<u64, u64, S>, keys: &[u64]) -> u64 {
-        let mut hits = 0;
-        for &k in keys {
-            if cache.get(&k).is_none() {
-                let _ = cache.insert(k, k);
-            } else {
-                hits += 1;
-            }
-        }
-        hits
-    }
-    let builder = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
-    let builder = match shards {
-        Some(n) => builder.shards(n),
-        None => builder,
-    };
-    match seed {
-        None => replay(builder.build().unwrap(), keys),
-        // A fresh thread, because cachet batches hit counts in a thread-local cell: a replay that
-        // followed another on the same thread would inherit its partial batch, and the hill
-        // climber would sample at slightly different moments.
-        Some(seed) => std::thread::scope(|s| {
-            s.spawn(|| {
-                let cache = builder.hasher(traces::SeededState(seed)).build().unwrap();
-                replay(cache, keys)
-            })
-            .join()
-            .unwrap()
-        }),
-    }
-}
-
 /// Replays through `moka::sync::Cache::new(capacity)`.
 ///
 /// moka buffers reads and writes and applies them (admission, eviction, frequency sketch) in
@@ -288,7 +253,7 @@ fn run_one(trace: &Trace, policy: Policy, capacity: usize, opts: &RunOptions, ru
     match policy {
         Policy::Cachet => {
             let seed = opts.seeded.then_some(run as u64 + 1);
-            replay_cachet(&trace.keys, capacity, opts.shards, seed)
+            traces::replay_cachet(&trace.keys, capacity, opts.shards, seed)
         }
         Policy::Moka => replay_moka(&trace.keys, capacity),
         Policy::QuickCache => replay_quick_cache(&trace.keys, capacity),

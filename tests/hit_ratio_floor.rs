@@ -82,33 +82,6 @@ const FLOORS: &[Floor] = &[
 /// neither flake nor pass by luck; the floors apply to the mean over the seeds.
 const SEEDS: [u64; 5] = [1, 2, 3, 4, 5];
 
-/// Replays `keys` through cachet in its default configuration but for a seeded hasher; returns
-/// the hit count.
-fn replay_cachet(keys: &[u64], capacity: usize, seed: u64) -> u64 {
-    // A fresh thread per replay: cachet batches hit counts in a thread-local cell, and a replay
-    // that followed another on the same thread would inherit its partial batch.
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let cache: cachet::Cache<u64, u64, traces::SeededState> = cachet::Cache::builder()
-                .max_capacity(capacity as u64)
-                .hasher(traces::SeededState(seed))
-                .build()
-                .expect("valid configuration");
-            let mut hits = 0;
-            for &k in keys {
-                if cache.get(&k).is_none() {
-                    let _ = cache.insert(k, k);
-                } else {
-                    hits += 1;
-                }
-            }
-            hits
-        })
-        .join()
-        .expect("replay thread")
-    })
-}
-
 /// Loads `name`, checks the harness against the README, then checks every floor of `name`.
 fn check_trace(name: &str) {
     let started = std::time::Instant::now();
@@ -144,7 +117,12 @@ fn check_trace(name: &str) {
     for f in FLOORS.iter().filter(|f| f.trace == name) {
         let runs: Vec<f64> = SEEDS
             .iter()
-            .map(|&seed| percent(replay_cachet(&trace.keys, f.capacity, seed), trace.len()))
+            .map(|&seed| {
+                percent(
+                    traces::replay_cachet(&trace.keys, f.capacity, None, Some(seed)),
+                    trace.len(),
+                )
+            })
             .collect();
         let ratio = runs.iter().sum::<f64>() / runs.len() as f64;
         // Compare at the table's precision (two decimals): a floor copied from the README's

@@ -516,6 +516,50 @@ pub fn percent(hits: u64, requests: usize) -> f64 {
     }
 }
 
+/// Replays `keys` through cachet (insert on every miss) and returns the hit count: default
+/// configuration, or `shards` passed to the builder, and a fixed hasher seed when `seed` is given.
+/// Used by `examples/hit_ratio.rs` and `tests/hit_ratio_floor.rs`, so their figures agree exactly.
+pub fn replay_cachet(
+    keys: &[u64],
+    capacity: usize,
+    shards: Option<usize>,
+    seed: Option<u64>,
+) -> u64 {
+    fn replay<S: std::hash::BuildHasher>(cache: cachet::Cache<u64, u64, S>, keys: &[u64]) -> u64 {
+        let mut hits = 0;
+        for &k in keys {
+            if cache.get(&k).is_none() {
+                let _ = cache.insert(k, k);
+            } else {
+                hits += 1;
+            }
+        }
+        hits
+    }
+    let builder = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
+    let builder = match shards {
+        Some(n) => builder.shards(n),
+        None => builder,
+    };
+    match seed {
+        None => replay(builder.build().expect("valid configuration"), keys),
+        // A fresh thread, because cachet batches hit counts in a thread-local cell: a replay that
+        // followed another on the same thread would inherit its partial batch, and the hill
+        // climber would sample at slightly different moments.
+        Some(seed) => std::thread::scope(|s| {
+            s.spawn(|| {
+                let cache = builder
+                    .hasher(SeededState(seed))
+                    .build()
+                    .expect("valid configuration");
+                replay(cache, keys)
+            })
+            .join()
+            .expect("replay thread")
+        }),
+    }
+}
+
 /// A seeded hasher for reproducible cachet replays. cachet's default hasher is randomly seeded per
 /// cache (what production wants); with this one a replay is exactly repeatable.
 #[derive(Clone)]
