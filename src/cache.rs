@@ -251,35 +251,6 @@ where
         }
     }
 
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.state.read().len()).sum()
-    }
-
-    /// Whether the cache holds no entries.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Total weight of the entries (their count when there is no weigher).
-    pub fn weighted_size(&self) -> u64 {
-        self.inner
-            .shards
-            .iter()
-            .map(|s| s.state.read().weight())
-            .sum()
-    }
-
-    /// The configured `max_capacity`.
-    pub fn capacity(&self) -> u64 {
-        self.inner.capacity
-    }
-
-    /// Number of shards.
-    pub fn shard_count(&self) -> usize {
-        self.inner.shards.len()
-    }
-
     /// Iterates over clones of the entries, one shard at a time: each shard is copied under its
     /// read lock, which is released before its entries are yielded, so writers are never blocked
     /// for longer than one shard's copy. An entry present for the whole iteration is yielded
@@ -350,11 +321,42 @@ where
     }
 }
 
+/// Sizes and settings: they need neither hashing nor comparing keys.
+impl<K, V, S> Cache<K, V, S> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.state.read().len()).sum()
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight of the entries (their count when there is no weigher).
+    pub fn weighted_size(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.state.read().weight())
+            .sum()
+    }
+
+    /// The configured `max_capacity`.
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+}
+
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len: usize = self.inner.shards.iter().map(|s| s.state.read().len()).sum();
         f.debug_struct("Cache")
-            .field("len", &len)
+            .field("len", &self.len())
             .field("capacity", &self.inner.capacity)
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()
