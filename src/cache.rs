@@ -4,6 +4,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use equivalent::Equivalent;
@@ -11,9 +13,11 @@ use parking_lot::RwLock;
 
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
+use crate::clock::Clock;
+use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
-use crate::shard::ShardState;
+use crate::shard::{EXPIRE_BUDGET, Read, ShardState, Timing};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -38,6 +42,19 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
 struct Shard<K, V> {
     state: CachePadded<RwLock<ShardState<K, V>>>,
     hits: HitCounter,
+    /// The clock tick at which this shard next has expiration work (`u64::MAX`: none), read
+    /// without the lock so that operations can tell cheaply whether to help.
+    due: AtomicU64,
+}
+
+impl<K, V> Shard<K, V> {
+    /// Publishes when the shard next has expiration work (write lock held).
+    #[inline]
+    fn publish_due(&self, state: &ShardState<K, V>) {
+        if state.is_timed() {
+            self.due.store(state.next_due(), Ordering::Relaxed);
+        }
+    }
 }
 
 struct Inner<K, V, S> {
@@ -47,6 +64,8 @@ struct Inner<K, V, S> {
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
     capacity: u64,
+    clock: Clock,
+    expire: ExpireConfig<K, V>,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -80,6 +99,12 @@ where
         let n = shards as u64;
         let weighted = b.weigher.is_some();
         let initial = b.initial_capacity.div_ceil(shards);
+        let expire = ExpireConfig::new(b.ttl, b.tti, b.expiry, b.jitter);
+        let clock = b.clock;
+        // Only an expiring cache reads the clock (and so starts the ticker) up front.
+        let timed = expire
+            .is_active()
+            .then(|| (clock.now_ticks(), expire.reads_extend()));
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 // Spread the remainder so shard capacities differ by at most one.
@@ -87,9 +112,10 @@ where
                 let seed = b.hasher.hash_one(i);
                 Shard {
                     state: CachePadded::new(RwLock::new(ShardState::new(
-                        cap, weighted, initial, seed,
+                        cap, weighted, initial, seed, timed,
                     ))),
                     hits: HitCounter::new(),
+                    due: AtomicU64::new(u64::MAX),
                 }
             })
             .collect();
@@ -101,6 +127,8 @@ where
                 weigher: b.weigher,
                 listener: b.listener,
                 capacity,
+                clock,
+                expire,
             }),
         }
     }
@@ -113,7 +141,19 @@ where
         ((h >> 32) as usize & self.inner.mask, h as u32)
     }
 
+    #[inline]
+    fn timing(&self) -> Timing<'_, K, V> {
+        Timing {
+            clock: &self.inner.clock,
+            cfg: &self.inner.expire,
+        }
+    }
+
     /// Returns a clone of the value for `key`, and records the access for the eviction policy.
+    ///
+    /// An entry past its deadline is never returned. With
+    /// [`time_to_idle`](CacheBuilder::time_to_idle) (or an [`Expiry`](crate::Expiry) with a
+    /// read hook) a hit also moves the entry's deadline.
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
@@ -122,15 +162,32 @@ where
     {
         let (i, h) = self.hash(key);
         let shard = &self.inner.shards[i];
-        let value = shard.state.read().get(h, key).cloned();
-        if value.is_some() {
-            shard.hits.record();
+        let state = shard.state.read();
+        match state.get(h, key, &self.timing()) {
+            Read::Hit(v) => {
+                let v = v.clone();
+                drop(state);
+                shard.hits.record();
+                Some(v)
+            }
+            Read::Miss => {
+                let timed = state.is_timed();
+                drop(state);
+                if timed {
+                    self.help(i);
+                }
+                None
+            }
+            Read::Stale => {
+                drop(state);
+                self.catch_up(i);
+                self.get(key)
+            }
         }
-        value
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
-    /// more likely to stay than before.
+    /// more likely to stay than before, and its time-to-idle deadline does not move.
     #[inline]
     pub fn peek<Q>(&self, key: &Q) -> Option<V>
     where
@@ -138,27 +195,76 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        self.inner.shards[i].state.read().peek(h, key).cloned()
+        let state = self.inner.shards[i].state.read();
+        match state.peek(h, key, &self.inner.clock) {
+            Read::Hit(v) => Some(v.clone()),
+            Read::Miss => None,
+            Read::Stale => {
+                drop(state);
+                self.catch_up(i);
+                self.peek(key)
+            }
+        }
     }
 
-    /// Whether `key` is present. Does not count as an access.
+    /// Whether `key` is present (and not expired). Does not count as an access.
     #[inline]
     pub fn contains_key<Q>(&self, key: &Q) -> bool
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (i, h) = self.hash(key);
-        self.inner.shards[i].state.read().peek(h, key).is_some()
+        let state = self.inner.shards[i].state.read();
+        match state.peek(h, key, &self.inner.clock) {
+            Read::Hit(_) => true,
+            Read::Miss => false,
+            Read::Stale => {
+                drop(state);
+                self.catch_up(i);
+                self.contains_key(key)
+            }
+        }
     }
 
-    /// Inserts `value` for `key`, returning the value it replaced.
+    /// Inserts `value` for `key`, returning the value it replaced (`None` if there was none, or
+    /// if it had expired).
     ///
     /// The entry may be evicted at once: a new entry always enters, but to make room the policy
     /// may later prefer an older, more frequently used entry over it. An entry heavier than its
     /// shard's share of the capacity is not stored; the previous value for `key`, if any, is then
-    /// removed and returned. Removals are reported to the eviction listener, if any, before this
-    /// returns.
+    /// removed and returned. The same holds for an entry whose configured lifetime is zero.
+    /// Removals are reported to the eviction listener, if any, before this returns.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
+        self.insert_with(key, value, Lifetime::Configured)
+    }
+
+    /// Inserts `value` for `key` to expire `ttl` from now, whatever the cache's configured
+    /// lifetimes, and returns the value it replaced.
+    ///
+    /// `ttl` is rounded down to whole milliseconds and capped at about 12.4 days; a `ttl`
+    /// under one millisecond means the value is not stored (and the previous one is removed).
+    /// With [`time_to_idle`](CacheBuilder::time_to_idle), reads may keep the entry alive, but
+    /// never past `ttl` after this insert. Works on any cache: a cache built without
+    /// expiration starts keeping deadlines (12 bytes per entry) in a shard the first time one
+    /// of its entries gets one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachet::{Cache, Clock, MockClock};
+    ///
+    /// let time = MockClock::new();
+    /// let cache = Cache::builder().max_capacity(100).clock(Clock::mock(&time)).build().unwrap();
+    /// cache.insert_with_ttl("otp:42", 917_114, Duration::from_secs(30));
+    /// cache.insert("config", 7); // no deadline
+    /// time.advance(Duration::from_secs(30));
+    /// assert_eq!(cache.get("otp:42"), None);
+    /// assert_eq!(cache.get("config"), Some(7));
+    /// ```
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) -> Option<V> {
+        self.insert_with(key, value, Lifetime::Fixed(ticks(ttl)))
+    }
+
+    fn insert_with(&self, key: K, value: V, life: Lifetime) -> Option<V> {
         let (i, h) = self.hash(&key);
         let w = match &self.inner.weigher {
             Some(weigh) => weigh(&key, &value),
@@ -166,25 +272,49 @@ where
         };
         let mut removed = Removed::new();
         let shard = &self.inner.shards[i];
-        let old = shard
-            .state
-            .write()
-            .insert(h, key, value, w, &shard.hits, &mut removed);
+        let old = {
+            let mut state = shard.state.write();
+            let old = state.insert(
+                h,
+                key,
+                value,
+                w,
+                life,
+                &self.timing(),
+                &shard.hits,
+                &mut removed,
+            );
+            shard.publish_due(&state);
+            old
+        };
         // The lock is released: report (or just drop) what left the cache.
         removed.deliver(self.inner.listener.as_ref(), old.as_ref());
+        self.help_other(i, h);
         old
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value (`None` if absent or expired).
     ///
-    /// The eviction listener, if any, gets the key and a clone of the value.
+    /// The eviction listener, if any, gets the key and a clone of the value (or the value
+    /// itself, with [`RemovalCause::Expired`], if it had expired).
     pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let (i, h) = self.hash(key);
-        let (k, v) = self.inner.shards[i].state.write().remove(h, key)?;
+        let shard = &self.inner.shards[i];
+        let (k, v, expired) = {
+            let mut state = shard.state.write();
+            let found = state.remove(h, key, &self.inner.clock);
+            shard.publish_due(&state);
+            found?
+        };
         let mut removed = Removed::new();
+        if expired {
+            removed.push(k, v, RemovalCause::Expired);
+            removed.deliver(self.inner.listener.as_ref(), None);
+            return None;
+        }
         removed.push_returned(k, RemovalCause::Explicit);
         removed.deliver(self.inner.listener.as_ref(), Some(&v));
         Some(v)
@@ -196,13 +326,15 @@ where
     pub fn invalidate_all(&self) {
         let mut panic = None;
         for shard in self.inner.shards.iter() {
-            let entries = shard.state.write().clear();
+            let entries = {
+                let mut state = shard.state.write();
+                let now = self.now_if(&state);
+                let entries = state.clear(now);
+                shard.publish_due(&state);
+                entries
+            };
             let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(
-                    self.inner.listener.as_ref(),
-                    entries.into_iter().map(|e| (e.key, e.value)),
-                    RemovalCause::Explicit,
-                )
+                listener::deliver_all(self.inner.listener.as_ref(), entries)
             }));
             if let Err(p) = delivered {
                 panic.get_or_insert(p);
@@ -213,7 +345,8 @@ where
         }
     }
 
-    /// Keeps only the entries for which `keep(&key, &value)` returns `true`.
+    /// Keeps only the entries for which `keep(&key, &value)` returns `true`. Expired entries
+    /// are removed (as [`RemovalCause::Expired`]) without being shown to `keep`.
     ///
     /// `keep` runs under each shard's write lock in turn: keep it short, and do not call back into
     /// this cache from it (that deadlocks on the shard being visited). If `keep` panics, the
@@ -229,14 +362,13 @@ where
         for shard in self.inner.shards.iter() {
             // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
-                shard.state.write().retain(&mut keep, &mut removed)
+                let mut state = shard.state.write();
+                let now = self.now_if(&state);
+                state.retain(&mut keep, now, &mut removed);
+                shard.publish_due(&state);
             }));
             let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(
-                    self.inner.listener.as_ref(),
-                    removed.drain(..),
-                    RemovalCause::Explicit,
-                )
+                listener::deliver_all(self.inner.listener.as_ref(), removed.drain(..))
             }));
             if let Err(p) = visited {
                 // The predicate's own panic comes first and ends the visit.
@@ -254,7 +386,8 @@ where
     /// Iterates over clones of the entries, one shard at a time: each shard is copied under its
     /// read lock, which is released before its entries are yielded, so writers are never blocked
     /// for longer than one shard's copy. An entry present for the whole iteration is yielded
-    /// exactly once; entries inserted or removed meanwhile may or may not be.
+    /// exactly once; entries inserted or removed meanwhile may or may not be. Entries past
+    /// their deadline when their shard is copied are not yielded.
     pub fn iter(&self) -> Iter<'_, K, V, S>
     where
         K: Clone,
@@ -309,37 +442,137 @@ where
             }
             let shard = self.cache.inner.shards.get(self.next_shard)?;
             self.next_shard += 1;
-            let copy: Vec<(K, V)> = shard
-                .state
-                .read()
-                .entries()
-                .iter()
+            let state = shard.state.read();
+            let now = self.cache.now_if(&state);
+            let copy: Vec<(K, V)> = state
+                .live_entries(now)
                 .map(|e| (e.key.clone(), e.value.clone()))
                 .collect();
+            drop(state);
             self.buffer = copy.into_iter();
         }
     }
 }
 
-/// Sizes and settings: they need neither hashing nor comparing keys.
+/// Sizes, settings and maintenance: they need neither hashing nor comparing keys.
 impl<K, V, S> Cache<K, V, S> {
-    /// Number of entries.
+    /// Number of entries, not counting expired ones.
+    ///
+    /// Entries that have expired but are not yet removed are removed first (in batches of at
+    /// most a thousand per shard lock, and reported to the listener), so the count is exact at
+    /// the moment each shard is counted.
     pub fn len(&self) -> usize {
+        self.run_pending_maintenance();
         self.inner.shards.iter().map(|s| s.state.read().len()).sum()
     }
 
-    /// Whether the cache holds no entries.
+    /// Whether the cache holds no (unexpired) entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Total weight of the entries (their count when there is no weigher).
+    /// Total weight of the entries (their count when there is no weigher), not counting expired
+    /// ones; removes expired entries first, as [`len`](Self::len) does.
     pub fn weighted_size(&self) -> u64 {
+        self.run_pending_maintenance();
         self.inner
             .shards
             .iter()
             .map(|s| s.state.read().weight())
             .sum()
+    }
+
+    /// Removes every entry whose deadline has passed, now.
+    ///
+    /// Never required: every write (and every read that misses) already removes a bounded
+    /// number of expired entries, so memory is given back under any traffic. This is for an
+    /// idle cache whose memory should be released anyway, or before measuring it. The work is
+    /// done in batches of at most a thousand entries per shard lock, and removals are reported
+    /// to the eviction listener as they go.
+    pub fn run_pending_maintenance(&self) {
+        let mut panic = None;
+        for i in 0..self.inner.shards.len() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, true))) {
+                panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+    }
+
+    /// The clock tick now, if this shard keeps deadlines (0 otherwise: no deadline to compare).
+    #[inline]
+    fn now_if(&self, state: &ShardState<K, V>) -> u64 {
+        if state.is_timed() {
+            self.inner.clock.now_ticks()
+        } else {
+            0
+        }
+    }
+
+    /// Expires what is due in shard `i`: one batch (blocking on the lock only if `all`), or
+    /// batches until nothing is due (`all`).
+    fn maintain(&self, i: usize, all: bool) {
+        let shard = &self.inner.shards[i];
+        loop {
+            let due = shard.due.load(Ordering::Relaxed);
+            if due == u64::MAX {
+                return;
+            }
+            let now = self.inner.clock.now_ticks();
+            if due > now {
+                return;
+            }
+            let mut removed = Removed::new();
+            {
+                let mut state = if all {
+                    shard.state.write()
+                } else {
+                    match shard.state.try_write() {
+                        Some(s) => s,
+                        None => return, // the lock holder does the work
+                    }
+                };
+                state.expire(now, EXPIRE_BUDGET, &mut removed);
+                shard.publish_due(&state);
+            }
+            removed.deliver(self.inner.listener.as_ref(), None);
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// After a miss: if shard `i` has expired entries waiting, remove a batch.
+    fn help(&self, i: usize) {
+        self.maintain(i, false);
+    }
+
+    /// After a write to shard `i`: also help one other shard, picked by the key's hash, if it
+    /// has expired entries waiting and its lock is free, so a backlog in a shard that is
+    /// rarely written still drains with the cache's overall traffic.
+    #[inline]
+    fn help_other(&self, i: usize, h: u32) {
+        let j = (i ^ (h >> 16) as usize) & self.inner.mask;
+        if j != i && self.inner.shards[j].due.load(Ordering::Relaxed) != u64::MAX {
+            self.maintain(j, false);
+        }
+    }
+
+    /// The wheel of shard `i` is too far behind the clock for its deadlines to be read:
+    /// bring it up to date (the shard does it in one go in that case).
+    #[cold]
+    fn catch_up(&self, i: usize) {
+        let shard = &self.inner.shards[i];
+        let mut removed = Removed::new();
+        {
+            let mut state = shard.state.write();
+            let now = self.now_if(&state);
+            state.expire(now, EXPIRE_BUDGET, &mut removed);
+            shard.publish_due(&state);
+        }
+        removed.deliver(self.inner.listener.as_ref(), None);
     }
 
     /// The configured `max_capacity`.

@@ -19,6 +19,8 @@ pub enum BuildError {
         /// The largest count accepted.
         max: usize,
     },
+    /// `ttl_jitter` was not a fraction in `[0, 1]` (or was NaN).
+    InvalidJitter,
 }
 
 impl fmt::Display for BuildError {
@@ -34,6 +36,7 @@ impl fmt::Display for BuildError {
             BuildError::TooManyShards { requested, max } => {
                 write!(f, "shards must be at most {max}, got {requested}")
             }
+            BuildError::InvalidJitter => f.write_str("ttl_jitter must be a fraction in [0, 1]"),
         }
     }
 }

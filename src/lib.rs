@@ -77,7 +77,9 @@
 
 mod builder;
 mod cache;
+mod clock;
 mod error;
+mod expiry;
 mod hits;
 mod listener;
 mod policy;
@@ -86,8 +88,10 @@ mod slab;
 
 pub use builder::{CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY, SHARDS_PER_THREAD};
 pub use cache::{Cache, Iter};
+pub use clock::{Clock, MockClock};
 pub use equivalent::Equivalent;
 pub use error::BuildError;
+pub use expiry::Expiry;
 pub use listener::RemovalCause;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an

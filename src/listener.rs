@@ -31,12 +31,17 @@ pub enum RemovalCause {
     Explicit,
     /// An [`insert`](crate::Cache::insert) for the same key replaced its value.
     Replaced,
+    /// Its deadline passed (time-to-live, time-to-idle, an [`Expiry`](crate::Expiry), or
+    /// [`insert_with_ttl`](crate::Cache::insert_with_ttl)). Also the cause for a value inserted
+    /// with a lifetime of zero, which is never stored.
+    Expired,
 }
 
 impl RemovalCause {
-    /// Whether the cache removed the entry on its own (rather than the user's code asking).
+    /// Whether the cache removed the entry on its own, for size or time (rather than the
+    /// user's code asking).
     pub fn was_evicted(self) -> bool {
-        matches!(self, RemovalCause::Evicted)
+        matches!(self, RemovalCause::Evicted | RemovalCause::Expired)
     }
 }
 
@@ -117,18 +122,17 @@ impl<K, V> Removed<K, V> {
     }
 }
 
-/// Reports `entries`, all removed for `cause`, to `listener` (if any); same panic rules as
+/// Reports `entries` with their causes to `listener` (if any); same panic rules as
 /// [`Removed::deliver`]. Call with no lock held.
 pub(crate) fn deliver_all<K, V>(
     listener: Option<&Listener<K, V>>,
-    entries: impl IntoIterator<Item = (K, V)>,
-    cause: RemovalCause,
+    entries: impl IntoIterator<Item = (K, V, RemovalCause)>,
 ) {
     let Some(listener) = listener else {
         return;
     };
     let mut panic = None;
-    for (k, v) in entries {
+    for (k, v, cause) in entries {
         notify(listener, k, Value::Owned(v), cause, &mut panic);
     }
     if let Some(p) = panic {

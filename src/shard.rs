@@ -10,15 +10,50 @@
 // removals). Removed entries, and the caller's duplicate key on a replacement, are handed back in
 // a `Removed` batch and reported or dropped after the lock is released. So a panic in user
 // code can unwind through a shard, but never leaves it half-changed; `parking_lot` locks do not
-// poison, and the cache stays usable.
+// poison, and the cache stays usable. The same holds for the user's `Expiry`: its hooks run
+// before the write they decide, and expired entries are removed at the end of a write.
+//
+// Expiration: a shard gets a timer wheel (`expiry/wheel.rs`) when its cache has a lifetime
+// configured, or on its first `insert_with_ttl`; until then it pays nothing for it. Every write
+// ends by expiring what is due, at most `EXPIRE_BUDGET` entries, before evicting for size; reads
+// compare the entry's deadline with the clock and never return an expired entry.
 
 use equivalent::Equivalent;
 use hashbrown::HashTable;
 
+use crate::clock::Clock;
+use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LAG, MAX_LIFETIME, Wheel, is_due};
 use crate::hits::HitCounter;
 use crate::listener::{RemovalCause, Removed};
 use crate::policy::Policy;
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
+
+/// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
+/// as much as an eviction, so this bounds the extra latency an operation can pay for expiration
+/// (the README's expiration table measures it); a backlog larger than this is worked off over
+/// the following operations.
+pub(crate) const EXPIRE_BUDGET: u32 = 1024;
+
+/// What a write needs to know about time.
+pub(crate) struct Timing<'a, K, V> {
+    pub(crate) clock: &'a Clock,
+    pub(crate) cfg: &'a ExpireConfig<K, V>,
+}
+
+/// The outcome of a read.
+pub(crate) enum Read<'a, V> {
+    Hit(&'a V),
+    Miss,
+    /// The shard's wheel is so far behind the clock that stored deadlines may have wrapped: the
+    /// caller must run maintenance under the write lock and read again.
+    Stale,
+}
+
+/// The full tick of a stored 32-bit deadline, relative to `now`.
+#[inline]
+fn widen(d: u32, now: u64) -> u64 {
+    now.saturating_add_signed(i64::from(d.wrapping_sub(now as u32) as i32))
+}
 
 /// The index hash of a 32-bit key hash. hashbrown takes its 7-bit tag from the top 7 bits and the
 /// bucket from the low bits: rotating puts bits 0..7 in the tag and bits 7.. in the bucket
@@ -40,10 +75,19 @@ pub(crate) struct ShardState<K, V> {
     /// Most entries this shard's slab is allowed to grow to: its capacity plus the one entry that
     /// is briefly over the bound during an insert, when count-bounded. Sizes allocations.
     max_entries: usize,
+    /// Deadlines, once any entry of this shard has one.
+    wheel: Option<Wheel>,
 }
 
 impl<K, V> ShardState<K, V> {
-    pub(crate) fn new(capacity: u64, weighted: bool, initial: usize, seed: u64) -> Self {
+    /// `timed` is `Some((now, capped))` to start with a timer wheel.
+    pub(crate) fn new(
+        capacity: u64,
+        weighted: bool,
+        initial: usize,
+        seed: u64,
+        timed: Option<(u64, bool)>,
+    ) -> Self {
         let max_entries = if weighted {
             MAX_ENTRIES
         } else {
@@ -63,6 +107,11 @@ impl<K, V> ShardState<K, V> {
         }
         // The sketch grows with the entries; start it at the room actually obtained.
         let sketch_entries = slab.capacity().max(16);
+        let wheel = timed.map(|(now, capped)| {
+            let mut w = Wheel::new(now, capped);
+            w.try_reserve_exact(slab.capacity());
+            w
+        });
         ShardState {
             index,
             slab,
@@ -70,7 +119,37 @@ impl<K, V> ShardState<K, V> {
             weight: 0,
             capacity,
             max_entries,
+            wheel,
         }
+    }
+
+    /// Whether entries of this shard may have deadlines.
+    #[inline]
+    pub(crate) fn is_timed(&self) -> bool {
+        self.wheel.is_some()
+    }
+
+    /// The tick at which this shard next has expiration work (`u64::MAX` for none).
+    pub(crate) fn next_due(&self) -> u64 {
+        self.wheel
+            .as_ref()
+            .and_then(Wheel::next_due)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Whether entry `t` has a deadline that has passed at `now`.
+    #[inline]
+    fn expired_at(&self, t: Token, now: u64) -> bool {
+        match &self.wheel {
+            Some(w) => w.deadline(t).is_some_and(|d| is_due(d, now)),
+            None => false,
+        }
+    }
+
+    /// The remaining lifetime of `t` at `now`: `None` without a deadline.
+    fn remaining(&self, t: Token, now: u64) -> Option<u64> {
+        let w = self.wheel.as_ref()?;
+        w.deadline(t).map(|d| widen(d, now).saturating_sub(now))
     }
 
     #[inline]
@@ -99,9 +178,9 @@ impl<K, V> ShardState<K, V> {
             .copied()
     }
 
-    /// The entry for `key`, if present.
+    /// The entry for `key`, if present (expired or not).
     #[inline]
-    fn lookup<Q>(&self, hash: u32, key: &Q) -> Option<&Entry<K, V>>
+    fn lookup<Q>(&self, hash: u32, key: &Q) -> Option<(Token, &Entry<K, V>)>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -111,42 +190,84 @@ impl<K, V> ShardState<K, V> {
             let e = slab.get(t);
             let hit = key.equivalent(&e.key);
             if hit {
-                found = Some(e);
+                found = Some((t, e));
             }
             hit
         });
         found
     }
 
-    /// Looks up `key` and records the access (read lock).
+    /// Looks up `key`, records the access and, with time-to-idle or an `Expiry`, moves the
+    /// deadline (read lock).
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u32, key: &Q) -> Option<&V>
+    pub(crate) fn get<Q>(&self, hash: u32, key: &Q, time: &Timing<'_, K, V>) -> Read<'_, V>
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let e = self.lookup(hash, key)?;
+        let Some((t, e)) = self.lookup(hash, key) else {
+            return Read::Miss;
+        };
+        if let Some(w) = &self.wheel {
+            if let Some(d) = w.deadline(t) {
+                let now = time.clock.now_ticks();
+                if now.saturating_sub(w.elapsed()) > MAX_LAG {
+                    return Read::Stale;
+                }
+                if is_due(d, now) {
+                    return Read::Miss;
+                }
+                if time.cfg.reads_extend() {
+                    let cap = if w.capped() {
+                        widen(w.cap(t), now)
+                    } else {
+                        now + MAX_LIFETIME
+                    };
+                    let current = Some(widen(d, now));
+                    if let Some(when) = time.cfg.on_read(&e.key, &e.value, now, current, cap) {
+                        w.touch(t, when.max(now));
+                    }
+                }
+            }
+        }
         e.touch();
-        Some(&e.value)
+        Read::Hit(&e.value)
     }
 
-    /// Looks up `key` without recording an access.
+    /// Looks up `key` without recording an access or moving its deadline.
     #[inline]
-    pub(crate) fn peek<Q>(&self, hash: u32, key: &Q) -> Option<&V>
+    pub(crate) fn peek<Q>(&self, hash: u32, key: &Q, clock: &Clock) -> Read<'_, V>
     where
         Q: ?Sized + Equivalent<K>,
     {
-        self.lookup(hash, key).map(|e| &e.value)
+        let Some((t, e)) = self.lookup(hash, key) else {
+            return Read::Miss;
+        };
+        if let Some(w) = &self.wheel {
+            if let Some(d) = w.deadline(t) {
+                let now = clock.now_ticks();
+                if now.saturating_sub(w.elapsed()) > MAX_LAG {
+                    return Read::Stale;
+                }
+                if is_due(d, now) {
+                    return Read::Miss;
+                }
+            }
+        }
+        Read::Hit(&e.value)
     }
 
     /// Inserts or replaces. Returns the replaced value (and records the caller's key in
-    /// `removed` for its notification); entries evicted to make room, and an entry
-    /// too heavy to store, go to `removed`.
+    /// `removed` for its notification); entries evicted or expired to make room, and an entry
+    /// too heavy to store or already expired, go to `removed`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         hash: u32,
         key: K,
         value: V,
         weight: u32,
+        life: Lifetime,
+        time: &Timing<'_, K, V>,
         hits: &HitCounter,
         removed: &mut Removed<K, V>,
     ) -> Option<V>
@@ -155,42 +276,102 @@ impl<K, V> ShardState<K, V> {
     {
         // Weight 0 is counted as 1 (documented on `weigher`), so the bound also bounds entries.
         let w = weight.max(1);
+        let timed =
+            self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
+        let now = if timed { time.clock.now_ticks() } else { 0 };
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab, hits) {
-                let e = self.remove_token(v);
-                removed.push(e.key, e.value, RemovalCause::Evicted);
+                self.evict_token(v, now, removed);
             }
         }
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
-        let slab = &self.slab;
-        let existing = match self.index.entry(
-            index_hash(hash),
-            |&t| slab.get(t).key == key,
-            |&t| index_hash(slab.get(t).hash),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                if u64::from(w) > self.capacity {
-                    removed.push(key, value, RemovalCause::Evicted);
+        let found = loop {
+            let slab = &self.slab;
+            let t = match self.index.entry(
+                index_hash(hash),
+                |&t| slab.get(t).key == key,
+                |&t| index_hash(slab.get(t).hash),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    // The user's `Expiry` may panic here: nothing has changed yet.
+                    let deadline = if timed {
+                        time.cfg.on_write(&key, &value, hash, now, life, None)
+                    } else {
+                        None
+                    };
+                    if deadline.is_some_and(|d| d.when <= now) {
+                        removed.push(key, value, RemovalCause::Expired);
+                        return None;
+                    }
+                    if u64::from(w) > self.capacity {
+                        removed.push(key, value, RemovalCause::Evicted);
+                        return None;
+                    }
+                    self.slab.reserve(1, self.max_entries);
+                    let t = self.slab.push(key, value, hash, w, Queue::Window);
+                    v.insert(t);
+                    self.weight += u64::from(w);
+                    self.push_timer(t, deadline, now, time.cfg);
+                    self.policy.on_insert(hash, hits, self.slab.len());
+                    self.finish_write(now, hits, removed);
                     return None;
                 }
-                self.slab.reserve(1, self.max_entries);
-                let t = self.slab.push(key, value, hash, w, Queue::Window);
-                v.insert(t);
-                self.weight += u64::from(w);
-                self.policy.on_insert(hash, hits, self.slab.len());
-                self.evict(hits, removed);
-                return None;
+            };
+            if !self.expired_at(t, now) {
+                break t;
             }
+            // The old value is gone already: remove it, and insert as a new entry.
+            let e = self.remove_token(t);
+            removed.push(e.key, e.value, RemovalCause::Expired);
         };
-        let t = existing;
-        if u64::from(w) > self.capacity {
-            // Too heavy to keep: the old value must not survive either. It was replaced; the new
-            // one is evicted at once.
+        let old = self.replace(found, key, value, w, life, now, time, removed);
+        self.finish_write(now, hits, removed);
+        old
+    }
+
+    /// The end of every insert: expire what is due (bounded), then evict down to capacity.
+    #[inline]
+    fn finish_write(&mut self, now: u64, hits: &HitCounter, removed: &mut Removed<K, V>) {
+        self.expire(now, EXPIRE_BUDGET, removed);
+        self.evict(now, hits, removed);
+    }
+
+    /// Replaces the value of entry `t` (write path of `insert`).
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &mut self,
+        t: Token,
+        key: K,
+        value: V,
+        w: u32,
+        life: Lifetime,
+        now: u64,
+        time: &Timing<'_, K, V>,
+        removed: &mut Removed<K, V>,
+    ) -> Option<V> {
+        let timed =
+            self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
+        let deadline = if timed {
+            let current = self.remaining(t, now);
+            let e = self.slab.get(t);
+            time.cfg
+                .on_write(&key, &value, e.hash, now, life, Some(current))
+        } else {
+            None
+        };
+        if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= now) {
+            // Too heavy to keep, or expired at once: the old value must not survive either. It
+            // was replaced; the new one leaves at once.
+            let cause = if u64::from(w) > self.capacity {
+                RemovalCause::Evicted
+            } else {
+                RemovalCause::Expired
+            };
             let e = self.remove_token(t);
             removed.push_returned(e.key, RemovalCause::Replaced);
-            removed.push(key, value, RemovalCause::Evicted);
+            removed.push(key, value, cause);
             return Some(e.value);
         }
         let old_w = self.slab.weight(t);
@@ -200,36 +381,126 @@ impl<K, V> ShardState<K, V> {
         let a = e.access.get_mut();
         *a = (*a + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
+        self.set_deadline(t, deadline, now, time.cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
         removed.push_returned(key, RemovalCause::Replaced);
-        self.evict(hits, removed);
         Some(old)
     }
 
-    fn evict(&mut self, hits: &HitCounter, removed: &mut Removed<K, V>) {
+    /// The wheel, created on the first deadline with a timer for each existing entry.
+    fn wheel_for(&mut self, now: u64, cfg: &ExpireConfig<K, V>) -> &mut Wheel {
+        let (len, room) = (self.slab.len(), self.slab.capacity());
+        self.wheel.get_or_insert_with(|| {
+            let mut w = Wheel::new(now, cfg.reads_extend());
+            w.reserve_exact(room);
+            for _ in 0..len {
+                w.push();
+            }
+            w
+        })
+    }
+
+    /// Adds the timer of entry `t`, just pushed to the slab.
+    fn push_timer(
+        &mut self,
+        t: Token,
+        deadline: Option<Deadline>,
+        now: u64,
+        cfg: &ExpireConfig<K, V>,
+    ) {
+        if self.wheel.is_none() && deadline.is_none() {
+            return;
+        }
+        let room = self.slab.capacity();
+        match &mut self.wheel {
+            Some(w) => {
+                w.match_capacity(room);
+                w.push();
+            }
+            // Created with a timer for every entry, `t` included.
+            None => {
+                self.wheel_for(now, cfg);
+            }
+        }
+        if let (Some(d), Some(w)) = (deadline, &mut self.wheel) {
+            w.schedule(t, d.when, Some(d.cap));
+        }
+    }
+
+    /// Sets or clears the deadline of an existing entry.
+    fn set_deadline(
+        &mut self,
+        t: Token,
+        deadline: Option<Deadline>,
+        now: u64,
+        cfg: &ExpireConfig<K, V>,
+    ) {
+        match deadline {
+            Some(d) => self.wheel_for(now, cfg).schedule(t, d.when, Some(d.cap)),
+            None => {
+                if let Some(w) = &mut self.wheel {
+                    w.unschedule(t);
+                }
+            }
+        }
+    }
+
+    /// Removes up to `budget` entries whose deadline has passed at `now`. A wheel that has
+    /// fallen more than `MAX_LAG` behind is brought up to date whatever the budget, so stored
+    /// 32-bit deadlines never become ambiguous.
+    pub(crate) fn expire(&mut self, now: u64, budget: u32, removed: &mut Removed<K, V>) {
+        let Some(w) = &self.wheel else { return };
+        let unbounded = now.saturating_sub(w.elapsed()) > MAX_LAG;
+        let mut budget = if unbounded { u32::MAX } else { budget };
+        while let Some(t) = self
+            .wheel
+            .as_mut()
+            .and_then(|w| w.pop_expired(now, &mut budget))
+        {
+            let e = self.remove_token(t);
+            removed.push(e.key, e.value, RemovalCause::Expired);
+            if unbounded {
+                budget = u32::MAX;
+            }
+        }
+    }
+
+    /// Removes `t` for the policy: an entry past its deadline is reported as expired.
+    fn evict_token(&mut self, t: Token, now: u64, removed: &mut Removed<K, V>) {
+        let cause = if self.expired_at(t, now) {
+            RemovalCause::Expired
+        } else {
+            RemovalCause::Evicted
+        };
+        let e = self.remove_token(t);
+        removed.push(e.key, e.value, cause);
+    }
+
+    fn evict(&mut self, now: u64, hits: &HitCounter, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
             let Some(v) = self.policy.victim(&mut self.slab, hits) else {
                 debug_assert!(false, "over capacity with no entry to evict");
                 break;
             };
-            let e = self.remove_token(v);
-            removed.push(e.key, e.value, RemovalCause::Evicted);
+            self.evict_token(v, now, removed);
         }
     }
 
-    /// Removes `key`, returning its entry.
-    pub(crate) fn remove<Q>(&mut self, hash: u32, key: &Q) -> Option<(K, V)>
+    /// Removes `key`, returning its entry and whether it had already expired at `now` (its
+    /// value is then no longer the caller's to see).
+    pub(crate) fn remove<Q>(&mut self, hash: u32, key: &Q, clock: &Clock) -> Option<(K, V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
     {
         let t = self.find(hash, key)?;
+        let expired = self.wheel.is_some() && self.expired_at(t, clock.now_ticks());
         let e = self.remove_token(t);
-        Some((e.key, e.value))
+        Some((e.key, e.value, expired))
     }
 
-    /// Removes entry `t` from the index, its queue and the slab, repointing the entry that moves
-    /// into its slot.
+    /// Removes entry `t` from the index, its queue, the wheel and the slab, repointing the
+    /// entry that moves into its slot.
     fn remove_token(&mut self, t: Token) -> Entry<K, V> {
         let hash = self.slab.get(t).hash;
         if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
@@ -238,6 +509,9 @@ impl<K, V> ShardState<K, V> {
             debug_assert!(false, "token {t} missing from the index");
         }
         self.weight -= self.slab.weight(t);
+        if let Some(w) = &mut self.wheel {
+            w.swap_remove(t);
+        }
         let (e, moved) = self.slab.remove(t);
         if let Some((from, moved_hash)) = moved {
             match self.index.find_mut(index_hash(moved_hash), |&x| x == from) {
@@ -248,34 +522,68 @@ impl<K, V> ShardState<K, V> {
         e
     }
 
-    /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`. If `keep`
+    /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
+    /// entries already expired at `now` are removed as such without asking `keep`. If `keep`
     /// panics, the entries already visited are settled and the rest are kept.
-    pub(crate) fn retain<F>(&mut self, keep: &mut F, removed: &mut Vec<(K, V)>)
-    where
+    pub(crate) fn retain<F>(
+        &mut self,
+        keep: &mut F,
+        now: u64,
+        removed: &mut Vec<(K, V, RemovalCause)>,
+    ) where
         F: FnMut(&K, &V) -> bool,
     {
         let mut t: Token = 0;
         while (t as usize) < self.slab.len() {
-            let e = self.slab.get(t);
-            if keep(&e.key, &e.value) {
-                t += 1;
+            let cause = if self.expired_at(t, now) {
+                RemovalCause::Expired
             } else {
-                // The last entry moves into `t`; look at `t` again.
-                let e = self.remove_token(t);
-                removed.push((e.key, e.value));
-            }
+                let e = self.slab.get(t);
+                if keep(&e.key, &e.value) {
+                    t += 1;
+                    continue;
+                }
+                RemovalCause::Explicit
+            };
+            // The last entry moves into `t`; look at `t` again.
+            let e = self.remove_token(t);
+            removed.push((e.key, e.value, cause));
         }
     }
 
-    /// Removes every entry, returning them to be dropped outside the lock.
-    pub(crate) fn clear(&mut self) -> Vec<Entry<K, V>> {
+    /// Removes every entry, returning them with their cause (expired at `now`, or explicit),
+    /// to be reported and dropped outside the lock.
+    pub(crate) fn clear(&mut self, now: u64) -> Vec<(K, V, RemovalCause)> {
+        let causes: Vec<RemovalCause> = (0..self.slab.len() as Token)
+            .map(|t| {
+                if self.expired_at(t, now) {
+                    RemovalCause::Expired
+                } else {
+                    RemovalCause::Explicit
+                }
+            })
+            .collect();
         self.index.clear();
         self.weight = 0;
-        self.slab.take_all()
+        if let Some(w) = &mut self.wheel {
+            w.clear();
+        }
+        self.slab
+            .take_all()
+            .into_iter()
+            .zip(causes)
+            .map(|(e, cause)| (e.key, e.value, cause))
+            .collect()
     }
 
-    pub(crate) fn entries(&self) -> &[Entry<K, V>] {
-        self.slab.entries()
+    /// The entries not expired at `now`.
+    pub(crate) fn live_entries(&self, now: u64) -> impl Iterator<Item = &Entry<K, V>> {
+        self.slab
+            .entries()
+            .iter()
+            .enumerate()
+            .filter(move |&(t, _)| !self.expired_at(t as Token, now))
+            .map(|(_, e)| e)
     }
 
     /// Recounts every invariant: queue links and weights, index <-> slab agreement, the bound.
@@ -284,6 +592,10 @@ impl<K, V> ShardState<K, V> {
         K: Eq,
     {
         self.slab.validate()?;
+        if let Some(w) = &self.wheel {
+            w.validate(self.slab.len())
+                .map_err(|e| format!("wheel: {e}"))?;
+        }
         if self.index.len() != self.slab.len() {
             return Err(format!(
                 "index holds {} tokens, slab {} entries",

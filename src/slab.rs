@@ -20,8 +20,9 @@ pub(crate) type Token = u32;
 /// The "no entry" token that ends a list.
 pub(crate) const NIL: Token = u32::MAX;
 
-/// Largest number of entries a shard can hold: tokens are `u32` and `NIL` is reserved.
-pub(crate) const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+/// Largest number of entries a shard can hold: tokens are `u32`, and the top 1,024 values are
+/// reserved as markers (`NIL` here, the timer wheel's bucket tags).
+pub(crate) const MAX_ENTRIES: usize = (u32::MAX - 1024) as usize;
 
 /// Which policy queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +142,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Entries the slab has room for without reallocating.
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.entries.capacity()
     }

@@ -1,0 +1,239 @@
+//! Time sources for expiration: [`Clock`], and [`MockClock`] for tests.
+//
+// The cache measures time in whole milliseconds ("ticks") since its clock's epoch. Reading the
+// time must be cheap, because with expiration every hit checks a deadline. Measured on the 2-core
+// development VM (`cargo bench --bench clock`, beside a get hit of about 17 ns):
+//
+//   Instant::now()            23.2 ns     (vDSO clock_gettime(CLOCK_MONOTONIC))
+//   SystemTime::now()         23.2 ns
+//   CLOCK_MONOTONIC_COARSE     9.3 ns     (needs libc and unsafe; 4 ms resolution)
+//   quanta::Instant::now()     9.6 ns     (TSC)
+//   an atomic load             ~1 ns
+//
+// The issue's bar (a hit with expiration at most 1.25x one without) leaves about 4 ns, which only
+// the last line fits. So the default clock is a *ticker*: one background thread for the whole
+// process advances a shared atomic millisecond counter, and the cache only loads it. The thread
+// exists only while some clock uses it (it holds a `Weak` and exits when the last user is gone),
+// and only once a clock is first read, so a cache without expiration never starts it. If the
+// thread cannot be spawned, the clock falls back to `Instant::now()` on every read.
+//
+// Precision: time advances in steps of one millisecond, and the ticker's value trails real time
+// by up to one tick plus however long the operating system delays the thread.
+// `Clock::precise()` reads `Instant::now()` every time instead, for callers who prefer exactness
+// to speed.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How often the ticker thread advances the shared time: the clock's resolution.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The time source a cache reads deadlines against. Cheap to clone.
+///
+/// - [`Clock::ticking`] (the default): millisecond ticks kept by one shared background thread;
+///   reading it costs an atomic load. The thread starts when a clock is first read and stops
+///   when no clock uses it any more.
+/// - [`Clock::precise`]: reads [`Instant::now`] on every operation; no thread, about 20 ns more
+///   per operation on an expiring cache.
+/// - [`Clock::mock`]: a [`MockClock`] that only moves when told to, for deterministic tests.
+#[derive(Clone)]
+pub struct Clock {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    /// Started on first read, so that caches that never read the time never start a thread.
+    Ticking(Arc<OnceLock<Source>>),
+    Precise(Instant),
+    Mock(MockClock),
+}
+
+/// What a ticking clock reads once started.
+#[derive(Clone)]
+enum Source {
+    Ticker(Arc<Ticker>),
+    /// The thread could not be spawned.
+    Fallback(Instant),
+}
+
+impl Clock {
+    /// The default: millisecond ticks kept by a shared background thread.
+    pub fn ticking() -> Clock {
+        Clock {
+            kind: Kind::Ticking(Arc::new(OnceLock::new())),
+        }
+    }
+
+    /// Reads [`Instant::now`] on every operation: exact to the millisecond, no background thread.
+    pub fn precise() -> Clock {
+        Clock {
+            kind: Kind::Precise(Instant::now()),
+        }
+    }
+
+    /// A clock driven by `mock`: time stands still until [`MockClock::advance`] moves it.
+    pub fn mock(mock: &MockClock) -> Clock {
+        Clock {
+            kind: Kind::Mock(mock.clone()),
+        }
+    }
+
+    /// Milliseconds since this clock's epoch.
+    #[inline]
+    pub(crate) fn now_ticks(&self) -> u64 {
+        match &self.kind {
+            Kind::Ticking(once) => match once.get_or_init(start_ticker) {
+                Source::Ticker(t) => t.now.load(Ordering::Relaxed),
+                Source::Fallback(epoch) => millis(epoch.elapsed()),
+            },
+            Kind::Precise(epoch) => millis(epoch.elapsed()),
+            Kind::Mock(m) => millis(Duration::from_nanos(m.nanos.load(Ordering::Acquire))),
+        }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::ticking()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match &self.kind {
+            Kind::Ticking(_) => "ticking",
+            Kind::Precise(_) => "precise",
+            Kind::Mock(_) => "mock",
+        };
+        f.debug_tuple("Clock").field(&name).finish()
+    }
+}
+
+/// Whole milliseconds in `d`, saturating.
+#[inline]
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A clock for tests: it starts at zero and moves only when [`advance`](Self::advance) is
+/// called. Clones share the same time.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachet::{Cache, Clock, MockClock};
+///
+/// let time = MockClock::new();
+/// let cache: Cache<&str, u32> = Cache::builder()
+///     .max_capacity(100)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(Clock::mock(&time))
+///     .build()
+///     .unwrap();
+/// cache.insert("a", 1);
+/// time.advance(Duration::from_secs(59));
+/// assert_eq!(cache.get("a"), Some(1));
+/// time.advance(Duration::from_secs(1));
+/// assert_eq!(cache.get("a"), None); // expired exactly at its deadline
+/// ```
+#[derive(Clone, Default)]
+pub struct MockClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl MockClock {
+    /// A clock at time zero.
+    pub fn new() -> MockClock {
+        MockClock::default()
+    }
+
+    /// Moves time forward by `by` (saturating at about 584 years).
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(by))
+            });
+    }
+
+    /// Time elapsed since the clock was created, as far as the clock knows.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Acquire))
+    }
+}
+
+impl fmt::Debug for MockClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockClock")
+            .field("elapsed", &self.elapsed())
+            .finish()
+    }
+}
+
+/// The shared millisecond counter and its epoch.
+struct Ticker {
+    epoch: Instant,
+    now: AtomicU64,
+}
+
+/// The running ticker, if any: weak, so that it stops once no clock uses it.
+static TICKER: Mutex<Weak<Ticker>> = Mutex::new(Weak::new());
+
+fn start_ticker() -> Source {
+    let mut slot = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = slot.upgrade() {
+        return Source::Ticker(t);
+    }
+    let epoch = Instant::now();
+    let ticker = Arc::new(Ticker {
+        epoch,
+        now: AtomicU64::new(0),
+    });
+    let weak = Arc::downgrade(&ticker);
+    let spawned = std::thread::Builder::new()
+        .name("cachet-clock".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(TICK);
+                let Some(t) = weak.upgrade() else { break };
+                t.now.store(millis(t.epoch.elapsed()), Ordering::Relaxed);
+            }
+        });
+    match spawned {
+        Ok(_) => {
+            *slot = Arc::downgrade(&ticker);
+            Source::Ticker(ticker)
+        }
+        Err(_) => Source::Fallback(epoch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mock_moves_only_when_advanced() {
+        let m = MockClock::new();
+        let c = Clock::mock(&m);
+        assert_eq!(c.now_ticks(), 0);
+        m.advance(Duration::from_micros(1500));
+        assert_eq!(c.now_ticks(), 1);
+        m.advance(Duration::from_micros(500));
+        assert_eq!(c.now_ticks(), 2);
+        m.advance(Duration::MAX);
+        assert_eq!(m.elapsed(), Duration::from_nanos(u64::MAX));
+    }
+
+    #[test]
+    fn ticking_clock_is_shared_and_monotonic() {
+        let a = Clock::ticking();
+        let b = a.clone();
+        let x = a.now_ticks();
+        let y = b.now_ticks();
+        assert!(y >= x);
+    }
+}

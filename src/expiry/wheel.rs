@@ -1,0 +1,521 @@
+// A hierarchical timer wheel over slab tokens (the design of tokio's timer wheel and Caffeine's
+// `TimerWheel`, with token links instead of pointers).
+//
+// Time is in ticks of one millisecond, as a `u64` inside the wheel. Per entry the wheel keeps a
+// `Timer`, in a vector parallel to the slab's entries (so a cache without expiration has no
+// timers at all): the deadline, and the two links of the bucket list the entry is filed in.
+//
+// Levels. Level `l` has 64 slots of 64^l ticks each, so it spans 64^(l+1) ticks:
+//
+//   level 0: 1 ms slots, 64 ms      level 3: 4.4 min slots, 4.7 h
+//   level 1: 64 ms slots, 4.1 s     level 4: 4.7 h slots, 12.4 days
+//   level 2: 4.1 s slots, 4.4 min   level 5: 12.4 day slots, 2.2 years
+//
+// An entry with deadline `when` is filed at the level of the highest bit in which `when` and the
+// wheel's time `elapsed` differ (so level 0 holds the current 64 ms, level 1 the rest of the
+// current 4.1 s, and so on), in slot `(when >> 6 * level) % 64`. When `elapsed` reaches the
+// start of an occupied slot, its entries are either expired (their deadline has passed) or filed
+// again relative to the new time, which puts them on a lower level: an entry moves at most five
+// times before it expires. Lifetimes are capped at `MAX_LIFETIME` (2^30 ticks), so with the
+// wheel's time at most `MAX_LAG` behind the present, every deadline is less than 2^31 ticks
+// ahead of `elapsed`, far inside the top level's 2^36.
+//
+// Deadlines are stored as `u32` (the low 32 bits of the tick) and compared with wrapping
+// arithmetic, which is exact while a deadline is within 2^31 ticks (24.8 days) of the time it is
+// compared with: lifetimes are capped at 2^30 ticks, and an expired entry never stays more than
+// `MAX_LAG` (2^29 ticks) past its deadline because the shard flushes the wheel before it falls
+// that far behind.
+//
+// Time-to-idle: a read under the shard's *read* lock may push a deadline later. It stores the new
+// deadline into the atomic but cannot move the entry between buckets; the entry is found in its
+// old, earlier bucket, sees its new deadline, and is filed again. Readers compare the atomic
+// deadline, so no read ever returns an entry past its deadline, filed or not.
+//
+// Links: `next` is the following token in the bucket or `NONE`; `prev` is the preceding token,
+// or `head_tag(bucket)` for the first entry of a bucket, or `DETACHED` for an entry that is not
+// filed (no deadline, or just taken out to be expired). Knowing the bucket from the head's tag is
+// what lets an entry be unlinked in O(1) without storing which bucket it is in. Tokens must stay
+// below `FIRST_HEAD_TAG`; the slab's `MAX_ENTRIES` guarantees it.
+//
+// Memory: 12 bytes per entry (deadline and two links), plus 4 bytes for the time-to-live cap
+// when time-to-live is combined with time-to-idle or an `Expiry`, plus 1.6 KB of bucket heads
+// per shard.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::slab::Token;
+
+const SLOT_BITS: u32 = 6;
+const SLOTS: usize = 1 << SLOT_BITS;
+const LEVELS: usize = 6;
+const BUCKETS: usize = LEVELS * SLOTS;
+
+/// The longest lifetime, in ticks: 2^30 ms, about 12.4 days. Longer ones are shortened to it.
+pub(crate) const MAX_LIFETIME: u64 = 1 << 30;
+
+/// How far the wheel's time may fall behind the present before the shard processes everything
+/// that is due at once (only after about 6 days without any operation on that shard).
+pub(crate) const MAX_LAG: u64 = 1 << 29;
+
+const NONE: u32 = u32::MAX;
+const DETACHED: u32 = u32::MAX - 1;
+/// `prev` of the first entry of bucket `b` is `FIRST_HEAD_TAG + b`.
+pub(crate) const FIRST_HEAD_TAG: u32 = DETACHED - BUCKETS as u32;
+
+#[inline]
+fn head_tag(bucket: usize) -> u32 {
+    FIRST_HEAD_TAG + bucket as u32
+}
+
+/// Whether the deadline `d` (low 32 bits of a tick) has passed at tick `now`.
+#[inline]
+pub(crate) fn is_due(d: u32, now: u64) -> bool {
+    (now as u32).wrapping_sub(d) as i32 >= 0
+}
+
+pub(crate) struct Timer {
+    /// Low 32 bits of the deadline tick. Written by readers (time-to-idle) under the read lock.
+    deadline: AtomicU32,
+    next: u32,
+    prev: u32,
+}
+
+pub(crate) struct Wheel {
+    timers: Vec<Timer>,
+    /// Per entry, the latest its deadline may be pushed by reads (time-to-live since the last
+    /// write), low 32 bits of the tick. Only when reads can extend a deadline that a
+    /// time-to-live bounds; otherwise empty.
+    caps: Vec<u32>,
+    capped: bool,
+    heads: Box<[u32; BUCKETS]>,
+    /// Per level, a bit per non-empty slot.
+    occupied: [u64; LEVELS],
+    /// The wheel's time: every slot that starts before it has been processed.
+    elapsed: u64,
+    filed: usize,
+}
+
+impl Wheel {
+    pub(crate) fn new(now: u64, capped: bool) -> Self {
+        Wheel {
+            timers: Vec::new(),
+            caps: Vec::new(),
+            capped,
+            heads: Box::new([NONE; BUCKETS]),
+            occupied: [0; LEVELS],
+            elapsed: now,
+            filed: 0,
+        }
+    }
+
+    /// Gives the timers the same room as the slab (`reserve` mirrors the slab's growth).
+    pub(crate) fn reserve_exact(&mut self, additional: usize) {
+        self.timers.reserve_exact(additional);
+        if self.capped {
+            self.caps.reserve_exact(additional);
+        }
+    }
+
+    pub(crate) fn try_reserve_exact(&mut self, additional: usize) {
+        if self.timers.try_reserve_exact(additional).is_ok() && self.capped {
+            let _ = self.caps.try_reserve_exact(additional);
+        }
+    }
+
+    /// Grows the timers' room to `room` entries (the slab's capacity), so both grow alike.
+    pub(crate) fn match_capacity(&mut self, room: usize) {
+        if self.timers.capacity() < room {
+            self.reserve_exact(room - self.timers.len());
+        }
+    }
+
+    /// Adds an unfiled timer for the entry the slab just pushed.
+    pub(crate) fn push(&mut self) {
+        self.timers.push(Timer {
+            deadline: AtomicU32::new(0),
+            next: NONE,
+            prev: DETACHED,
+        });
+        if self.capped {
+            self.caps.push(0);
+        }
+    }
+
+    /// The wheel's time.
+    pub(crate) fn elapsed(&self) -> u64 {
+        self.elapsed
+    }
+
+    /// Whether reads must respect a time-to-live cap.
+    pub(crate) fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// The deadline of `t` (low 32 bits), if it has one. Safe under the read lock.
+    #[inline]
+    pub(crate) fn deadline(&self, t: Token) -> Option<u32> {
+        let timer = &self.timers[t as usize];
+        (timer.prev != DETACHED).then(|| timer.deadline.load(Ordering::Relaxed))
+    }
+
+    /// The time-to-live cap of `t` (low 32 bits); only meaningful when `capped`.
+    #[inline]
+    pub(crate) fn cap(&self, t: Token) -> u32 {
+        self.caps[t as usize]
+    }
+
+    /// Moves the deadline of a filed entry later or earlier without refiling it (read lock).
+    /// The entry is refiled when its old bucket comes due.
+    #[inline]
+    pub(crate) fn touch(&self, t: Token, when: u64) {
+        self.timers[t as usize]
+            .deadline
+            .store(when as u32, Ordering::Relaxed);
+    }
+
+    /// The full tick of a stored deadline, relative to the wheel's time.
+    #[inline]
+    fn widen(&self, d: u32) -> u64 {
+        let delta = i64::from(d.wrapping_sub(self.elapsed as u32) as i32);
+        self.elapsed.saturating_add_signed(delta)
+    }
+
+    /// Files `t` to expire at tick `when` (which must not be before the wheel's time), refiling
+    /// it if it was filed; `cap` is its new time-to-live cap when the wheel keeps caps.
+    pub(crate) fn schedule(&mut self, t: Token, when: u64, cap: Option<u64>) {
+        if self.timers[t as usize].prev != DETACHED {
+            self.unlink(t);
+        }
+        if let Some(c) = cap {
+            if self.capped {
+                self.caps[t as usize] = c as u32;
+            }
+        }
+        self.timers[t as usize].deadline = AtomicU32::new(when as u32);
+        self.link(t, when);
+    }
+
+    /// Takes `t` out of the wheel: it no longer expires.
+    pub(crate) fn unschedule(&mut self, t: Token) {
+        if self.timers[t as usize].prev != DETACHED {
+            self.unlink(t);
+        }
+    }
+
+    fn bucket_for(&self, when: u64) -> usize {
+        let when = when.max(self.elapsed);
+        let masked = (self.elapsed ^ when) | (SLOTS as u64 - 1);
+        let top = 63 - masked.leading_zeros();
+        let level = ((top / SLOT_BITS) as usize).min(LEVELS - 1);
+        let slot = (when >> (SLOT_BITS as usize * level)) as usize & (SLOTS - 1);
+        level * SLOTS + slot
+    }
+
+    fn link(&mut self, t: Token, when: u64) {
+        let b = self.bucket_for(when);
+        let old = self.heads[b];
+        self.heads[b] = t;
+        if old == NONE {
+            self.occupied[b / SLOTS] |= 1 << (b % SLOTS);
+        } else {
+            self.timers[old as usize].prev = t;
+        }
+        let timer = &mut self.timers[t as usize];
+        timer.prev = head_tag(b);
+        timer.next = old;
+        self.filed += 1;
+    }
+
+    fn unlink(&mut self, t: Token) {
+        let (prev, next) = {
+            let timer = &self.timers[t as usize];
+            (timer.prev, timer.next)
+        };
+        debug_assert_ne!(prev, DETACHED);
+        if prev >= FIRST_HEAD_TAG {
+            let b = (prev - FIRST_HEAD_TAG) as usize;
+            self.heads[b] = next;
+            if next == NONE {
+                self.occupied[b / SLOTS] &= !(1 << (b % SLOTS));
+            }
+        } else {
+            self.timers[prev as usize].next = next;
+        }
+        if next != NONE {
+            self.timers[next as usize].prev = prev;
+        }
+        let timer = &mut self.timers[t as usize];
+        timer.prev = DETACHED;
+        timer.next = NONE;
+        self.filed -= 1;
+    }
+
+    /// Removes `t`'s timer; the last timer moves into its place, as the slab's last entry does.
+    pub(crate) fn swap_remove(&mut self, t: Token) {
+        if self.timers[t as usize].prev != DETACHED {
+            self.unlink(t);
+        }
+        let last = self.timers.len() - 1;
+        self.timers.swap_remove(t as usize);
+        if self.capped {
+            self.caps.swap_remove(t as usize);
+        }
+        if t as usize == last {
+            return;
+        }
+        let (prev, next) = {
+            let timer = &self.timers[t as usize];
+            (timer.prev, timer.next)
+        };
+        if prev == DETACHED {
+            return;
+        }
+        if prev >= FIRST_HEAD_TAG {
+            self.heads[(prev - FIRST_HEAD_TAG) as usize] = t;
+        } else {
+            self.timers[prev as usize].next = t;
+        }
+        if next != NONE {
+            self.timers[next as usize].prev = t;
+        }
+    }
+
+    /// Removes every timer.
+    pub(crate) fn clear(&mut self) {
+        self.timers = Vec::new();
+        self.caps = Vec::new();
+        *self.heads = [NONE; BUCKETS];
+        self.occupied = [0; LEVELS];
+        self.filed = 0;
+    }
+
+    /// The earliest occupied slot: (bucket, start tick). Usually the lowest occupied level's
+    /// next slot, but a higher slot interrupted half-way (by the budget, or because the entries
+    /// it refiled were not due yet) starts earlier, so every level is looked at.
+    fn next_slot(&self) -> Option<(usize, u64)> {
+        let mut best: Option<(usize, u64)> = None;
+        for level in 0..LEVELS {
+            let bits = self.occupied[level];
+            if bits == 0 {
+                continue;
+            }
+            let shift = SLOT_BITS as usize * level;
+            let pos = (self.elapsed >> shift) as usize & (SLOTS - 1);
+            let slot =
+                (pos + bits.rotate_right(pos as u32).trailing_zeros() as usize) & (SLOTS - 1);
+            let span_bits = shift + SLOT_BITS as usize;
+            let mut start = (self.elapsed >> span_bits << span_bits) + ((slot as u64) << shift);
+            if slot < pos {
+                // Past the end of the current span: the slot is in the next one.
+                start += 1 << span_bits;
+            }
+            if best.is_none_or(|(_, s)| start < s) {
+                best = Some((level * SLOTS + slot, start));
+            }
+        }
+        best
+    }
+
+    /// The tick at which the wheel next has work, if any entry is filed.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.next_slot().map(|(_, start)| start.max(self.elapsed))
+    }
+
+    /// Advances the wheel's time towards `now` and returns the next entry whose deadline has
+    /// passed, unlinked (its timer stays until `swap_remove`). Each entry looked at, expired or
+    /// refiled, costs one unit of `budget`; returns `None` when nothing more is due or the
+    /// budget is spent.
+    pub(crate) fn pop_expired(&mut self, now: u64, budget: &mut u32) -> Option<Token> {
+        while *budget > 0 {
+            let Some((b, start)) = self.next_slot() else {
+                self.elapsed = self.elapsed.max(now);
+                return None;
+            };
+            if start > now {
+                self.elapsed = self.elapsed.max(now);
+                return None;
+            }
+            self.elapsed = self.elapsed.max(start);
+            *budget -= 1;
+            let t = self.heads[b];
+            self.unlink(t);
+            let d = *self.timers[t as usize].deadline.get_mut();
+            let when = self.widen(d);
+            if when <= now {
+                return Some(t);
+            }
+            // A read moved its deadline, or it waited on a higher level: file it again.
+            self.link(t, when);
+        }
+        None
+    }
+
+    /// Checks links, bucket placement and counts (tests only). `len` is the slab's length.
+    pub(crate) fn validate(&self, len: usize) -> Result<(), String> {
+        if self.timers.len() != len {
+            return Err(format!("{} timers for {len} entries", self.timers.len()));
+        }
+        if self.capped && self.caps.len() != len {
+            return Err(format!("{} caps for {len} entries", self.caps.len()));
+        }
+        let mut seen = vec![false; len];
+        let mut filed = 0;
+        for b in 0..BUCKETS {
+            let bit = self.occupied[b / SLOTS] >> (b % SLOTS) & 1 == 1;
+            if bit != (self.heads[b] != NONE) {
+                return Err(format!(
+                    "bucket {b}: occupancy bit {bit} disagrees with its head"
+                ));
+            }
+            let (mut prev, mut t) = (head_tag(b), self.heads[b]);
+            while t != NONE {
+                let timer = self
+                    .timers
+                    .get(t as usize)
+                    .ok_or_else(|| format!("bucket {b}: token {t} out of range"))?;
+                if std::mem::replace(&mut seen[t as usize], true) {
+                    return Err(format!("token {t} filed twice"));
+                }
+                if timer.prev != prev {
+                    return Err(format!("token {t}: prev {} not {prev}", timer.prev));
+                }
+                // A bucket may only hold entries due at or after its start (reads only move
+                // deadlines later), unless the bucket is already due.
+                filed += 1;
+                prev = t;
+                t = timer.next;
+            }
+        }
+        if filed != self.filed {
+            return Err(format!("{} filed recorded, {filed} counted", self.filed));
+        }
+        for (t, timer) in self.timers.iter().enumerate() {
+            if !seen[t] && timer.prev != DETACHED {
+                return Err(format!("token {t} is linked but in no bucket"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wheel_with(deadlines: &[u64], now: u64) -> Wheel {
+        let mut w = Wheel::new(now, false);
+        for (t, &d) in deadlines.iter().enumerate() {
+            w.push();
+            w.schedule(t as Token, d, None);
+        }
+        w.validate(deadlines.len()).unwrap();
+        w
+    }
+
+    fn drain(w: &mut Wheel, now: u64) -> Vec<Token> {
+        let mut out = Vec::new();
+        let mut budget = u32::MAX;
+        while let Some(t) = w.pop_expired(now, &mut budget) {
+            out.push(t);
+        }
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn expires_exactly_at_each_level() {
+        // Deadlines on every level, including slot and span boundaries.
+        let ds: Vec<u64> = [
+            1,
+            63,
+            64,
+            65,
+            4095,
+            4096,
+            262_143,
+            262_144,
+            1 << 24,
+            (1 << 30) - 1,
+        ]
+        .iter()
+        .map(|d| d + 1000)
+        .collect();
+        let mut w = wheel_with(&ds, 1000);
+        for (i, &d) in ds.iter().enumerate() {
+            assert_eq!(
+                drain(&mut w, d - 1),
+                Vec::<Token>::new(),
+                "early at {}",
+                d - 1
+            );
+            let got = drain(&mut w, d);
+            assert_eq!(got, vec![i as Token], "deadline {d}");
+        }
+        assert_eq!(w.filed, 0);
+        assert_eq!(w.next_due(), None);
+    }
+
+    #[test]
+    fn jumping_far_ahead_expires_everything_due() {
+        let ds: Vec<u64> = (0..2000u64).map(|i| 5 + i * 7919 % 100_000).collect();
+        let mut w = wheel_with(&ds, 0);
+        let got = drain(&mut w, 50_000);
+        let want: Vec<Token> = (0..ds.len())
+            .filter(|&i| ds[i] <= 50_000)
+            .map(|i| i as Token)
+            .collect();
+        assert_eq!(got, want);
+        w.validate(ds.len()).unwrap();
+    }
+
+    #[test]
+    fn budget_bounds_the_work_and_resumes() {
+        let ds = vec![10u64; 100];
+        let mut w = wheel_with(&ds, 0);
+        let mut budget = 30;
+        let mut n = 0;
+        while w.pop_expired(10, &mut budget).is_some() {
+            n += 1;
+        }
+        assert_eq!((n, budget), (30, 0));
+        assert_eq!(drain(&mut w, 10).len(), 70);
+    }
+
+    #[test]
+    fn touched_deadlines_are_refiled_not_expired() {
+        let mut w = wheel_with(&[100, 100], 0);
+        w.touch(0, 5000);
+        assert_eq!(drain(&mut w, 100), vec![1]);
+        assert_eq!(w.deadline(0), Some(5000));
+        assert_eq!(drain(&mut w, 4999), Vec::<Token>::new());
+        assert_eq!(drain(&mut w, 5000), vec![0]);
+    }
+
+    #[test]
+    fn swap_remove_repoints_the_moved_timer() {
+        let mut w = wheel_with(&[50, 60, 50, 70], 0);
+        w.swap_remove(0); // token 3 (deadline 70) moves to 0
+        w.validate(3).unwrap();
+        assert_eq!(w.deadline(0), Some(70));
+        w.unschedule(1);
+        w.validate(3).unwrap();
+        assert_eq!(drain(&mut w, 100), vec![0, 2]);
+    }
+
+    #[test]
+    fn wrapping_deadlines_far_from_zero() {
+        let base = (1u64 << 32) - 10;
+        let mut w = wheel_with(&[base + 5, base + 20, base + (1 << 30)], base);
+        assert!(!is_due(w.deadline(1).unwrap(), base + 19));
+        assert!(is_due(w.deadline(1).unwrap(), base + 20));
+        assert_eq!(drain(&mut w, base + 20), vec![0, 1]);
+        assert_eq!(drain(&mut w, base + (1 << 30)), vec![2]);
+    }
+
+    #[test]
+    fn next_due_is_a_slot_start_not_after_the_deadline() {
+        let w = wheel_with(&[100_000], 0);
+        let due = w.next_due().unwrap();
+        assert!(due <= 100_000 && due > 0, "{due}");
+    }
+}
