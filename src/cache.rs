@@ -104,7 +104,7 @@ where
         // Only an expiring cache reads the clock (and so starts the ticker) up front.
         let timed = expire
             .is_active()
-            .then(|| (clock.now_ticks(), expire.reads_extend()));
+            .then(|| (clock.now_ticks(), expire.caps_upfront()));
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 // Spread the remainder so shard capacities differ by at most one.

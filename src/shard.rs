@@ -216,15 +216,22 @@ impl<K, V> ShardState<K, V> {
                 if is_due(d, now) {
                     return Read::Miss;
                 }
-                if time.cfg.reads_extend() {
-                    let cap = if w.capped() {
-                        widen(w.cap(t), now)
-                    } else {
-                        now + MAX_LIFETIME
-                    };
-                    let current = Some(widen(d, now));
-                    if let Some(when) = time.cfg.on_read(&e.key, &e.value, now, current, cap) {
-                        w.touch(t, when.max(now));
+                let cfg = time.cfg;
+                if cfg.reads_extend() {
+                    // Fast path for plain time-to-idle: within one tick the deadline is already
+                    // where this read would put it, and nothing else needs loading.
+                    let unchanged =
+                        cfg.expiry.is_none() && cfg.tti.is_some_and(|tti| (now + tti) as u32 == d);
+                    if !unchanged {
+                        let cap = if w.capped() {
+                            widen(w.cap(t), now)
+                        } else {
+                            now + MAX_LIFETIME
+                        };
+                        let current = Some(widen(d, now));
+                        if let Some(when) = cfg.on_read(&e.key, &e.value, now, current, cap) {
+                            w.touch(t, when.max(now));
+                        }
                     }
                 }
             }
@@ -391,7 +398,7 @@ impl<K, V> ShardState<K, V> {
     fn wheel_for(&mut self, now: u64, cfg: &ExpireConfig<K, V>) -> &mut Wheel {
         let (len, room) = (self.slab.len(), self.slab.capacity());
         self.wheel.get_or_insert_with(|| {
-            let mut w = Wheel::new(now, cfg.reads_extend());
+            let mut w = Wheel::new(now, cfg.caps_upfront());
             w.reserve_exact(room);
             for _ in 0..len {
                 w.push();
@@ -423,7 +430,10 @@ impl<K, V> ShardState<K, V> {
             }
         }
         if let (Some(d), Some(w)) = (deadline, &mut self.wheel) {
-            w.schedule(t, d.when, Some(d.cap));
+            if d.cap.is_some() && cfg.reads_extend() {
+                w.enable_caps();
+            }
+            w.schedule(t, d.when, d.cap);
         }
     }
 
@@ -436,7 +446,13 @@ impl<K, V> ShardState<K, V> {
         cfg: &ExpireConfig<K, V>,
     ) {
         match deadline {
-            Some(d) => self.wheel_for(now, cfg).schedule(t, d.when, Some(d.cap)),
+            Some(d) => {
+                let w = self.wheel_for(now, cfg);
+                if d.cap.is_some() && cfg.reads_extend() {
+                    w.enable_caps();
+                }
+                w.schedule(t, d.when, d.cap);
+            }
             None => {
                 if let Some(w) = &mut self.wheel {
                     w.unschedule(t);

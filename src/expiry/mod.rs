@@ -10,8 +10,10 @@
 //
 // Reads can move a deadline later (time-to-idle, `Expiry::expire_after_read`). A time-to-live (or
 // an `insert_with_ttl` lifetime) must still bound the entry, so when reads can move deadlines
-// each entry also keeps a *cap*: the latest deadline its last write allows. Without
-// time-to-idle and without an `Expiry`, reads never touch deadlines and no caps are kept.
+// each entry also keeps a *cap*: the latest deadline its last write allows. Caps are kept only
+// when both exist (from the start with time-to-live plus time-to-idle or an `Expiry`; from the
+// first `insert_with_ttl` otherwise, entries written before that getting a cap of the longest
+// lifetime). An `Expiry`'s own write lifetime does not cap reads: its read hook decides.
 //
 // Lifetimes are whole ticks (milliseconds, rounded down), at most `MAX_LIFETIME` (about 12.4
 // days; longer ones, `Duration::MAX` included, are shortened to it, so an entry may be refreshed
@@ -109,11 +111,12 @@ pub(crate) struct ExpireConfig<K, V> {
     jitter: u32,
 }
 
-/// A deadline for a write: the entry's deadline, and its cap (the latest reads may push it to).
+/// A deadline for a write: the entry's deadline, and its cap: the latest that reads may push
+/// it to, when a time-to-live or an `insert_with_ttl` lifetime bounds the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Deadline {
     pub(crate) when: u64,
-    pub(crate) cap: u64,
+    pub(crate) cap: Option<u64>,
 }
 
 /// How a write's lifetime is decided.
@@ -146,9 +149,16 @@ impl<K, V> ExpireConfig<K, V> {
         self.ttl.is_some() || self.tti.is_some() || self.expiry.is_some()
     }
 
-    /// Whether reads may move deadlines, so entries need caps.
+    /// Whether reads may move deadlines.
+    #[inline]
     pub(crate) fn reads_extend(&self) -> bool {
         self.tti.is_some() || self.expiry.is_some()
+    }
+
+    /// Whether entries need caps from the start: reads move deadlines that a time-to-live
+    /// bounds. (An `insert_with_ttl` in a cache whose reads move deadlines adds caps later.)
+    pub(crate) fn caps_upfront(&self) -> bool {
+        self.reads_extend() && self.ttl.is_some()
     }
 
     fn jittered(&self, life: u64, hash: u32, now: u64) -> u64 {
@@ -180,20 +190,20 @@ impl<K, V> ExpireConfig<K, V> {
         current: Option<Option<u64>>,
     ) -> Option<Deadline> {
         let mut when: Option<u64> = None;
-        let mut cap = now + MAX_LIFETIME;
+        let mut cap: Option<u64> = None;
         let earliest = |d: u64, when: &mut Option<u64>| {
             *when = Some(when.map_or(d, |w| w.min(d)));
         };
         match life {
             Lifetime::Fixed(t) => {
                 earliest(now + t, &mut when);
-                cap = now + t;
+                cap = Some(now + t);
             }
             Lifetime::Configured => {
                 if let Some(ttl) = self.ttl {
                     let d = now + self.jittered(ttl, hash, now);
                     earliest(d, &mut when);
-                    cap = d;
+                    cap = Some(d);
                 }
                 if let Some(tti) = self.tti {
                     earliest(now + tti, &mut when);
@@ -211,7 +221,6 @@ impl<K, V> ExpireConfig<K, V> {
                         Some(d) => {
                             let d = now + self.jittered(ticks(d), hash, now);
                             earliest(d, &mut when);
-                            cap = cap.min(d.max(now));
                         }
                         None => {
                             // No opinion: keep the current deadline unless another source set one.
@@ -225,10 +234,7 @@ impl<K, V> ExpireConfig<K, V> {
                 }
             }
         }
-        when.map(|when| Deadline {
-            when,
-            cap: cap.max(when),
-        })
+        when.map(|when| Deadline { when, cap })
     }
 
     /// The new deadline after a read at `now`, if the read moves it. `deadline` is the current
@@ -278,13 +284,14 @@ mod tests {
             d,
             Deadline {
                 when: 150,
-                cap: 1050
+                cap: Some(1050)
             }
         );
         // A read at 140 pushes to 240; a read at 1000 may not pass the cap.
-        assert_eq!(c.on_read(&1, &1, 140, Some(150), d.cap), Some(240));
-        assert_eq!(c.on_read(&1, &1, 1000, Some(1040), d.cap), Some(1050));
-        assert_eq!(c.on_read(&1, &1, 1000, Some(1050), d.cap), None);
+        let cap = d.cap.unwrap();
+        assert_eq!(c.on_read(&1, &1, 140, Some(150), cap), Some(240));
+        assert_eq!(c.on_read(&1, &1, 1000, Some(1040), cap), Some(1050));
+        assert_eq!(c.on_read(&1, &1, 1000, Some(1050), cap), None);
     }
 
     #[test]

@@ -180,16 +180,35 @@ impl Wheel {
         self.elapsed.saturating_add_signed(delta)
     }
 
+    /// Starts keeping caps; every existing entry gets a cap of the longest lifetime past its
+    /// current deadline.
+    pub(crate) fn enable_caps(&mut self) {
+        if self.capped {
+            return;
+        }
+        self.capped = true;
+        self.caps = self
+            .timers
+            .iter()
+            .map(|t| {
+                t.deadline
+                    .load(Ordering::Relaxed)
+                    .wrapping_add(MAX_LIFETIME as u32)
+            })
+            .collect();
+        self.caps
+            .reserve_exact(self.timers.capacity() - self.timers.len());
+    }
+
     /// Files `t` to expire at tick `when` (which must not be before the wheel's time), refiling
-    /// it if it was filed; `cap` is its new time-to-live cap when the wheel keeps caps.
+    /// it if it was filed. When the wheel keeps caps, `cap` is the entry's new cap (`None`: the
+    /// longest lifetime).
     pub(crate) fn schedule(&mut self, t: Token, when: u64, cap: Option<u64>) {
         if self.timers[t as usize].prev != DETACHED {
             self.unlink(t);
         }
-        if let Some(c) = cap {
-            if self.capped {
-                self.caps[t as usize] = c as u32;
-            }
+        if self.capped {
+            self.caps[t as usize] = cap.unwrap_or(when + MAX_LIFETIME) as u32;
         }
         self.timers[t as usize].deadline = AtomicU32::new(when as u32);
         self.link(t, when);
