@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
-use crate::shard::{EXPIRE_BUDGET, Read, ShardState, Timing};
+use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -136,7 +136,7 @@ where
     /// Hashes `key` once. The high 32 bits pick the shard; the low 32 bits are what the shard
     /// stores and derives its index and sketch positions from.
     #[inline]
-    fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> (usize, u32) {
+    pub(crate) fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> (usize, u32) {
         let h = self.inner.hasher.hash_one(key);
         ((h >> 32) as usize & self.inner.mask, h as u32)
     }
@@ -291,6 +291,88 @@ where
         removed.deliver(self.inner.listener.as_ref(), old.as_ref());
         self.help_other(i, h);
         old
+    }
+
+    /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
+    /// lead (see `loader.rs`).
+    pub(crate) fn begin_load(&self, i: usize, h: u32, key: &K) -> Begin<V>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let shard = &self.inner.shards[i];
+        let mut removed = Removed::new();
+        let begin = {
+            let mut state = shard.state.write();
+            let now = self.now_if(&state);
+            let begin = state.begin_load(h, key, now, &mut removed);
+            shard.publish_due(&state);
+            begin
+        };
+        removed.deliver(self.inner.listener.as_ref(), None);
+        if matches!(begin, Begin::Hit(_)) {
+            shard.hits.record();
+        }
+        begin
+    }
+
+    /// Ends the load of `generation` for `key`; stores `value` if the load was not superseded
+    /// meanwhile. Returns whether it was stored.
+    pub(crate) fn end_load(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+        generation: u64,
+        value: Option<V>,
+    ) -> bool
+    where
+        K: Clone,
+    {
+        // The weigher runs before the lock, as for `insert`.
+        let w = match (&self.inner.weigher, &value) {
+            (Some(weigh), Some(v)) => weigh(key, v),
+            _ => 1,
+        };
+        let shard = &self.inner.shards[i];
+        let mut removed = Removed::new();
+        let stored = {
+            let mut state = shard.state.write();
+            let current = state.end_load(h, key, generation);
+            if let (true, Some(v)) = (current, value) {
+                let life = Lifetime::Configured;
+                let key = key.clone();
+                state.insert(
+                    h,
+                    key,
+                    v,
+                    w,
+                    life,
+                    &self.timing(),
+                    &shard.hits,
+                    &mut removed,
+                );
+            }
+            shard.publish_due(&state);
+            current
+        };
+        removed.deliver(self.inner.listener.as_ref(), None);
+        stored
+    }
+
+    /// How many callers are waiting on the load in flight for `key`, or `None` if no load is
+    /// in flight. For tests that must force an interleaving (all waiters joined) without
+    /// sleeping.
+    #[doc(hidden)]
+    pub fn loaders_waiting(&self, key: &K) -> Option<usize> {
+        let (i, h) = self.hash(key);
+        self.inner.shards[i].state.read().waiting(h, key)
+    }
+
+    /// Ends an abandoned load (no value): frees the key for a new leader.
+    pub(crate) fn abandon_load(&self, i: usize, h: u32, key: &K, generation: u64) {
+        let shard = &self.inner.shards[i];
+        shard.state.write().end_load(h, key, generation);
     }
 
     /// Removes `key`, returning its value (`None` if absent or expired).

@@ -107,6 +107,7 @@ mod error;
 mod expiry;
 mod hits;
 mod listener;
+mod loader;
 mod policy;
 mod shard;
 mod slab;
@@ -118,6 +119,7 @@ pub use equivalent::Equivalent;
 pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
+pub use loader::Timeout;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an
 /// outsider cannot be aimed at one shard or one index slot (hash flooding).

@@ -23,8 +23,11 @@ use hashbrown::HashTable;
 
 use crate::clock::Clock;
 use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LAG, MAX_LIFETIME, Wheel, is_due};
+use std::sync::Arc;
+
 use crate::hits::HitCounter;
 use crate::listener::{RemovalCause, Removed};
+use crate::loader::Flight;
 use crate::policy::Policy;
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
 
@@ -47,6 +50,28 @@ pub(crate) enum Read<'a, V> {
     /// The shard's wheel is so far behind the clock that stored deadlines may have wrapped: the
     /// caller must run maintenance under the write lock and read again.
     Stale,
+}
+
+/// Index tokens with this bit set are in-flight loads (`pending[token & !PENDING]`), not entries.
+/// Entry tokens stay below it (`MAX_ENTRIES`).
+pub(crate) const PENDING: Token = 1 << 31;
+
+/// A load in flight for a key that has no entry: it sits in the index like an entry, so a
+/// miss, and the decision to lead or join a load, is one probe under the write lock.
+struct Pending<K, V> {
+    key: K,
+    hash: u32,
+    flight: Arc<Flight<V>>,
+}
+
+/// What a caller that missed should do.
+pub(crate) enum Begin<V> {
+    /// The key was there after all (or loaded meanwhile).
+    Hit(V),
+    /// Wait on a load in flight.
+    Join(Arc<Flight<V>>),
+    /// Run the loader: a new load was registered.
+    Lead(Arc<Flight<V>>),
 }
 
 /// The full tick of a stored 32-bit deadline, relative to `now`.
@@ -77,6 +102,10 @@ pub(crate) struct ShardState<K, V> {
     max_entries: usize,
     /// Deadlines, once any entry of this shard has one.
     wheel: Option<Wheel>,
+    /// Loads in flight, indexed by `PENDING | position`.
+    pending: Vec<Pending<K, V>>,
+    /// Generation of the next load, so a leader can tell its own slot from a newer one.
+    next_generation: u64,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -120,6 +149,8 @@ impl<K, V> ShardState<K, V> {
             capacity,
             max_entries,
             wheel,
+            pending: Vec::new(),
+            next_generation: 0,
         }
     }
 
@@ -167,17 +198,6 @@ impl<K, V> ShardState<K, V> {
         self.capacity
     }
 
-    #[inline]
-    fn find<Q>(&self, hash: u32, key: &Q) -> Option<Token>
-    where
-        Q: ?Sized + Equivalent<K>,
-    {
-        let slab = &self.slab;
-        self.index
-            .find(index_hash(hash), |&t| key.equivalent(&slab.get(t).key))
-            .copied()
-    }
-
     /// The entry for `key`, if present (expired or not).
     #[inline]
     fn lookup<Q>(&self, hash: u32, key: &Q) -> Option<(Token, &Entry<K, V>)>
@@ -187,6 +207,9 @@ impl<K, V> ShardState<K, V> {
         let slab = &self.slab;
         let mut found = None;
         self.index.find(index_hash(hash), |&t| {
+            if t >= PENDING {
+                return false;
+            }
             let e = slab.get(t);
             let hit = key.equivalent(&e.key);
             if hit {
@@ -294,11 +317,11 @@ impl<K, V> ShardState<K, V> {
         }
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
         let found = loop {
-            let slab = &self.slab;
+            let (slab, pending) = (&self.slab, &self.pending);
             let t = match self.index.entry(
                 index_hash(hash),
-                |&t| slab.get(t).key == key,
-                |&t| index_hash(slab.get(t).hash),
+                |&t| key_of(slab, pending, t) == &key,
+                |&t| index_hash(hash_of(slab, pending, t)),
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
@@ -326,6 +349,11 @@ impl<K, V> ShardState<K, V> {
                     return None;
                 }
             };
+            if t >= PENDING {
+                // A load in flight: this write supersedes it (its leader will not store).
+                self.remove_pending(t);
+                continue;
+            }
             if !self.expired_at(t, now) {
                 break t;
             }
@@ -509,7 +537,15 @@ impl<K, V> ShardState<K, V> {
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let t = self.find(hash, key)?;
+        let (slab, pending) = (&self.slab, &self.pending);
+        let t = *self.index.find(index_hash(hash), |&t| {
+            key.equivalent(key_of(slab, pending, t))
+        })?;
+        if t >= PENDING {
+            // A load in flight: cancel its result, so it cannot undo this removal.
+            self.remove_pending(t);
+            return None;
+        }
         let expired = self.wheel.is_some() && self.expired_at(t, clock.now_ticks());
         let e = self.remove_token(t);
         Some((e.key, e.value, expired))
@@ -536,6 +572,103 @@ impl<K, V> ShardState<K, V> {
             }
         }
         e
+    }
+
+    /// After a miss: finds the entry (a hit after all), joins the load in flight, or registers
+    /// a new load for the caller to lead. An expired entry is removed on the way (to `removed`).
+    pub(crate) fn begin_load(
+        &mut self,
+        hash: u32,
+        key: &K,
+        now: u64,
+        removed: &mut Removed<K, V>,
+    ) -> Begin<V>
+    where
+        K: Eq + Clone,
+        V: Clone,
+    {
+        loop {
+            let (slab, pending) = (&self.slab, &self.pending);
+            let t = match self.index.entry(
+                index_hash(hash),
+                |&t| key_of(slab, pending, t) == key,
+                |&t| index_hash(hash_of(slab, pending, t)),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    let flight = Arc::new(Flight::new(generation));
+                    v.insert(PENDING | self.pending.len() as Token);
+                    self.pending.push(Pending {
+                        key: key.clone(),
+                        hash,
+                        flight: Arc::clone(&flight),
+                    });
+                    return Begin::Lead(flight);
+                }
+            };
+            if t >= PENDING {
+                return Begin::Join(Arc::clone(&self.pending[(t & !PENDING) as usize].flight));
+            }
+            if !self.expired_at(t, now) {
+                let e = self.slab.get(t);
+                e.touch();
+                return Begin::Hit(e.value.clone());
+            }
+            let e = self.remove_token(t);
+            removed.push(e.key, e.value, RemovalCause::Expired);
+        }
+    }
+
+    /// Ends the load of `generation` for `key`: removes its pending slot and returns `true`,
+    /// or returns `false` if the slot is gone (a write, removal or invalidation superseded it).
+    pub(crate) fn end_load(&mut self, hash: u32, key: &K, generation: u64) -> bool
+    where
+        K: Eq,
+    {
+        let pending = &self.pending;
+        let found = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
+        });
+        match found {
+            Some(&t) if self.pending[(t & !PENDING) as usize].flight.generation == generation => {
+                self.remove_pending(t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
+    pub(crate) fn waiting(&self, hash: u32, key: &K) -> Option<usize>
+    where
+        K: Eq,
+    {
+        let pending = &self.pending;
+        let t = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
+        })?;
+        Some(self.pending[(t & !PENDING) as usize].flight.waiting())
+    }
+
+    /// Removes the pending slot of index token `t` (`PENDING | position`).
+    fn remove_pending(&mut self, t: Token) {
+        let i = (t & !PENDING) as usize;
+        let hash = self.pending[i].hash;
+        if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
+            o.remove();
+        } else {
+            debug_assert!(false, "load {i} missing from the index");
+        }
+        self.pending.swap_remove(i);
+        if let Some(moved) = self.pending.get(i) {
+            let from = PENDING | self.pending.len() as Token;
+            match self.index.find_mut(index_hash(moved.hash), |&x| x == from) {
+                Some(slot) => *slot = t,
+                None => debug_assert!(false, "moved load missing from the index"),
+            }
+        }
     }
 
     /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
@@ -580,6 +713,7 @@ impl<K, V> ShardState<K, V> {
             })
             .collect();
         self.index.clear();
+        self.pending.clear();
         self.weight = 0;
         if let Some(w) = &mut self.wheel {
             w.clear();
@@ -612,12 +746,19 @@ impl<K, V> ShardState<K, V> {
             w.validate(self.slab.len())
                 .map_err(|e| format!("wheel: {e}"))?;
         }
-        if self.index.len() != self.slab.len() {
+        if self.index.len() != self.slab.len() + self.pending.len() {
             return Err(format!(
-                "index holds {} tokens, slab {} entries",
+                "index holds {} tokens, slab {} entries and {} loads",
                 self.index.len(),
-                self.slab.len()
+                self.slab.len(),
+                self.pending.len()
             ));
+        }
+        for (i, p) in self.pending.iter().enumerate() {
+            let t = PENDING | i as Token;
+            if self.index.find(index_hash(p.hash), |&x| x == t).is_none() {
+                return Err(format!("load {i} is not indexed under its hash"));
+            }
         }
         let mut weight = 0u64;
         for (t, e) in self.slab.entries().iter().enumerate() {
@@ -628,9 +769,9 @@ impl<K, V> ShardState<K, V> {
                 None => return Err(format!("entry {t} is not indexed under its hash")),
             }
             // The key must find exactly this token.
-            let found = self
-                .index
-                .find(index_hash(e.hash), |&x| self.slab.get(x).key == e.key);
+            let found = self.index.find(index_hash(e.hash), |&x| {
+                key_of(&self.slab, &self.pending, x) == &e.key
+            });
             if found != Some(&t) {
                 return Err(format!("key of entry {t} resolves to {found:?}"));
             }
@@ -655,5 +796,25 @@ impl<K, V> ShardState<K, V> {
             ));
         }
         Ok(())
+    }
+}
+
+/// The key behind index token `t`: an entry's or an in-flight load's.
+#[inline]
+fn key_of<'a, K, V>(slab: &'a Slab<K, V>, pending: &'a [Pending<K, V>], t: Token) -> &'a K {
+    if t < PENDING {
+        &slab.get(t).key
+    } else {
+        &pending[(t & !PENDING) as usize].key
+    }
+}
+
+/// The 32-bit hash behind index token `t`.
+#[inline]
+fn hash_of<K, V>(slab: &Slab<K, V>, pending: &[Pending<K, V>], t: Token) -> u32 {
+    if t < PENDING {
+        slab.get(t).hash
+    } else {
+        pending[(t & !PENDING) as usize].hash
     }
 }

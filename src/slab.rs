@@ -20,9 +20,9 @@ pub(crate) type Token = u32;
 /// The "no entry" token that ends a list.
 pub(crate) const NIL: Token = u32::MAX;
 
-/// Largest number of entries a shard can hold: tokens are `u32`, and the top 1,024 values are
-/// reserved as markers (`NIL` here, the timer wheel's bucket tags).
-pub(crate) const MAX_ENTRIES: usize = (u32::MAX - 1024) as usize;
+/// Largest number of entries a shard can hold: tokens are `u32`, the top bit marks in-flight
+/// loads in the shard's index, and the top values are markers (`NIL`, the timer wheel's tags).
+pub(crate) const MAX_ENTRIES: usize = (1 << 31) - 1;
 
 /// Which policy queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

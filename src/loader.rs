@@ -1,0 +1,453 @@
+// In-flight loads: how a hundred concurrent misses on one key become one call to the loader.
+//
+// The protocol (all of it under the key's shard lock, so "miss, then lead or join" is one
+// critical section):
+//
+// 1. A caller that misses takes the shard's write lock and probes the index once. A live entry:
+//    it is a hit after all. A *pending slot* (a load in flight for the key, kept in the same
+//    index as the entries, see `shard.rs`): it joins that load and waits on its `Flight`. Nothing:
+//    it inserts a pending slot with a fresh `Flight` and a new generation, and leads.
+// 2. The leader runs the loader with no lock held. Then, under the write lock, it replaces its
+//    pending slot by the loaded entry, but only if the slot is still there with its generation:
+//    an `insert`, `remove`, `invalidate_all` or `retain` in the meantime dropped the slot, and a
+//    late leader must not overwrite what they did (a `remove` after a database update must not be
+//    undone by a load that read the old row). Either way it then publishes the outcome to its
+//    waiters, after the lock is released.
+// 3. A waiter wakes with the value, with the shared error (if its error type is the leader's),
+//    or with "abandoned": the leader panicked, its future was dropped, or its error has a type
+//    this waiter cannot receive. It then starts again at step 1, so exactly one of the waiters
+//    becomes the new leader and the others join it. A waiter is either a parked thread (a
+//    condition variable) or a task (a waker); both wait on the same `Flight`, so blocking and
+//    async callers coalesce with each other.
+//
+// A leader is represented by a `Lead` guard: whatever way it leaves (success, error, panic,
+// a dropped future), its `Drop` settles the flight, so no waiter can hang.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::cache::Cache;
+use crate::shard::Begin;
+
+/// A loader's error, type-erased so that callers with different error types can share a
+/// flight; each waiter downcasts it to its own type.
+pub(crate) type SharedError = Arc<dyn Any + Send + Sync>;
+
+/// One load in flight.
+pub(crate) struct Flight<V> {
+    pub(crate) generation: u64,
+    state: Mutex<State<V>>,
+    parked: Condvar,
+    /// Callers that have joined this load (for tests: lets them force interleavings without
+    /// sleeping).
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+enum State<V> {
+    Running { wakers: Vec<Waker> },
+    Done(V),
+    Failed(SharedError),
+    Abandoned,
+}
+
+/// How a flight ended, as seen by a waiter.
+pub(crate) enum Outcome<V> {
+    Loaded(V),
+    Failed(SharedError),
+    /// Start again: lead a new load or join one.
+    Abandoned,
+}
+
+impl<V> Flight<V> {
+    pub(crate) fn new(generation: u64) -> Self {
+        Flight {
+            generation,
+            state: Mutex::new(State::Running { wakers: Vec::new() }),
+            parked: Condvar::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Publishes the outcome and wakes every waiter. Only the first call has an effect.
+    fn settle(&self, outcome: State<V>) {
+        let wakers = {
+            let mut state = self.state.lock();
+            match &mut *state {
+                State::Running { wakers } => {
+                    let wakers = std::mem::take(wakers);
+                    *state = outcome;
+                    wakers
+                }
+                _ => return,
+            }
+        };
+        self.parked.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn complete(&self, value: V) {
+        self.settle(State::Done(value));
+    }
+
+    pub(crate) fn fail(&self, error: SharedError) {
+        self.settle(State::Failed(error));
+    }
+
+    pub(crate) fn abandon(&self) {
+        self.settle(State::Abandoned);
+    }
+}
+
+impl<V: Clone> Flight<V> {
+    fn outcome(state: &State<V>) -> Option<Outcome<V>> {
+        match state {
+            State::Running { .. } => None,
+            State::Done(v) => Some(Outcome::Loaded(v.clone())),
+            State::Failed(e) => Some(Outcome::Failed(Arc::clone(e))),
+            State::Abandoned => Some(Outcome::Abandoned),
+        }
+    }
+
+    /// Parks the calling thread until the flight ends, or until `deadline` (then `None`).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Outcome<V>> {
+        let mut state = self.state.lock();
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            if let Some(outcome) = Self::outcome(&state) {
+                return Some(outcome);
+            }
+            match deadline {
+                None => self.parked.wait(&mut state),
+                Some(d) => {
+                    if self.parked.wait_until(&mut state, d).timed_out() {
+                        return Self::outcome(&state);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls for the end of the flight, registering the task's waker while it runs.
+    pub(crate) fn poll(
+        &self,
+        cx: &mut Context<'_>,
+        registered: &mut Option<usize>,
+    ) -> Poll<Outcome<V>> {
+        let mut state = self.state.lock();
+        match &mut *state {
+            State::Running { wakers } => {
+                match registered {
+                    Some(i) if wakers[*i].will_wake(cx.waker()) => {}
+                    Some(i) => wakers[*i] = cx.waker().clone(),
+                    None => {
+                        *registered = Some(wakers.len());
+                        wakers.push(cx.waker().clone());
+                        self.waiting
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Poll::Pending
+            }
+            other => Poll::Ready(Self::outcome(other).expect("not running")),
+        }
+    }
+}
+
+/// A waiter's bounded wait ended before the load did; the load carries on for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout {
+    waited: Duration,
+}
+
+impl Timeout {
+    /// How long the caller waited.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gave up after {:?} waiting for another caller's load of this key",
+            self.waited
+        )
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+/// Why a blocking load ended without a value.
+enum Failure<E> {
+    Failed(Arc<E>),
+    Timeout,
+}
+
+/// The leader of a load. However it leaves (value, error, panic, dropped future), the flight is
+/// settled and the pending slot removed, so no waiter hangs.
+struct Lead<'a, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    cache: &'a Cache<K, V, S>,
+    shard: usize,
+    hash: u32,
+    key: &'a K,
+    flight: Arc<Flight<V>>,
+    settled: bool,
+}
+
+impl<K, V, S> Lead<'_, K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    fn finish<E>(mut self, result: Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        let g = self.flight.generation;
+        match result {
+            Ok(v) => {
+                self.cache
+                    .end_load(self.shard, self.hash, self.key, g, Some(v.clone()));
+                self.flight.complete(v.clone());
+                self.settled = true;
+                Ok(v)
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                self.cache
+                    .end_load(self.shard, self.hash, self.key, g, None);
+                self.flight.fail(Arc::clone(&e) as SharedError);
+                self.settled = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl<K, V, S> Drop for Lead<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    fn drop(&mut self) {
+        if !self.settled {
+            // The loader panicked or the future was dropped: free the key for a new leader.
+            // `end_load` with no value needs neither hashing nor cloning; a panic in it (a
+            // listener) must not stop the waiters from being released.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.cache
+                    .abandon_load(self.shard, self.hash, self.key, self.flight.generation)
+            }));
+            self.flight.abandon();
+        }
+    }
+}
+
+/// Waits on a flight from an async task.
+struct Wait<'a, V> {
+    flight: &'a Flight<V>,
+    registered: Option<usize>,
+}
+
+impl<V: Clone> Future for Wait<'_, V> {
+    type Output = Outcome<V>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<V>> {
+        let this = &mut *self;
+        this.flight.poll(cx, &mut this.registered)
+    }
+}
+
+/// Loaders: one load per key at a time, whoever asks.
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Returns the value for `key`, loading it with `load` on a miss. Concurrent callers that
+    /// miss the same key, blocking or async, wait for one load: exactly one `load` runs per key
+    /// at a time, and every waiter receives its value (a clone).
+    ///
+    /// If the leading caller's `load` panics, the panic unwinds that caller only; one of the
+    /// waiters then loads again with its own `load`. The loaded value is stored unless an
+    /// [`insert`](Self::insert), [`remove`](Self::remove) or
+    /// [`invalidate_all`](Self::invalidate_all) of the key happened during the load (the
+    /// waiters still receive it). `load` runs with no lock held and may use the cache.
+    ///
+    /// ```
+    /// use cachet::Cache;
+    ///
+    /// let cache: Cache<u64, String> = Cache::new(1_000);
+    /// let name = cache.get_or_load(&42, || "Ada".to_string()); // e.g. a database query
+    /// assert_eq!(name, "Ada");
+    /// assert_eq!(cache.get(&42).as_deref(), Some("Ada"));
+    /// ```
+    pub fn get_or_load<F>(&self, key: &K, load: F) -> V
+    where
+        F: FnOnce() -> V,
+    {
+        match self.load_blocking(key, None, || Ok::<V, Infallible>(load())) {
+            Ok(v) => v,
+            Err(Failure::Failed(e)) => match *e {},
+            Err(Failure::Timeout) => unreachable!("no deadline was given"),
+        }
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load), for a fallible `load`. When it fails, the
+    /// leading caller and every caller waiting on that load get the same error, shared as an
+    /// `Arc<E>`; nothing is stored, and the next caller starts a fresh load. (A waiter whose
+    /// error type differs from the leader's cannot receive its error: it loads again itself.)
+    pub fn get_or_try_load<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        match self.load_blocking(key, None, load) {
+            Ok(v) => Ok(v),
+            Err(Failure::Failed(e)) => Err(e),
+            Err(Failure::Timeout) => unreachable!("no deadline was given"),
+        }
+    }
+
+    /// Like [`get_or_load`](Self::get_or_load), but waits at most `timeout` for another
+    /// caller's load of the key; the load carries on for the others. The bound is on waiting:
+    /// a caller that becomes the leader runs `load` to the end.
+    pub fn get_or_load_timeout<F>(&self, key: &K, timeout: Duration, load: F) -> Result<V, Timeout>
+    where
+        F: FnOnce() -> V,
+    {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.load_blocking(key, deadline, || Ok::<V, Infallible>(load())) {
+            Ok(v) => Ok(v),
+            Err(Failure::Failed(e)) => match *e {},
+            Err(Failure::Timeout) => Err(Timeout { waited: timeout }),
+        }
+    }
+
+    fn load_blocking<F, E>(
+        &self,
+        key: &K,
+        deadline: Option<Instant>,
+        load: F,
+    ) -> Result<V, Failure<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        let mut load = Some(load);
+        loop {
+            if let Some(v) = self.get(key) {
+                return Ok(v);
+            }
+            let (i, h) = self.hash(key);
+            match self.begin_load(i, h, key) {
+                Begin::Hit(v) => return Ok(v),
+                Begin::Join(flight) => match flight.wait(deadline) {
+                    None => return Err(Failure::Timeout),
+                    Some(Outcome::Loaded(v)) => return Ok(v),
+                    Some(Outcome::Failed(e)) => {
+                        if let Ok(e) = e.downcast::<E>() {
+                            return Err(Failure::Failed(e));
+                        }
+                    }
+                    Some(Outcome::Abandoned) => {}
+                },
+                Begin::Lead(flight) => {
+                    let lead = Lead {
+                        cache: self,
+                        shard: i,
+                        hash: h,
+                        key,
+                        flight,
+                        settled: false,
+                    };
+                    let load = load.take().expect("a caller leads at most once");
+                    return lead.finish(load()).map_err(Failure::Failed);
+                }
+            }
+        }
+    }
+
+    /// Async [`get_or_load`](Self::get_or_load): `load` is a future, awaited only if this
+    /// caller leads the load. Waiting needs no particular runtime. If the leading task's future
+    /// is dropped mid-load, one of the waiters takes the load over; a waiting future may be
+    /// dropped at any point. To bound the wait, wrap the call in your runtime's timeout.
+    pub async fn get_or_load_async<F>(&self, key: &K, load: F) -> V
+    where
+        F: Future<Output = V>,
+    {
+        let load = async move { Ok::<V, Infallible>(load.await) };
+        match self.get_or_try_load_async(key, load).await {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Async [`get_or_try_load`](Self::get_or_try_load).
+    pub async fn get_or_try_load_async<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        let mut load = Some(load);
+        loop {
+            if let Some(v) = self.get(key) {
+                return Ok(v);
+            }
+            let (i, h) = self.hash(key);
+            match self.begin_load(i, h, key) {
+                Begin::Hit(v) => return Ok(v),
+                Begin::Join(flight) => {
+                    let wait = Wait {
+                        flight: &flight,
+                        registered: None,
+                    };
+                    match wait.await {
+                        Outcome::Loaded(v) => return Ok(v),
+                        Outcome::Failed(e) => {
+                            if let Ok(e) = e.downcast::<E>() {
+                                return Err(e);
+                            }
+                        }
+                        Outcome::Abandoned => {}
+                    }
+                }
+                Begin::Lead(flight) => {
+                    let lead = Lead {
+                        cache: self,
+                        shard: i,
+                        hash: h,
+                        key,
+                        flight,
+                        settled: false,
+                    };
+                    let load = load.take().expect("a caller leads at most once");
+                    return lead.finish(load.await);
+                }
+            }
+        }
+    }
+}
