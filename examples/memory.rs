@@ -6,77 +6,23 @@
 //! the peak seen while filling. Each cache is dropped before the next one is
 //! measured.
 //!
+//! cachet appears four times: without expiration, with `time_to_live` (a timer per entry), with
+//! `time_to_idle`, and with both (a timer plus a time-to-live cap per entry);
+//! the `vs cachet` column is each row's bytes per entry minus plain cachet's. The lifetimes are
+//! an hour, so nothing expires while the cache fills.
+//!
 //! Run with `cargo run --release --example memory`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/alloc.rs"]
+mod alloc;
+
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Forwards every request to [`System`] and counts the bytes currently live.
-struct CountingAlloc;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-impl CountingAlloc {
-    fn grew(bytes: usize) {
-        let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        PEAK.fetch_max(live, Ordering::Relaxed);
-    }
-
-    fn shrank(bytes: usize) {
-        LIVE.fetch_sub(bytes, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards the caller's arguments unchanged to `System`,
-// which upholds the `GlobalAlloc` contract; the only extra work is updating
-// atomic counters, which neither allocates nor touches the returned memory.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller guarantees `layout` has non-zero size, exactly as
-        // `System.alloc` requires.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            Self::grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as `alloc`, forwarded unchanged.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            Self::grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller guarantees `ptr` was returned by this allocator
-        // (hence by `System`) with this same `layout`.
-        unsafe { System.dealloc(ptr, layout) };
-        Self::shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller guarantees `ptr` came from this allocator (hence
-        // from `System`) with `layout`, and that `new_size` is valid for it.
-        let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new_ptr.is_null() {
-            // On failure the old block stays allocated and the count is unchanged.
-            Self::shrank(layout.size());
-            Self::grew(new_size);
-        }
-        new_ptr
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+use std::time::Duration;
 
 const CAPACITY: usize = 1_000_000;
 const ENTRIES: u64 = 1_000_000;
+/// Lifetime of the expiring cachet rows: long enough that nothing expires during the fill.
+const LIFETIME: Duration = Duration::from_secs(3600);
 
 struct Row {
     name: &'static str,
@@ -95,15 +41,15 @@ fn measure<C>(
     finish: impl FnOnce(&C),
     len: impl FnOnce(&C) -> usize,
 ) -> Row {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = alloc::live();
+    alloc::reset_peak();
     let cache = build();
     for key in 0..ENTRIES {
         insert(&cache, key, key);
     }
     finish(&cache);
-    let after = LIVE.load(Ordering::Relaxed);
-    let peak = PEAK.load(Ordering::Relaxed);
+    let after = alloc::live();
+    let peak = alloc::peak();
     let len = len(&cache);
     drop(cache);
     Row {
@@ -119,6 +65,52 @@ fn main() {
         measure(
             "cachet",
             || cachet::Cache::<u64, u64>::new(CAPACITY as u64),
+            |c, k, v| {
+                c.insert(k, v);
+            },
+            |_| {},
+            |c| c.len(),
+        ),
+        measure(
+            "cachet+ttl",
+            || {
+                cachet::Cache::<u64, u64>::builder()
+                    .max_capacity(CAPACITY as u64)
+                    .time_to_live(LIFETIME)
+                    .build()
+                    .expect("valid configuration")
+            },
+            |c, k, v| {
+                c.insert(k, v);
+            },
+            |_| {},
+            |c| c.len(),
+        ),
+        measure(
+            "cachet+tti",
+            || {
+                cachet::Cache::<u64, u64>::builder()
+                    .max_capacity(CAPACITY as u64)
+                    .time_to_idle(LIFETIME)
+                    .build()
+                    .expect("valid configuration")
+            },
+            |c, k, v| {
+                c.insert(k, v);
+            },
+            |_| {},
+            |c| c.len(),
+        ),
+        measure(
+            "cachet+ttl+tti",
+            || {
+                cachet::Cache::<u64, u64>::builder()
+                    .max_capacity(CAPACITY as u64)
+                    .time_to_live(LIFETIME)
+                    .time_to_idle(LIFETIME)
+                    .build()
+                    .expect("valid configuration")
+            },
             |c, k, v| {
                 c.insert(k, v);
             },
@@ -165,23 +157,29 @@ fn main() {
     println!(
         "capacity {CAPACITY}, {ENTRIES} distinct u64 -> u64 inserts (16 bytes of payload per entry)\n"
     );
-    println!("| cache | len | live bytes | bytes/entry | peak bytes/entry |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| cache | len | live bytes | bytes/entry | peak bytes/entry | vs cachet |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let per = |row: &Row, bytes: usize| {
+        if row.len == 0 {
+            f64::NAN
+        } else {
+            bytes as f64 / row.len as f64
+        }
+    };
+    let plain = per(&rows[0], rows[0].bytes);
     for row in &rows {
-        let per = |bytes: usize| {
-            if row.len == 0 {
-                f64::NAN
-            } else {
-                bytes as f64 / row.len as f64
-            }
+        let vs = if row.name.starts_with("cachet") {
+            format!("{:+.1}", per(row, row.bytes) - plain)
+        } else {
+            String::new()
         };
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {vs} |",
             row.name,
             row.len,
             row.bytes,
-            per(row.bytes),
-            per(row.peak)
+            per(row, row.bytes),
+            per(row, row.peak)
         );
     }
 }

@@ -170,6 +170,13 @@ where
                 shard.hits.record();
                 Some(v)
             }
+            Read::Refile(v, when) => {
+                let v = v.clone();
+                drop(state);
+                shard.hits.record();
+                self.refile(i, h, key, when);
+                Some(v)
+            }
             Read::Miss => {
                 let timed = state.is_timed();
                 drop(state);
@@ -197,7 +204,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(v) => Some(v.clone()),
+            Read::Hit(v) | Read::Refile(v, _) => Some(v.clone()),
             Read::Miss => None,
             Read::Stale => {
                 drop(state);
@@ -216,7 +223,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(_) => true,
+            Read::Hit(_) | Read::Refile(..) => true,
             Read::Miss => false,
             Read::Stale => {
                 drop(state);
@@ -291,6 +298,19 @@ where
         removed.deliver(self.inner.listener.as_ref(), old.as_ref());
         self.help_other(i, h);
         old
+    }
+
+    /// A read moved the deadline of `key` earlier (or gave it one): refile it (write lock).
+    #[cold]
+    fn refile<Q>(&self, i: usize, h: u32, key: &Q, when: u64)
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let shard = &self.inner.shards[i];
+        let mut state = shard.state.write();
+        let now = self.now_if(&state);
+        state.refile(h, key, when, now);
+        shard.publish_due(&state);
     }
 
     /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
@@ -385,13 +405,17 @@ where
     {
         let (i, h) = self.hash(key);
         let shard = &self.inner.shards[i];
-        let (k, v, expired) = {
-            let mut state = shard.state.write();
-            let found = state.remove(h, key, &self.inner.clock);
-            shard.publish_due(&state);
-            found?
-        };
         let mut removed = Removed::new();
+        let found = {
+            let mut state = shard.state.write();
+            let found = state.remove(h, key, &self.inner.clock, &mut removed);
+            shard.publish_due(&state);
+            found
+        };
+        let Some((k, v, expired)) = found else {
+            removed.deliver(self.inner.listener.as_ref(), None);
+            return None;
+        };
         if expired {
             removed.push(k, v, RemovalCause::Expired);
             removed.deliver(self.inner.listener.as_ref(), None);
@@ -524,8 +548,14 @@ where
             }
             let shard = self.cache.inner.shards.get(self.next_shard)?;
             self.next_shard += 1;
-            let state = shard.state.read();
-            let now = self.cache.now_if(&state);
+            let mut state = shard.state.read();
+            let mut now = self.cache.now_if(&state);
+            if state.lagging(now) {
+                drop(state);
+                self.cache.catch_up(self.next_shard - 1);
+                state = shard.state.read();
+                now = self.cache.now_if(&state);
+            }
             let copy: Vec<(K, V)> = state
                 .live_entries(now)
                 .map(|e| (e.key.clone(), e.value.clone()))

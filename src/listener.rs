@@ -78,6 +78,9 @@ pub(crate) struct Removed<K, V> {
     /// The key and cause for the value the operation returns to its caller (`insert`'s replaced
     /// value, `remove`'s removed one): its notification gets a clone of that value.
     returned: Option<(K, RemovalCause)>,
+    /// A panic of user code (an `Expiry` hook) caught under the lock, to resume once the
+    /// removals that happened before it have been reported.
+    panic: Option<Panic>,
 }
 
 impl<K, V> Removed<K, V> {
@@ -86,7 +89,13 @@ impl<K, V> Removed<K, V> {
             first: None,
             rest: Vec::new(),
             returned: None,
+            panic: None,
         }
+    }
+
+    /// Keeps a caught panic, to resume after delivery.
+    pub(crate) fn set_panic(&mut self, p: Panic) {
+        self.panic.get_or_insert(p);
     }
 
     pub(crate) fn push(&mut self, k: K, v: V, cause: RemovalCause) {
@@ -106,10 +115,14 @@ impl<K, V> Removed<K, V> {
     /// Reports everything to `listener` (if any) and drops it. Call with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
     pub(crate) fn deliver(self, listener: Option<&Listener<K, V>>, returned: Option<&V>) {
+        let mut panic = self.panic;
         let Some(listener) = listener else {
-            return; // dropped here, outside the lock
+            drop((self.first, self.rest)); // dropped here, outside the lock
+            if let Some(p) = panic {
+                resume_unwind(p);
+            }
+            return;
         };
-        let mut panic = None;
         if let (Some((k, cause)), Some(v)) = (self.returned, returned) {
             notify(listener, k, Value::Returned(v), cause, &mut panic);
         }
@@ -140,7 +153,7 @@ pub(crate) fn deliver_all<K, V>(
     }
 }
 
-type Panic = Box<dyn std::any::Any + Send + 'static>;
+pub(crate) type Panic = Box<dyn std::any::Any + Send + 'static>;
 
 /// Calls the listener once, keeping the first panic for later.
 fn notify<K, V>(

@@ -22,7 +22,8 @@ use equivalent::Equivalent;
 use hashbrown::HashTable;
 
 use crate::clock::Clock;
-use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LAG, MAX_LIFETIME, Wheel, is_due};
+use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LIFETIME, NO_CAP, Wheel, is_due};
+use crate::listener::Panic;
 use std::sync::Arc;
 
 use crate::hits::HitCounter;
@@ -46,6 +47,9 @@ pub(crate) struct Timing<'a, K, V> {
 /// The outcome of a read.
 pub(crate) enum Read<'a, V> {
     Hit(&'a V),
+    /// A hit whose read moved the deadline earlier (or gave the entry one): the caller must
+    /// refile it under the write lock (`refile`).
+    Refile(&'a V, u64),
     Miss,
     /// The shard's wheel is so far behind the clock that stored deadlines may have wrapped: the
     /// caller must run maintenance under the write lock and read again.
@@ -231,36 +235,71 @@ impl<K, V> ShardState<K, V> {
             return Read::Miss;
         };
         if let Some(w) = &self.wheel {
-            if let Some(d) = w.deadline(t) {
-                let now = time.clock.now_ticks();
-                if now.saturating_sub(w.elapsed()) > MAX_LAG {
-                    return Read::Stale;
-                }
-                if is_due(d, now) {
-                    return Read::Miss;
-                }
-                let cfg = time.cfg;
-                if cfg.reads_extend() {
-                    // Fast path for plain time-to-idle: within one tick the deadline is already
-                    // where this read would put it, and nothing else needs loading.
+            let cfg = time.cfg;
+            match w.deadline(t) {
+                Some(d) => {
+                    let now = time.clock.now_ticks();
+                    if w.lagging(now) {
+                        return Read::Stale;
+                    }
+                    if is_due(d, now) {
+                        return Read::Miss;
+                    }
+                    // Fast path for plain time-to-idle: within one tick the deadline is
+                    // already where this read would put it, and nothing else needs loading.
                     let unchanged =
-                        cfg.expiry.is_none() && cfg.tti.is_some_and(|tti| (now + tti) as u32 == d);
+                        cfg.expiry.is_none() && cfg.tti.is_none_or(|tti| (now + tti) as u32 == d);
                     if !unchanged {
-                        let cap = if w.capped() {
-                            widen(w.cap(t), now)
-                        } else {
-                            now + MAX_LIFETIME
+                        let current = widen(d, now);
+                        let cap = match w.capped().then(|| w.cap(t)) {
+                            Some(c) if c != NO_CAP => widen(c, now),
+                            _ => now + MAX_LIFETIME,
                         };
-                        let current = Some(widen(d, now));
-                        if let Some(when) = cfg.on_read(&e.key, &e.value, now, current, cap) {
-                            w.touch(t, when.max(now));
+                        if let Some(when) = cfg.on_read(&e.key, &e.value, now, Some(current), cap) {
+                            if when < current {
+                                // Earlier: the entry must be refiled, under the write lock.
+                                e.touch();
+                                return Read::Refile(&e.value, when.max(now));
+                            }
+                            w.touch(t, when);
                         }
                     }
                 }
+                None if cfg.expiry.is_some() => {
+                    // The read hook may give an entry without a deadline one.
+                    let now = time.clock.now_ticks();
+                    let cap = now + MAX_LIFETIME;
+                    if let Some(when) = cfg.on_read(&e.key, &e.value, now, None, cap) {
+                        e.touch();
+                        return Read::Refile(&e.value, when.max(now));
+                    }
+                }
+                None => {}
             }
         }
         e.touch();
         Read::Hit(&e.value)
+    }
+
+    /// Files the entry for `key` to expire at `when`, after a read moved its deadline earlier
+    /// or gave it one (write lock). Does nothing if the entry left or expired meanwhile.
+    pub(crate) fn refile<Q>(&mut self, hash: u32, key: &Q, when: u64, now: u64)
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let Some((t, _)) = self.lookup(hash, key) else {
+            return;
+        };
+        if self.wheel.as_ref().is_none_or(|w| w.lagging(now)) || self.expired_at(t, now) {
+            return;
+        }
+        if let Some(w) = &mut self.wheel {
+            let when = match w.deadline(t) {
+                Some(d) => when.min(widen(d, now)),
+                None => when,
+            };
+            w.refile(t, when);
+        }
     }
 
     /// Looks up `key` without recording an access or moving its deadline.
@@ -275,7 +314,7 @@ impl<K, V> ShardState<K, V> {
         if let Some(w) = &self.wheel {
             if let Some(d) = w.deadline(t) {
                 let now = clock.now_ticks();
-                if now.saturating_sub(w.elapsed()) > MAX_LAG {
+                if w.lagging(now) {
                     return Read::Stale;
                 }
                 if is_due(d, now) {
@@ -309,6 +348,7 @@ impl<K, V> ShardState<K, V> {
         let timed =
             self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
         let now = if timed { time.clock.now_ticks() } else { 0 };
+        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab, hits) {
@@ -325,9 +365,16 @@ impl<K, V> ShardState<K, V> {
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
-                    // The user's `Expiry` may panic here: nothing has changed yet.
                     let deadline = if timed {
-                        time.cfg.on_write(&key, &value, hash, now, life, None)
+                        match guarded(|| time.cfg.on_write(&key, &value, hash, now, life, None)) {
+                            Ok(d) => d,
+                            Err(p) => {
+                                // Nothing changed for this key; what was removed on the way
+                                // is still reported, then the panic resumes.
+                                removed.set_panic(p);
+                                return None;
+                            }
+                        }
                     } else {
                         None
                     };
@@ -390,9 +437,17 @@ impl<K, V> ShardState<K, V> {
             self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
         let deadline = if timed {
             let current = self.remaining(t, now);
-            let e = self.slab.get(t);
-            time.cfg
-                .on_write(&key, &value, e.hash, now, life, Some(current))
+            let hash = self.slab.get(t).hash;
+            match guarded(|| {
+                time.cfg
+                    .on_write(&key, &value, hash, now, life, Some(current))
+            }) {
+                Ok(d) => d,
+                Err(p) => {
+                    removed.set_panic(p);
+                    return None;
+                }
+            }
         } else {
             None
         };
@@ -493,8 +548,14 @@ impl<K, V> ShardState<K, V> {
     /// fallen more than `MAX_LAG` behind is brought up to date whatever the budget, so stored
     /// 32-bit deadlines never become ambiguous.
     pub(crate) fn expire(&mut self, now: u64, budget: u32, removed: &mut Removed<K, V>) {
+        self.expire_with(now, budget, &mut |k, v| {
+            removed.push(k, v, RemovalCause::Expired)
+        });
+    }
+
+    fn expire_with(&mut self, now: u64, budget: u32, sink: &mut dyn FnMut(K, V)) {
         let Some(w) = &self.wheel else { return };
-        let unbounded = now.saturating_sub(w.elapsed()) > MAX_LAG;
+        let unbounded = w.lagging(now);
         let mut budget = if unbounded { u32::MAX } else { budget };
         while let Some(t) = self
             .wheel
@@ -502,11 +563,26 @@ impl<K, V> ShardState<K, V> {
             .and_then(|w| w.pop_expired(now, &mut budget))
         {
             let e = self.remove_token(t);
-            removed.push(e.key, e.value, RemovalCause::Expired);
+            sink(e.key, e.value);
             if unbounded {
                 budget = u32::MAX;
             }
         }
+    }
+
+    /// Before comparing any deadline in a write: a wheel more than `MAX_LAG` behind (a shard
+    /// idle for days) is brought up to date, all due entries going to `sink`.
+    #[inline]
+    fn catch_up(&mut self, now: u64, sink: &mut dyn FnMut(K, V)) {
+        if self.wheel.as_ref().is_some_and(|w| w.lagging(now)) {
+            self.expire_with(now, u32::MAX, sink);
+        }
+    }
+
+    /// Whether deadlines cannot be compared at `now` before catching up (see `catch_up`).
+    #[inline]
+    pub(crate) fn lagging(&self, now: u64) -> bool {
+        self.wheel.as_ref().is_some_and(|w| w.lagging(now))
     }
 
     /// Removes `t` for the policy: an entry past its deadline is reported as expired.
@@ -533,10 +609,22 @@ impl<K, V> ShardState<K, V> {
 
     /// Removes `key`, returning its entry and whether it had already expired at `now` (its
     /// value is then no longer the caller's to see).
-    pub(crate) fn remove<Q>(&mut self, hash: u32, key: &Q, clock: &Clock) -> Option<(K, V, bool)>
+    pub(crate) fn remove<Q>(
+        &mut self,
+        hash: u32,
+        key: &Q,
+        clock: &Clock,
+        removed: &mut Removed<K, V>,
+    ) -> Option<(K, V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
     {
+        let now = if self.wheel.is_some() {
+            clock.now_ticks()
+        } else {
+            0
+        };
+        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
         let (slab, pending) = (&self.slab, &self.pending);
         let t = *self.index.find(index_hash(hash), |&t| {
             key.equivalent(key_of(slab, pending, t))
@@ -546,7 +634,7 @@ impl<K, V> ShardState<K, V> {
             self.remove_pending(t);
             return None;
         }
-        let expired = self.wheel.is_some() && self.expired_at(t, clock.now_ticks());
+        let expired = self.expired_at(t, now);
         let e = self.remove_token(t);
         Some((e.key, e.value, expired))
     }
@@ -587,6 +675,7 @@ impl<K, V> ShardState<K, V> {
         K: Eq + Clone,
         V: Clone,
     {
+        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
         loop {
             let (slab, pending) = (&self.slab, &self.pending);
             let t = match self.index.entry(
@@ -682,6 +771,7 @@ impl<K, V> ShardState<K, V> {
     ) where
         F: FnMut(&K, &V) -> bool,
     {
+        self.catch_up(now, &mut |k, v| removed.push((k, v, RemovalCause::Expired)));
         let mut t: Token = 0;
         while (t as usize) < self.slab.len() {
             let cause = if self.expired_at(t, now) {
@@ -703,6 +793,8 @@ impl<K, V> ShardState<K, V> {
     /// Removes every entry, returning them with their cause (expired at `now`, or explicit),
     /// to be reported and dropped outside the lock.
     pub(crate) fn clear(&mut self, now: u64) -> Vec<(K, V, RemovalCause)> {
+        let mut expired = Vec::new();
+        self.catch_up(now, &mut |k, v| expired.push((k, v, RemovalCause::Expired)));
         let causes: Vec<RemovalCause> = (0..self.slab.len() as Token)
             .map(|t| {
                 if self.expired_at(t, now) {
@@ -718,12 +810,14 @@ impl<K, V> ShardState<K, V> {
         if let Some(w) = &mut self.wheel {
             w.clear();
         }
-        self.slab
-            .take_all()
-            .into_iter()
-            .zip(causes)
-            .map(|(e, cause)| (e.key, e.value, cause))
-            .collect()
+        expired.extend(
+            self.slab
+                .take_all()
+                .into_iter()
+                .zip(causes)
+                .map(|(e, cause)| (e.key, e.value, cause)),
+        );
+        expired
     }
 
     /// The entries not expired at `now`.
@@ -817,4 +911,11 @@ fn hash_of<K, V>(slab: &Slab<K, V>, pending: &[Pending<K, V>], t: Token) -> u32 
     } else {
         pending[(t & !PENDING) as usize].hash
     }
+}
+
+/// Runs user code that may panic (an `Expiry` hook) under the lock, before any change: the
+/// panic is caught so the caller can report what was already removed, then resume it.
+#[inline]
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Panic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
 }

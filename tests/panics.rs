@@ -1,7 +1,7 @@
 //! Panics in user code — the hasher, the key's `Eq`, the weigher, a `retain` predicate, a
-//! value's `Clone`, a key's or value's `Drop` — must leave the cache consistent and usable: the
-//! panic reaches the caller, `validate()` is Ok afterwards, every other entry still reads back its
-//! own value, and inserts and removes keep working.
+//! value's `Clone`, a key's or value's `Drop`, an `Expiry` hook — must leave the cache
+//! consistent and usable: the panic reaches the caller, `validate()` is Ok afterwards, every
+//! other entry still reads back its own value, and inserts and removes keep working.
 //!
 //! Every trigger is checked to really panic (`catch_unwind` returns `Err`), so a test cannot pass
 //! by not reaching the user code it is about.
@@ -12,10 +12,12 @@ use std::fmt::Debug;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use cachet::Cache;
+use cachet::{Cache, Clock, Expiry, MockClock, RemovalCause};
 
 /// Marker in every intended panic message; the panic hook keeps them out of the test output.
 const INTENDED: &str = "[intended panic]";
@@ -518,4 +520,129 @@ fn panicking_drop_of_evicted_value_leaves_cache_consistent() {
     assert!(!cache.contains_key(&0));
     assert_eq!(cache.insert(500, bomb(500, false)).map(|b| b.id), None);
     cache.validate().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// An `Expiry` whose hooks panic: on create and update for one value, on read for one key.
+
+/// The key whose reads trip the read hook.
+const TOUCHY_KEY: u64 = 7;
+
+/// Create: 60 s. Update: 120 s. Read: no opinion. Each panics when armed: create and update
+/// for `BAD_VALUE`, read for `TOUCHY_KEY`.
+struct TrapExpiry;
+
+impl Expiry<u64, u64> for TrapExpiry {
+    fn expire_after_create(&self, _key: &u64, value: &u64) -> Option<Duration> {
+        if armed() && *value == BAD_VALUE {
+            panic!("{INTENDED} in expire_after_create");
+        }
+        Some(Duration::from_secs(60))
+    }
+
+    fn expire_after_update(&self, _: &u64, value: &u64, _: Option<Duration>) -> Option<Duration> {
+        if armed() && *value == BAD_VALUE {
+            panic!("{INTENDED} in expire_after_update");
+        }
+        Some(Duration::from_secs(120))
+    }
+
+    fn expire_after_read(&self, key: &u64, _: &u64, _: Option<Duration>) -> Option<Duration> {
+        if armed() && *key == TOUCHY_KEY {
+            panic!("{INTENDED} in expire_after_read");
+        }
+        None
+    }
+}
+
+type ExpiryLog = Arc<Mutex<Vec<(u64, u64, RemovalCause)>>>;
+
+fn trap_expiry_cache(shards: usize) -> (Cache<u64, u64>, MockClock, ExpiryLog) {
+    let time = MockClock::new();
+    let log: ExpiryLog = Arc::default();
+    let sink = Arc::clone(&log);
+    let cache = Cache::builder()
+        .max_capacity(1000)
+        .shards(shards)
+        .expiry(TrapExpiry)
+        .clock(Clock::mock(&time))
+        .eviction_listener(move |k, v, cause| sink.lock().unwrap().push((k, v, cause)))
+        .build()
+        .unwrap();
+    (cache, time, log)
+}
+
+#[test]
+fn panicking_expiry_leaves_cache_intact() {
+    for shards in [1, 4] {
+        let (cache, time, log) = trap_expiry_cache(shards);
+        let mut expected: HashMap<u64, u64> = (0..40).map(|k| (k, k + 1)).collect();
+        for (&k, &v) in &expected {
+            cache.insert(k, v); // deadline 60 s
+        }
+        time.advance(Duration::from_secs(10));
+        must_panic("create", || with_armed(|| cache.insert(500, BAD_VALUE)));
+        assert!(
+            !cache.contains_key(&500),
+            "a failed create stored the entry"
+        );
+        must_panic("update", || with_armed(|| cache.insert(5, BAD_VALUE)));
+        must_panic("read", || with_armed(|| cache.get(&TOUCHY_KEY)));
+        // Armed, other keys read and write normally.
+        with_armed(|| {
+            assert_eq!(cache.get(&8), Some(9));
+            assert_eq!(cache.insert(9, 99), Some(10));
+        });
+        expected.insert(9, 99);
+        assert_eq!(*log.lock().unwrap(), [(9, 10, RemovalCause::Replaced)]);
+        log.lock().unwrap().clear();
+        assert_holds(&cache, &expected);
+        // The failed update left key 5's deadline at 60 s, not the update's 130 s. Key 9, updated
+        // at 10 s, lives to 130 s.
+        time.advance(Duration::from_secs(50));
+        assert!(
+            !cache.contains_key(&5),
+            "the failed update moved the deadline"
+        );
+        assert_eq!(cache.get(&9), Some(99));
+        expected.retain(|&k, _| k == 9);
+        assert_holds(&cache, &expected);
+        let mut gone: Vec<(u64, u64, RemovalCause)> = std::mem::take(&mut *log.lock().unwrap());
+        gone.sort_unstable_by_key(|&(k, _, _)| k);
+        let want: Vec<_> = (0..40)
+            .filter(|&k| k != 9)
+            .map(|k| (k, k + 1, RemovalCause::Expired))
+            .collect();
+        assert_eq!(gone, want);
+        still_usable(&cache, &mut expected, (100..110).map(|k| (k, k)));
+    }
+}
+
+/// A create hook that panics for a key whose previous entry had expired: that entry is gone
+/// either way, but its removal must still be reported.
+#[test]
+fn panicking_expiry_create_over_an_expired_entry_still_reports_it() {
+    for shards in [1, 4] {
+        let (cache, time, log) = trap_expiry_cache(shards);
+        cache.insert(1, 10);
+        cache.insert(2, 20);
+        time.advance(Duration::from_secs(61));
+        must_panic("create over an expired entry", || {
+            with_armed(|| cache.insert(1, BAD_VALUE))
+        });
+        assert!(!cache.contains_key(&1));
+        cache.validate().unwrap();
+        cache.run_pending_maintenance();
+        cache.invalidate_all();
+        let mut got = std::mem::take(&mut *log.lock().unwrap());
+        got.sort_unstable_by_key(|&(k, _, _)| k);
+        assert_eq!(
+            got,
+            [
+                (1, 10, RemovalCause::Expired),
+                (2, 20, RemovalCause::Expired)
+            ],
+            "{shards} shards"
+        );
+    }
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::millis;
-pub(crate) use wheel::{MAX_LAG, MAX_LIFETIME, Wheel, is_due};
+pub(crate) use wheel::{MAX_LIFETIME, NO_CAP, Wheel, is_due};
 
 /// Decides entries' lifetimes one by one, on create, update and read.
 ///

@@ -58,6 +58,8 @@ pub(crate) const MAX_LIFETIME: u64 = 1 << 30;
 pub(crate) const MAX_LAG: u64 = 1 << 29;
 
 const NONE: u32 = u32::MAX;
+/// A cap meaning "no cap" (a real cap that happens to equal it is stored a tick earlier).
+pub(crate) const NO_CAP: u32 = u32::MAX;
 const DETACHED: u32 = u32::MAX - 1;
 /// `prev` of the first entry of bucket `b` is `FIRST_HEAD_TAG + b`.
 pub(crate) const FIRST_HEAD_TAG: u32 = DETACHED - BUCKETS as u32;
@@ -137,13 +139,8 @@ impl Wheel {
             prev: DETACHED,
         });
         if self.capped {
-            self.caps.push(0);
+            self.caps.push(NO_CAP);
         }
-    }
-
-    /// The wheel's time.
-    pub(crate) fn elapsed(&self) -> u64 {
-        self.elapsed
     }
 
     /// Whether reads must respect a time-to-live cap.
@@ -158,10 +155,17 @@ impl Wheel {
         (timer.prev != DETACHED).then(|| timer.deadline.load(Ordering::Relaxed))
     }
 
-    /// The time-to-live cap of `t` (low 32 bits); only meaningful when `capped`.
+    /// The time-to-live cap of `t` (low 32 bits), or `NO_CAP`; only when `capped`.
     #[inline]
     pub(crate) fn cap(&self, t: Token) -> u32 {
         self.caps[t as usize]
+    }
+
+    /// Whether the wheel is more than `MAX_LAG` behind `now`, so stored deadlines may have
+    /// wrapped: it must be brought up to date before any deadline is compared.
+    #[inline]
+    pub(crate) fn lagging(&self, now: u64) -> bool {
+        now.saturating_sub(self.elapsed) > MAX_LAG
     }
 
     /// Moves the deadline of a filed entry later or earlier without refiling it (read lock).
@@ -180,22 +184,13 @@ impl Wheel {
         self.elapsed.saturating_add_signed(delta)
     }
 
-    /// Starts keeping caps; every existing entry gets a cap of the longest lifetime past its
-    /// current deadline.
+    /// Starts keeping caps; existing entries get none.
     pub(crate) fn enable_caps(&mut self) {
         if self.capped {
             return;
         }
         self.capped = true;
-        self.caps = self
-            .timers
-            .iter()
-            .map(|t| {
-                t.deadline
-                    .load(Ordering::Relaxed)
-                    .wrapping_add(MAX_LIFETIME as u32)
-            })
-            .collect();
+        self.caps = vec![NO_CAP; self.timers.len()];
         self.caps
             .reserve_exact(self.timers.capacity() - self.timers.len());
     }
@@ -208,7 +203,21 @@ impl Wheel {
             self.unlink(t);
         }
         if self.capped {
-            self.caps[t as usize] = cap.unwrap_or(when + MAX_LIFETIME) as u32;
+            self.caps[t as usize] = match cap {
+                Some(c) if c as u32 == NO_CAP => NO_CAP - 1,
+                Some(c) => c as u32,
+                None => NO_CAP,
+            };
+        }
+        self.timers[t as usize].deadline = AtomicU32::new(when as u32);
+        self.link(t, when);
+    }
+
+    /// Files `t` again at `when` (a read moved its deadline earlier, or gave it one), keeping
+    /// its cap.
+    pub(crate) fn refile(&mut self, t: Token, when: u64) {
+        if self.timers[t as usize].prev != DETACHED {
+            self.unlink(t);
         }
         self.timers[t as usize].deadline = AtomicU32::new(when as u32);
         self.link(t, when);
