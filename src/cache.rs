@@ -52,7 +52,10 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn publish_due(&self, state: &ShardState<K, V>) {
         if state.is_timed() {
-            self.due.store(state.next_due(), Ordering::Relaxed);
+            let due = state.next_due();
+            if self.due.load(Ordering::Relaxed) != due {
+                self.due.store(due, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -278,6 +278,14 @@ impl<K, V> Slab<K, V> {
         (removed, Some((last, hash)))
     }
 
+    /// Gives back room beyond `room` entries.
+    pub(crate) fn shrink_to(&mut self, room: usize) {
+        self.entries.shrink_to(room);
+        if self.weighted {
+            self.weights.shrink_to(room);
+        }
+    }
+
     /// Removes every entry, returning them so they can be dropped outside the shard lock.
     pub(crate) fn take_all(&mut self) -> Vec<Entry<K, V>> {
         self.weights = Vec::new();

@@ -95,6 +95,10 @@ pub(crate) struct Wheel {
     /// The wheel's time: every slot that starts before it has been processed.
     elapsed: u64,
     filed: usize,
+    /// A tick at or before which the wheel next has work (`u64::MAX`: none): kept as the
+    /// earliest deadline filed since the last look, so a write updates it in O(1); a lower
+    /// bound is enough, since it only says when to look.
+    due: u64,
 }
 
 impl Wheel {
@@ -107,6 +111,7 @@ impl Wheel {
             occupied: [0; LEVELS],
             elapsed: now,
             filed: 0,
+            due: u64::MAX,
         }
     }
 
@@ -252,6 +257,7 @@ impl Wheel {
         timer.prev = head_tag(b);
         timer.next = old;
         self.filed += 1;
+        self.due = self.due.min(when);
     }
 
     fn unlink(&mut self, t: Token) {
@@ -308,6 +314,14 @@ impl Wheel {
         }
     }
 
+    /// Gives back room beyond `room` timers (the slab shrank).
+    pub(crate) fn shrink_to(&mut self, room: usize) {
+        self.timers.shrink_to(room);
+        if self.capped {
+            self.caps.shrink_to(room);
+        }
+    }
+
     /// Removes every timer.
     pub(crate) fn clear(&mut self) {
         self.timers = Vec::new();
@@ -315,6 +329,7 @@ impl Wheel {
         *self.heads = [NONE; BUCKETS];
         self.occupied = [0; LEVELS];
         self.filed = 0;
+        self.due = u64::MAX;
     }
 
     /// The earliest occupied slot: (bucket, start tick). Usually the lowest occupied level's
@@ -344,9 +359,10 @@ impl Wheel {
         best
     }
 
-    /// The tick at which the wheel next has work, if any entry is filed.
-    pub(crate) fn next_due(&self) -> Option<u64> {
-        self.next_slot().map(|(_, start)| start.max(self.elapsed))
+    /// A tick at or before which the wheel next has work (`u64::MAX` if nothing is filed).
+    #[inline]
+    pub(crate) fn next_due(&self) -> u64 {
+        self.due
     }
 
     /// Advances the wheel's time towards `now` and returns the next entry whose deadline has
@@ -357,10 +373,12 @@ impl Wheel {
         while *budget > 0 {
             let Some((b, start)) = self.next_slot() else {
                 self.elapsed = self.elapsed.max(now);
+                self.due = u64::MAX;
                 return None;
             };
             if start > now {
                 self.elapsed = self.elapsed.max(now);
+                self.due = start;
                 return None;
             }
             self.elapsed = self.elapsed.max(start);
@@ -480,7 +498,7 @@ mod tests {
             assert_eq!(got, vec![i as Token], "deadline {d}");
         }
         assert_eq!(w.filed, 0);
-        assert_eq!(w.next_due(), None);
+        assert_eq!(w.next_due(), u64::MAX);
     }
 
     #[test]
@@ -541,9 +559,28 @@ mod tests {
     }
 
     #[test]
-    fn next_due_is_a_slot_start_not_after_the_deadline() {
-        let w = wheel_with(&[100_000], 0);
-        let due = w.next_due().unwrap();
-        assert!(due <= 100_000 && due > 0, "{due}");
+    fn next_due_is_never_after_the_work() {
+        let mut w = wheel_with(&[100_000, 300_000], 0);
+        assert_eq!(w.next_due(), 100_000);
+        // After a look, it is the start of the slot holding the earliest entry.
+        assert_eq!(drain(&mut w, 50_000), Vec::<Token>::new());
+        let due = w.next_due();
+        assert!(due > 50_000 && due <= 100_000, "{due}");
+        assert_eq!(drain(&mut w, 100_000), vec![0]);
+        assert!(w.next_due() <= 300_000);
+        assert_eq!(drain(&mut w, 300_000), vec![1]);
+        assert_eq!(w.next_due(), u64::MAX);
+    }
+
+    #[test]
+    fn shrinking_keeps_links() {
+        let mut w = wheel_with(&(0..100).map(|i| 10 + i).collect::<Vec<_>>(), 0);
+        for t in (10..100).rev() {
+            w.swap_remove(t);
+        }
+        w.shrink_to(20);
+        assert!(w.timers.capacity() < 100);
+        w.validate(10).unwrap();
+        assert_eq!(drain(&mut w, 1000).len(), 10);
     }
 }
