@@ -149,6 +149,7 @@ where
         Timing {
             clock: &self.inner.clock,
             cfg: &self.inner.expire,
+            read: std::cell::Cell::new(None),
         }
     }
 
@@ -282,24 +283,16 @@ where
         };
         let mut removed = Removed::new();
         let shard = &self.inner.shards[i];
+        let time = self.timing();
         let old = {
             let mut state = shard.state.write();
-            let old = state.insert(
-                h,
-                key,
-                value,
-                w,
-                life,
-                &self.timing(),
-                &shard.hits,
-                &mut removed,
-            );
+            let old = state.insert(h, key, value, w, life, &time, &shard.hits, &mut removed);
             shard.publish_due(&state);
             old
         };
         // The lock is released: report (or just drop) what left the cache.
         removed.deliver(self.inner.listener.as_ref(), old.as_ref());
-        self.help_other(i, h);
+        self.help_other(i, h, time.read.get());
         old
     }
 
@@ -607,7 +600,7 @@ impl<K, V, S> Cache<K, V, S> {
     pub fn run_pending_maintenance(&self) {
         let mut panic = None;
         for i in 0..self.inner.shards.len() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, true))) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, true, None))) {
                 panic.get_or_insert(p);
             }
         }
@@ -628,14 +621,17 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// Expires what is due in shard `i`: one batch (blocking on the lock only if `all`), or
     /// batches until nothing is due (`all`).
-    fn maintain(&self, i: usize, all: bool) {
+    fn maintain(&self, i: usize, all: bool, known_now: Option<u64>) {
         let shard = &self.inner.shards[i];
         loop {
             let due = shard.due.load(Ordering::Relaxed);
             if due == u64::MAX {
                 return;
             }
-            let now = self.inner.clock.now_ticks();
+            let now = match known_now {
+                Some(now) if !all => now,
+                _ => self.inner.clock.now_ticks(),
+            };
             if due > now {
                 return;
             }
@@ -661,17 +657,17 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// After a miss: if shard `i` has expired entries waiting, remove a batch.
     fn help(&self, i: usize) {
-        self.maintain(i, false);
+        self.maintain(i, false, None);
     }
 
     /// After a write to shard `i`: also help one other shard, picked by the key's hash, if it
     /// has expired entries waiting and its lock is free, so a backlog in a shard that is
     /// rarely written still drains with the cache's overall traffic.
     #[inline]
-    fn help_other(&self, i: usize, h: u32) {
+    fn help_other(&self, i: usize, h: u32, now: Option<u64>) {
         let j = (i ^ (h >> 16) as usize) & self.inner.mask;
         if j != i && self.inner.shards[j].due.load(Ordering::Relaxed) != u64::MAX {
-            self.maintain(j, false);
+            self.maintain(j, false, now);
         }
     }
 

@@ -13,7 +13,8 @@
 // The bar (a hit with expiration at most 1.25x one without) leaves about 4 ns, which only
 // the last line fits. So the default clock is a *ticker*: one background thread for the whole
 // process advances a shared atomic millisecond counter, and the cache only loads it. The thread
-// exists only while some clock uses it (it holds a `Weak` and exits when the last user is gone),
+// exists only while some clock uses it (clocks register on first read; it exits at the first
+// tick after the last one is dropped),
 // and only once a clock is first read, so a cache without expiration never starts it. If the
 // thread cannot be spawned, the clock falls back to `Instant::now()` on every read.
 //
@@ -24,7 +25,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often the ticker thread advances the shared time: the clock's resolution.
@@ -38,32 +39,34 @@ const TICK: Duration = Duration::from_millis(1);
 /// - [`Clock::precise`]: reads [`Instant::now`] on every operation; no thread, about 20 ns more
 ///   per operation on an expiring cache.
 /// - [`Clock::mock`]: a [`MockClock`] that only moves when told to, for deterministic tests.
-#[derive(Clone)]
 pub struct Clock {
     kind: Kind,
 }
 
-#[derive(Clone)]
 enum Kind {
-    /// Started on first read, so that caches that never read the time never start a thread.
-    Ticking(Arc<OnceLock<Source>>),
+    /// Registered with the ticker on first read, so that caches that never read the time never
+    /// start the thread. `Err` if the thread could not be spawned: then `Instant::now()`.
+    Ticking(OnceLock<Result<TickerUse, ()>>),
     Precise(Instant),
     Mock(MockClock),
 }
 
-/// What a ticking clock reads once started.
-#[derive(Clone)]
-enum Source {
-    Ticker(Arc<Ticker>),
-    /// The thread could not be spawned.
-    Fallback(Instant),
+impl Clone for Clock {
+    fn clone(&self) -> Self {
+        let kind = match &self.kind {
+            Kind::Ticking(_) => Kind::Ticking(OnceLock::new()),
+            Kind::Precise(epoch) => Kind::Precise(*epoch),
+            Kind::Mock(m) => Kind::Mock(m.clone()),
+        };
+        Clock { kind }
+    }
 }
 
 impl Clock {
     /// The default: millisecond ticks kept by a shared background thread.
     pub fn ticking() -> Clock {
         Clock {
-            kind: Kind::Ticking(Arc::new(OnceLock::new())),
+            kind: Kind::Ticking(OnceLock::new()),
         }
     }
 
@@ -85,9 +88,10 @@ impl Clock {
     #[inline]
     pub(crate) fn now_ticks(&self) -> u64 {
         match &self.kind {
-            Kind::Ticking(once) => match once.get_or_init(start_ticker) {
-                Source::Ticker(t) => t.now.load(Ordering::Relaxed),
-                Source::Fallback(epoch) => millis(epoch.elapsed()),
+            // One load of a static once started: the hot path of every hit on an expiring cache.
+            Kind::Ticking(once) => match once.get_or_init(TickerUse::start) {
+                Ok(_) => TICKS.load(Ordering::Relaxed),
+                Err(()) => millis(epoch().elapsed()),
             },
             Kind::Precise(epoch) => millis(epoch.elapsed()),
             Kind::Mock(m) => millis(Duration::from_nanos(m.nanos.load(Ordering::Acquire))),
@@ -173,41 +177,63 @@ impl fmt::Debug for MockClock {
     }
 }
 
-/// The shared millisecond counter and its epoch.
-struct Ticker {
-    epoch: Instant,
-    now: AtomicU64,
+/// Milliseconds since `epoch()`, advanced by the ticker thread while any ticking clock is in use.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The ticker's bookkeeping: how many ticking clocks use it, and whether its thread runs.
+struct TickerState {
+    users: usize,
+    running: bool,
 }
 
-/// The running ticker, if any: weak, so that it stops once no clock uses it.
-static TICKER: Mutex<Weak<Ticker>> = Mutex::new(Weak::new());
+static TICKER: Mutex<TickerState> = Mutex::new(TickerState {
+    users: 0,
+    running: false,
+});
 
-fn start_ticker() -> Source {
-    let mut slot = TICKER.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(t) = slot.upgrade() {
-        return Source::Ticker(t);
-    }
-    let epoch = Instant::now();
-    let ticker = Arc::new(Ticker {
-        epoch,
-        now: AtomicU64::new(0),
-    });
-    let weak = Arc::downgrade(&ticker);
-    let spawned = std::thread::Builder::new()
-        .name("cachet-clock".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                let Some(t) = weak.upgrade() else { break };
-                t.now.store(millis(t.epoch.elapsed()), Ordering::Relaxed);
+/// The process-wide epoch of ticking clocks.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// A ticking clock's registration with the ticker thread; the thread stops when the last one
+/// is dropped.
+struct TickerUse(());
+
+impl TickerUse {
+    fn start() -> Result<TickerUse, ()> {
+        let mut st = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = epoch();
+        TICKS.fetch_max(millis(epoch.elapsed()), Ordering::Relaxed);
+        if !st.running {
+            let spawned = std::thread::Builder::new()
+                .name("cachet-clock".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(TICK);
+                        let mut st = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+                        if st.users == 0 {
+                            st.running = false;
+                            break;
+                        }
+                        TICKS.fetch_max(millis(epoch.elapsed()), Ordering::Relaxed);
+                    }
+                });
+            if spawned.is_err() {
+                return Err(());
             }
-        });
-    match spawned {
-        Ok(_) => {
-            *slot = Arc::downgrade(&ticker);
-            Source::Ticker(ticker)
+            st.running = true;
         }
-        Err(_) => Source::Fallback(epoch),
+        st.users += 1;
+        Ok(TickerUse(()))
+    }
+}
+
+impl Drop for TickerUse {
+    fn drop(&mut self) {
+        let mut st = TICKER.lock().unwrap_or_else(|p| p.into_inner());
+        st.users -= 1;
     }
 }
 

@@ -41,10 +41,26 @@ pub(crate) const EXPIRE_BUDGET: u32 = 1024;
 /// Shards with room for at most this many entries never shrink: too small to matter.
 const MIN_SHRINK_ROOM: usize = 64;
 
-/// What a write needs to know about time.
+/// What an operation needs to know about time. The clock is read at most once per operation.
 pub(crate) struct Timing<'a, K, V> {
     pub(crate) clock: &'a Clock,
     pub(crate) cfg: &'a ExpireConfig<K, V>,
+    pub(crate) read: std::cell::Cell<Option<u64>>,
+}
+
+impl<K, V> Timing<'_, K, V> {
+    /// The current tick, read once per operation.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        match self.read.get() {
+            Some(now) => now,
+            None => {
+                let now = self.clock.now_ticks();
+                self.read.set(Some(now));
+                now
+            }
+        }
+    }
 }
 
 /// The outcome of a read.
@@ -259,7 +275,7 @@ impl<K, V> ShardState<K, V> {
             let cfg = time.cfg;
             match w.deadline(t) {
                 Some(d) => {
-                    let now = time.clock.now_ticks();
+                    let now = time.now();
                     if w.lagging(now) {
                         return Read::Stale;
                     }
@@ -288,7 +304,7 @@ impl<K, V> ShardState<K, V> {
                 }
                 None if cfg.expiry.is_some() => {
                     // The read hook may give an entry without a deadline one.
-                    let now = time.clock.now_ticks();
+                    let now = time.now();
                     let cap = now + MAX_LIFETIME;
                     if let Some(when) = cfg.on_read(&e.key, &e.value, now, None, cap) {
                         e.touch();
@@ -368,7 +384,7 @@ impl<K, V> ShardState<K, V> {
         let w = weight.max(1);
         let timed =
             self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
-        let now = if timed { time.clock.now_ticks() } else { 0 };
+        let now = if timed { time.now() } else { 0 };
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.

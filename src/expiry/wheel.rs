@@ -370,6 +370,13 @@ impl Wheel {
     /// refiled, costs one unit of `budget`; returns `None` when nothing more is due or the
     /// budget is spent.
     pub(crate) fn pop_expired(&mut self, now: u64, budget: &mut u32) -> Option<Token> {
+        if now < self.due {
+            // Nothing filed is due yet (the common case on a write): no need to scan the levels.
+            // The time may move to `now`: a slot starting before it holds only entries due
+            // after it, so it cannot be passed over, only entered.
+            self.elapsed = self.elapsed.max(now);
+            return None;
+        }
         while *budget > 0 {
             let Some((b, start)) = self.next_slot() else {
                 self.elapsed = self.elapsed.max(now);
