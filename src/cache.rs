@@ -165,6 +165,16 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
+        self.get_at(i, h, key)
+    }
+
+    /// [`get`](Self::get) with the key already hashed to shard `i` and hash `h`.
+    #[inline]
+    pub(crate) fn get_at<Q>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
         let shard = &self.inner.shards[i];
         let state = shard.state.read();
         match state.get(h, key, &self.timing()) {
@@ -192,7 +202,7 @@ where
             Read::Stale => {
                 drop(state);
                 self.catch_up(i);
-                self.get(key)
+                self.get_at(i, h, key)
             }
         }
     }

@@ -67,6 +67,21 @@ pub(crate) enum Outcome<V> {
     Abandoned,
 }
 
+impl<V> Outcome<V> {
+    /// What a waiter returns: the value, or the leader's error if it has the waiter's error
+    /// type; `None` means start again (lead a new load or join one).
+    fn into_result<E>(self) -> Option<Result<V, Arc<E>>>
+    where
+        E: Send + Sync + 'static,
+    {
+        match self {
+            Outcome::Loaded(v) => Some(Ok(v)),
+            Outcome::Failed(e) => e.downcast::<E>().ok().map(Err),
+            Outcome::Abandoned => None,
+        }
+    }
+}
+
 impl<V> Flight<V> {
     pub(crate) fn new(generation: u64) -> Self {
         Flight {
@@ -215,12 +230,29 @@ where
     settled: bool,
 }
 
-impl<K, V, S> Lead<'_, K, V, S>
+impl<'a, K, V, S> Lead<'a, K, V, S>
 where
     K: Hash + Eq + Clone,
     V: Clone,
     S: BuildHasher,
 {
+    fn new(
+        cache: &'a Cache<K, V, S>,
+        shard: usize,
+        hash: u32,
+        key: &'a K,
+        flight: Arc<Flight<V>>,
+    ) -> Self {
+        Lead {
+            cache,
+            shard,
+            hash,
+            key,
+            flight,
+            settled: false,
+        }
+    }
+
     fn finish<E>(mut self, result: Result<V, E>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
@@ -357,34 +389,26 @@ where
         F: FnOnce() -> Result<V, E>,
         E: Send + Sync + 'static,
     {
+        // Hashed once, whatever the number of attempts.
+        let (i, h) = self.hash(key);
         let mut load = Some(load);
         loop {
-            if let Some(v) = self.get(key) {
+            if let Some(v) = self.get_at(i, h, key) {
                 return Ok(v);
             }
-            let (i, h) = self.hash(key);
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
-                Begin::Join(flight) => match flight.wait(deadline) {
-                    None => return Err(Failure::Timeout),
-                    Some(Outcome::Loaded(v)) => return Ok(v),
-                    Some(Outcome::Failed(e)) => {
-                        if let Ok(e) = e.downcast::<E>() {
-                            return Err(Failure::Failed(e));
-                        }
-                    }
-                    Some(Outcome::Abandoned) => {}
-                },
-                Begin::Lead(flight) => {
-                    let lead = Lead {
-                        cache: self,
-                        shard: i,
-                        hash: h,
-                        key,
-                        flight,
-                        settled: false,
+                Begin::Join(flight) => {
+                    let Some(outcome) = flight.wait(deadline) else {
+                        return Err(Failure::Timeout);
                     };
+                    if let Some(result) = outcome.into_result() {
+                        return result.map_err(Failure::Failed);
+                    }
+                }
+                Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
+                    let lead = Lead::new(self, i, h, key, flight);
                     return lead.finish(load()).map_err(Failure::Failed);
                 }
             }
@@ -412,12 +436,13 @@ where
         F: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
+        // Hashed once, whatever the number of attempts.
+        let (i, h) = self.hash(key);
         let mut load = Some(load);
         loop {
-            if let Some(v) = self.get(key) {
+            if let Some(v) = self.get_at(i, h, key) {
                 return Ok(v);
             }
-            let (i, h) = self.hash(key);
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
@@ -425,26 +450,13 @@ where
                         flight: &flight,
                         registered: None,
                     };
-                    match wait.await {
-                        Outcome::Loaded(v) => return Ok(v),
-                        Outcome::Failed(e) => {
-                            if let Ok(e) = e.downcast::<E>() {
-                                return Err(e);
-                            }
-                        }
-                        Outcome::Abandoned => {}
+                    if let Some(result) = wait.await.into_result() {
+                        return result;
                     }
                 }
                 Begin::Lead(flight) => {
-                    let lead = Lead {
-                        cache: self,
-                        shard: i,
-                        hash: h,
-                        key,
-                        flight,
-                        settled: false,
-                    };
                     let load = load.take().expect("a caller leads at most once");
+                    let lead = Lead::new(self, i, h, key, flight);
                     return lead.finish(load.await);
                 }
             }

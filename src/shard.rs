@@ -445,7 +445,24 @@ impl<K, V> ShardState<K, V> {
             let e = self.remove_token(t);
             removed.push(e.key, e.value, RemovalCause::Expired);
         };
-        let old = self.replace(found, key, value, w, life, now, time, removed);
+        let deadline = if timed {
+            // The user's `Expiry` may panic here: nothing has changed for this key yet.
+            let current = self.remaining(found, now);
+            match guarded(|| {
+                time.cfg
+                    .on_write(&key, &value, hash, now, life, Some(current))
+            }) {
+                Ok(d) => d,
+                Err(p) => {
+                    removed.set_panic(p);
+                    self.finish_write(now, hits, removed);
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        let old = self.replace(found, key, value, w, deadline, now, time.cfg, removed);
         self.finish_write(now, hits, removed);
         old
     }
@@ -457,7 +474,7 @@ impl<K, V> ShardState<K, V> {
         self.evict(now, hits, removed);
     }
 
-    /// Replaces the value of entry `t` (write path of `insert`).
+    /// Replaces the value of entry `t`; `insert` decided its new deadline.
     #[allow(clippy::too_many_arguments)]
     fn replace(
         &mut self,
@@ -465,29 +482,11 @@ impl<K, V> ShardState<K, V> {
         key: K,
         value: V,
         w: u32,
-        life: Lifetime,
+        deadline: Option<Deadline>,
         now: u64,
-        time: &Timing<'_, K, V>,
+        cfg: &ExpireConfig<K, V>,
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
-        let timed =
-            self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
-        let deadline = if timed {
-            let current = self.remaining(t, now);
-            let hash = self.slab.get(t).hash;
-            match guarded(|| {
-                time.cfg
-                    .on_write(&key, &value, hash, now, life, Some(current))
-            }) {
-                Ok(d) => d,
-                Err(p) => {
-                    removed.set_panic(p);
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
         if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= now) {
             // Too heavy to keep, or expired at once: the old value must not survive either. It
             // was replaced; the new one leaves at once.
@@ -508,7 +507,7 @@ impl<K, V> ShardState<K, V> {
         let a = e.access.get_mut();
         *a = (*a + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
-        self.set_deadline(t, deadline, now, time.cfg);
+        self.set_deadline(t, deadline, now, cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
         removed.push_returned(key, RemovalCause::Replaced);
         Some(old)
