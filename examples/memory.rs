@@ -60,63 +60,34 @@ fn measure<C>(
     }
 }
 
+type Builder = cachet::CacheBuilder<u64, u64>;
+
+/// A cachet row: the cache of `configure(builder)` at `CAPACITY` (`|b| b` is what `Cache::new`
+/// builds).
+fn cachet_row(name: &'static str, configure: fn(Builder) -> Builder) -> Row {
+    measure(
+        name,
+        || {
+            configure(cachet::Cache::<u64, u64>::builder().max_capacity(CAPACITY as u64))
+                .build()
+                .expect("valid configuration")
+        },
+        |c, k, v| {
+            c.insert(k, v);
+        },
+        |_| {},
+        |c| c.len(),
+    )
+}
+
 fn main() {
     let rows = [
-        measure(
-            "cachet",
-            || cachet::Cache::<u64, u64>::new(CAPACITY as u64),
-            |c, k, v| {
-                c.insert(k, v);
-            },
-            |_| {},
-            |c| c.len(),
-        ),
-        measure(
-            "cachet+ttl",
-            || {
-                cachet::Cache::<u64, u64>::builder()
-                    .max_capacity(CAPACITY as u64)
-                    .time_to_live(LIFETIME)
-                    .build()
-                    .expect("valid configuration")
-            },
-            |c, k, v| {
-                c.insert(k, v);
-            },
-            |_| {},
-            |c| c.len(),
-        ),
-        measure(
-            "cachet+tti",
-            || {
-                cachet::Cache::<u64, u64>::builder()
-                    .max_capacity(CAPACITY as u64)
-                    .time_to_idle(LIFETIME)
-                    .build()
-                    .expect("valid configuration")
-            },
-            |c, k, v| {
-                c.insert(k, v);
-            },
-            |_| {},
-            |c| c.len(),
-        ),
-        measure(
-            "cachet+ttl+tti",
-            || {
-                cachet::Cache::<u64, u64>::builder()
-                    .max_capacity(CAPACITY as u64)
-                    .time_to_live(LIFETIME)
-                    .time_to_idle(LIFETIME)
-                    .build()
-                    .expect("valid configuration")
-            },
-            |c, k, v| {
-                c.insert(k, v);
-            },
-            |_| {},
-            |c| c.len(),
-        ),
+        cachet_row("cachet", |b| b),
+        cachet_row("cachet+ttl", |b| b.time_to_live(LIFETIME)),
+        cachet_row("cachet+tti", |b| b.time_to_idle(LIFETIME)),
+        cachet_row("cachet+ttl+tti", |b| {
+            b.time_to_live(LIFETIME).time_to_idle(LIFETIME)
+        }),
         measure(
             "quick_cache",
             || quick_cache::sync::Cache::<u64, u64>::new(CAPACITY),
