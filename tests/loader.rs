@@ -38,6 +38,27 @@ fn spawn_callers(
         .collect()
 }
 
+/// Starts a leader: `lead` runs on its own thread with a clone of `cache` and a `gate` that its
+/// loader must call. Returns once the loader has reached the gate; the loader then stays there,
+/// in flight, until the returned sender releases it.
+fn blocked_leader<T: Send + 'static>(
+    cache: &Cache<u64, u64>,
+    lead: impl FnOnce(Cache<u64, u64>, &dyn Fn()) -> T + Send + 'static,
+) -> (thread::JoinHandle<T>, mpsc::Sender<()>) {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let cache = cache.clone();
+    let leader = thread::spawn(move || {
+        let gate = || {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        };
+        lead(cache, &gate)
+    });
+    started_rx.recv().unwrap();
+    (leader, release_tx)
+}
+
 #[test]
 fn sixty_four_threads_one_load() {
     let cache: Cache<u64, u64> = Cache::new(1_000);
@@ -84,19 +105,12 @@ fn distinct_keys_each_load_once() {
 #[test]
 fn error_is_shared_with_waiters_and_not_cached() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_try_load(&1, || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                Err::<u64, _>("db down")
-            })
+    let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
+        c.get_or_try_load(&1, || {
+            gate();
+            Err::<u64, _>("db down")
         })
-    };
-    started_rx.recv().unwrap();
+    });
     let waiter = {
         let cache = cache.clone();
         thread::spawn(move || {
@@ -119,21 +133,14 @@ fn error_is_shared_with_waiters_and_not_cached() {
 #[test]
 fn leader_panic_hands_the_load_to_a_waiter() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                cache.get_or_load(&1, || {
-                    started_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    panic!("loader bug")
-                })
-            }))
-        })
-    };
-    started_rx.recv().unwrap();
+    let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
+        catch_unwind(AssertUnwindSafe(|| {
+            c.get_or_load(&1, || {
+                gate();
+                panic!("loader bug")
+            })
+        }))
+    });
     let loads = Arc::new(AtomicUsize::new(0));
     let waiters: Vec<_> = (0..4)
         .map(|_| {
@@ -166,19 +173,12 @@ fn leader_panic_hands_the_load_to_a_waiter() {
 #[test]
 fn waiter_timeout_leaves_the_load_running() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_load(&1, || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                3
-            })
+    let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
+        c.get_or_load(&1, || {
+            gate();
+            3
         })
-    };
-    started_rx.recv().unwrap();
+    });
     let err = cache
         .get_or_load_timeout(&1, Duration::from_millis(10), || {
             unreachable!("leader is loading")
@@ -193,19 +193,12 @@ fn waiter_timeout_leaves_the_load_running() {
 #[test]
 fn a_remove_during_the_load_keeps_the_stale_value_out() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_load(&1, || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                100 // read before the row changed
-            })
+    let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
+        c.get_or_load(&1, || {
+            gate();
+            100 // read before the row changed
         })
-    };
-    started_rx.recv().unwrap();
+    });
     assert_eq!(cache.remove(&1), None); // the row changed: invalidate
     release_tx.send(()).unwrap();
     assert_eq!(
@@ -220,19 +213,12 @@ fn a_remove_during_the_load_keeps_the_stale_value_out() {
 #[test]
 fn an_insert_during_the_load_wins() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let leader = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_or_load(&1, || {
-                started_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                1
-            })
+    let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
+        c.get_or_load(&1, || {
+            gate();
+            1
         })
-    };
-    started_rx.recv().unwrap();
+    });
     cache.insert(1, 2);
     release_tx.send(()).unwrap();
     assert_eq!(leader.join().unwrap(), 1);
