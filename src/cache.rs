@@ -18,6 +18,7 @@ use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
 use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
+use crate::stats::{CacheStats, ShardStats};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -69,6 +70,10 @@ struct Inner<K, V, S> {
     capacity: u64,
     clock: Clock,
     expire: ExpireConfig<K, V>,
+    /// Per-shard counters, with `record_stats` (beside the shards rather than in them, so a
+    /// cache without statistics checks a word on a line every operation reads anyway).
+    stats: Option<Box<[ShardStats]>>,
+    name: Option<Arc<str>>,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -104,6 +109,9 @@ where
         let initial = b.initial_capacity.div_ceil(shards);
         let expire = ExpireConfig::new(b.ttl, b.tti, b.expiry, b.jitter);
         let clock = b.clock;
+        let stats = b
+            .record_stats
+            .then(|| (0..shards).map(|_| ShardStats::default()).collect());
         // Only an expiring cache reads the clock (and so starts the ticker) up front.
         let timed = expire
             .is_active()
@@ -132,6 +140,8 @@ where
                 capacity,
                 clock,
                 expire,
+                stats,
+                name: b.name,
             }),
         }
     }
@@ -182,18 +192,27 @@ where
                 let v = v.clone();
                 drop(state);
                 shard.hits.record();
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
                 Some(v)
             }
             Read::Refile(v, when) => {
                 let v = v.clone();
                 drop(state);
                 shard.hits.record();
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
                 self.refile(i, h, key, when);
                 Some(v)
             }
             Read::Miss => {
                 let timed = state.is_timed();
                 drop(state);
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.miss();
+                }
                 if timed {
                     self.help(i);
                 }
@@ -301,7 +320,10 @@ where
             old
         };
         // The lock is released: report (or just drop) what left the cache.
-        removed.deliver(self.inner.listener.as_ref(), old.as_ref());
+        if let Some(stats) = self.shard_stats(i) {
+            stats.inserted();
+        }
+        self.deliver(i, removed, old.as_ref());
         self.help_other(i, h, time.read.get());
         old
     }
@@ -335,7 +357,7 @@ where
             shard.publish_due(&state);
             begin
         };
-        removed.deliver(self.inner.listener.as_ref(), None);
+        self.deliver(i, removed, None);
         if matches!(begin, Begin::Hit(_)) {
             shard.hits.record();
         }
@@ -382,7 +404,10 @@ where
             shard.publish_due(&state);
             current
         };
-        removed.deliver(self.inner.listener.as_ref(), None);
+        if let (true, Some(stats)) = (stored, self.shard_stats(i)) {
+            stats.inserted();
+        }
+        self.deliver(i, removed, None);
         stored
     }
 
@@ -419,16 +444,16 @@ where
             found
         };
         let Some((k, v, expired)) = found else {
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             return None;
         };
         if expired {
             removed.push(k, v, RemovalCause::Expired);
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             return None;
         }
         removed.push_returned(k, RemovalCause::Explicit);
-        removed.deliver(self.inner.listener.as_ref(), Some(&v));
+        self.deliver(i, removed, Some(&v));
         Some(v)
     }
 
@@ -437,7 +462,7 @@ where
     /// is cleared and every entry reported, then the first panic resumes.
     pub fn invalidate_all(&self) {
         let mut panic = None;
-        for shard in self.inner.shards.iter() {
+        for (i, shard) in self.inner.shards.iter().enumerate() {
             let entries = {
                 let mut state = shard.state.write();
                 let now = self.now_if(&state);
@@ -445,6 +470,7 @@ where
                 shard.publish_due(&state);
                 entries
             };
+            self.count_removed(i, entries.iter().map(|e| e.2));
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 listener::deliver_all(self.inner.listener.as_ref(), entries)
             }));
@@ -471,7 +497,7 @@ where
     {
         let mut removed = Vec::new();
         let mut panic = None;
-        for shard in self.inner.shards.iter() {
+        for (i, shard) in self.inner.shards.iter().enumerate() {
             // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
                 let mut state = shard.state.write();
@@ -479,6 +505,7 @@ where
                 state.retain(&mut keep, now, &mut removed);
                 shard.publish_due(&state);
             }));
+            self.count_removed(i, removed.iter().map(|e| e.2));
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 listener::deliver_all(self.inner.listener.as_ref(), removed.drain(..))
             }));
@@ -658,7 +685,7 @@ impl<K, V, S> Cache<K, V, S> {
                 state.expire(now, EXPIRE_BUDGET, &mut removed);
                 shard.publish_due(&state);
             }
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             if !all {
                 return;
             }
@@ -693,7 +720,51 @@ impl<K, V, S> Cache<K, V, S> {
             state.expire(now, EXPIRE_BUDGET, &mut removed);
             shard.publish_due(&state);
         }
-        removed.deliver(self.inner.listener.as_ref(), None);
+        self.deliver(i, removed, None);
+    }
+
+    /// Shard `i`'s counters, if the cache records statistics.
+    #[inline]
+    pub(crate) fn shard_stats(&self, i: usize) -> Option<&ShardStats> {
+        self.inner.stats.as_deref().map(|s| &s[i])
+    }
+
+    /// Counts removals of shard `i` by cause, if the cache records statistics.
+    fn count_removed(&self, i: usize, causes: impl Iterator<Item = RemovalCause>) {
+        if let Some(stats) = self.shard_stats(i) {
+            stats.removed(causes);
+        }
+    }
+
+    /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
+    /// `returned` is the value the operation gives back to its caller, if any.
+    fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
+        if self.inner.stats.is_some() {
+            self.count_removed(i, removed.causes());
+        }
+        removed.deliver(self.inner.listener.as_ref(), returned);
+    }
+
+    /// A snapshot of the cache's statistics: hits, misses, loads, removals by cause, and
+    /// sizes. The counters stay at zero unless the builder's
+    /// [`record_stats`](CacheBuilder::record_stats) turned them on. Takes each shard's read
+    /// lock in turn, briefly.
+    pub fn stats(&self) -> CacheStats {
+        let mut out = CacheStats::default();
+        for (i, shard) in self.inner.shards.iter().enumerate() {
+            if let Some(stats) = self.shard_stats(i) {
+                stats.sum_into(&mut out);
+            }
+            let state = shard.state.read();
+            out.weighted_size += state.weight();
+            out.loads_in_flight += state.loads_in_flight() as u64;
+        }
+        out
+    }
+
+    /// The name given by the builder's [`name`](CacheBuilder::name), if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
     }
 
     /// The configured `max_capacity`.
@@ -710,6 +781,7 @@ impl<K, V, S> Cache<K, V, S> {
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
+            .field("name", &self.inner.name)
             .field("len", &self.len())
             .field("capacity", &self.inner.capacity)
             .field("shards", &self.inner.shards.len())

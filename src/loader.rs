@@ -228,6 +228,8 @@ where
     key: &'a K,
     flight: Arc<Flight<V>>,
     settled: bool,
+    /// When the load started, if the cache records statistics.
+    started: Option<Instant>,
 }
 
 impl<'a, K, V, S> Lead<'a, K, V, S>
@@ -243,6 +245,7 @@ where
         key: &'a K,
         flight: Arc<Flight<V>>,
     ) -> Self {
+        let started = cache.shard_stats(shard).map(|_| Instant::now());
         Lead {
             cache,
             shard,
@@ -250,6 +253,7 @@ where
             key,
             flight,
             settled: false,
+            started,
         }
     }
 
@@ -258,6 +262,7 @@ where
         E: Send + Sync + 'static,
     {
         let g = self.flight.generation;
+        self.count(result.is_ok());
         match result {
             Ok(v) => {
                 self.cache
@@ -278,6 +283,22 @@ where
     }
 }
 
+impl<K, V, S> Lead<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// Counts the finished load, if the cache records statistics.
+    fn count(&self, ok: bool) {
+        if let (Some(stats), Some(t)) = (self.cache.shard_stats(self.shard), self.started) {
+            let took = t.elapsed();
+            stats.loaded(ok, took);
+            #[cfg(feature = "metrics")]
+            crate::metrics_export::record_load(self.cache.name(), took, ok);
+        }
+    }
+}
+
 impl<K, V, S> Drop for Lead<'_, K, V, S>
 where
     K: Hash + Eq,
@@ -285,6 +306,7 @@ where
 {
     fn drop(&mut self) {
         if !self.settled {
+            self.count(false);
             // The loader panicked or the future was dropped: free the key for a new leader.
             // `end_load` with no value needs neither hashing nor cloning; a panic in it (a
             // listener) must not stop the waiters from being released.

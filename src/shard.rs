@@ -772,6 +772,11 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
+    /// Loads in flight in this shard.
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
     pub(crate) fn waiting(&self, hash: u32, key: &K) -> Option<usize>
     where
         K: Eq,
