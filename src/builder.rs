@@ -56,6 +56,7 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) clock: Clock,
     pub(crate) record_stats: bool,
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) negative_ttl: Option<Duration>,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -75,6 +76,7 @@ impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
             clock: Clock::default(),
             record_stats: false,
             name: None,
+            negative_ttl: None,
             _types: PhantomData,
         }
     }
@@ -177,6 +179,7 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             clock: self.clock,
             record_stats: self.record_stats,
             name: self.name,
+            negative_ttl: self.negative_ttl,
             _types: PhantomData,
         }
     }
@@ -238,6 +241,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// [`Clock::mock`] to control time in tests.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Remembers a failed load for `ttl`: callers of
+    /// [`get_or_try_load`](Cache::get_or_try_load) (and its async and batch forms) that ask for
+    /// the key meanwhile get the same error at once instead of loading again. This is negative
+    /// caching, for the stampede on a key that does not exist: make "not found" an error of
+    /// the loader, and the database sees one query per key per `ttl`.
+    ///
+    /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
+    /// differs from the failed loader's cannot receive it and loads again (so does every
+    /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
+    /// [`remove`](Cache::remove) or [`invalidate_all`](Cache::invalidate_all) of the key ends
+    /// the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// lifetimes; under a millisecond turns negative caching off.
+    pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
         self
     }
 
@@ -310,6 +330,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("clock", &self.clock)
             .field("record_stats", &self.record_stats)
             .field("name", &self.name)
+            .field("cache_errors_for", &self.negative_ttl)
             .finish()
     }
 }

@@ -38,6 +38,17 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     inner: Arc<Inner<K, V, S>>,
 }
 
+/// What [`Cache::compute`] does with a key, decided from its current value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compute<V> {
+    /// Leave the key as it is.
+    Keep,
+    /// Store this value (inserting or replacing).
+    Put(V),
+    /// Remove the key.
+    Remove,
+}
+
 /// A shard on its own cache lines, so that two shards' locks never share one, with its hit
 /// counter beside (not behind) the lock.
 struct Shard<K, V> {
@@ -74,6 +85,8 @@ struct Inner<K, V, S> {
     /// cache without statistics checks a word on a line every operation reads anyway).
     stats: Option<Box<[ShardStats]>>,
     name: Option<Arc<str>>,
+    /// How long a failed load's error is served (`cache_errors_for`), in clock ticks; 0: not.
+    negative_ttl: u64,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -142,6 +155,7 @@ where
                 expire,
                 stats,
                 name: b.name,
+                negative_ttl: b.negative_ttl.map_or(0, ticks),
             }),
         }
     }
@@ -328,6 +342,107 @@ where
         old
     }
 
+    /// Reads, changes or removes the value of `key` in one step that no other write to the key
+    /// can interleave with: `f` sees the current value (`None` if absent or expired) and
+    /// returns what to do. Returns the key's value after the operation.
+    ///
+    /// If a load of the key is in flight ([`get_or_load`](Self::get_or_load) and friends),
+    /// `compute` first waits for it to end, so it sees the loaded value rather than racing the
+    /// loader (this call blocks: do not call it from an async task while a slow load of the
+    /// same key may be running). A stored value gets the cache's configured lifetime, as with
+    /// [`insert`](Self::insert); removals and replacements are reported to the listener.
+    ///
+    /// `f` runs under the shard's write lock: keep it short, and do not call back into the
+    /// cache from it (that deadlocks). If it panics, nothing changes and the panic resumes.
+    ///
+    /// ```
+    /// use cachet::{Cache, Compute};
+    ///
+    /// let hits: Cache<&str, u64> = Cache::new(100);
+    /// for _ in 0..3 {
+    ///     hits.compute("/home", |n| Compute::Put(n.copied().unwrap_or(0) + 1));
+    /// }
+    /// assert_eq!(hits.get("/home"), Some(3));
+    /// // Remove the key once it reaches a threshold, atomically with the check.
+    /// let after = hits.compute("/home", |n| if n >= Some(&3) { Compute::Remove } else { Compute::Keep });
+    /// assert_eq!(after, None);
+    /// ```
+    pub fn compute<F>(&self, key: K, f: F) -> Option<V>
+    where
+        V: Clone,
+        F: FnOnce(Option<&V>) -> Compute<V>,
+    {
+        let (i, h) = self.hash(&key);
+        let shard = &self.inner.shards[i];
+        let time = self.timing();
+        // Both are used once, in the pass that finds no load in flight.
+        let (mut f, mut key) = (Some(f), Some(key));
+        loop {
+            let mut removed = Removed::new();
+            let outcome = {
+                let mut state = shard.state.write();
+                let now = self.now_if(&state);
+                let k = key.as_ref().expect("key is used once");
+                match state.probe(h, k, now) {
+                    Err(flight) => Err(flight),
+                    Ok(current) => {
+                        let f = f.take().expect("f runs once");
+                        let op = f(current);
+                        let kept = match op {
+                            Compute::Keep => current.cloned(),
+                            _ => None,
+                        };
+                        let mut old = None;
+                        let result = match op {
+                            Compute::Keep => kept,
+                            Compute::Put(v) => {
+                                let key = key.take().expect("key is used once");
+                                let w = match &self.inner.weigher {
+                                    Some(weigh) => weigh(&key, &v),
+                                    None => 1,
+                                };
+                                let new = v.clone();
+                                let life = Lifetime::Configured;
+                                let hits = &shard.hits;
+                                old = state.insert(h, key, v, w, life, &time, hits, &mut removed);
+                                if let Some(stats) = self.shard_stats(i) {
+                                    stats.inserted();
+                                }
+                                Some(new)
+                            }
+                            Compute::Remove => {
+                                if let Some((k, v, expired)) =
+                                    state.remove(h, k, &self.inner.clock, &mut removed)
+                                {
+                                    let cause = if expired {
+                                        RemovalCause::Expired
+                                    } else {
+                                        RemovalCause::Explicit
+                                    };
+                                    removed.push(k, v, cause);
+                                }
+                                None
+                            }
+                        };
+                        shard.publish_due(&state);
+                        Ok((result, old))
+                    }
+                }
+            };
+            match outcome {
+                Ok((result, old)) => {
+                    // The replaced value (if any) is reported as Replaced.
+                    self.deliver(i, removed, old.as_ref());
+                    return result;
+                }
+                Err(flight) => {
+                    // A load of the key is in flight: let it finish, then look again.
+                    let _ = flight.wait(None);
+                }
+            }
+        }
+    }
+
     /// A read moved the deadline of `key` earlier (or gave it one): refile it (write lock).
     #[cold]
     fn refile<Q>(&self, i: usize, h: u32, key: &Q, when: u64)
@@ -352,7 +467,11 @@ where
         let mut removed = Removed::new();
         let begin = {
             let mut state = shard.state.write();
-            let now = self.now_if(&state);
+            let now = if self.inner.negative_ttl > 0 {
+                self.inner.clock.now_ticks()
+            } else {
+                self.now_if(&state)
+            };
             let begin = state.begin_load(h, key, now, &mut removed);
             shard.publish_due(&state);
             begin
@@ -418,6 +537,19 @@ where
     pub fn loaders_waiting(&self, key: &K) -> Option<usize> {
         let (i, h) = self.hash(key);
         self.inner.shards[i].state.read().waiting(h, key)
+    }
+
+    /// Ends a failed load: with `cache_errors_for`, its slot stays as a negative entry;
+    /// otherwise the key is freed for a new leader.
+    pub(crate) fn fail_load(&self, i: usize, h: u32, key: &K, generation: u64) {
+        let ttl = self.inner.negative_ttl;
+        let mut state = self.inner.shards[i].state.write();
+        if ttl > 0 {
+            let until = self.inner.clock.now_ticks().saturating_add(ttl);
+            state.keep_failed(h, key, generation, until);
+        } else {
+            state.end_load(h, key, generation);
+        }
     }
 
     /// Ends an abandoned load (no value): frees the key for a new leader.

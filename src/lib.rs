@@ -120,7 +120,7 @@ mod slab;
 mod stats;
 
 pub use builder::{CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY, SHARDS_PER_THREAD};
-pub use cache::{Cache, Iter};
+pub use cache::{Cache, Compute, Iter};
 pub use clock::{Clock, MockClock};
 pub use equivalent::Equivalent;
 pub use error::BuildError;

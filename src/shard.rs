@@ -24,6 +24,7 @@ use hashbrown::HashTable;
 use crate::clock::Clock;
 use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LIFETIME, NO_CAP, Wheel, is_due};
 use crate::listener::Panic;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::hits::HitCounter;
@@ -85,6 +86,9 @@ struct Pending<K, V> {
     key: K,
     hash: u32,
     flight: Arc<Flight<V>>,
+    /// 0 while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
+    /// error is served to callers of the key until this clock tick (a negative entry).
+    until: u64,
 }
 
 /// What a caller that missed should do.
@@ -129,6 +133,10 @@ pub(crate) struct ShardState<K, V> {
     pending: Vec<Pending<K, V>>,
     /// Generation of the next load, so a leader can tell its own slot from a newer one.
     next_generation: u64,
+    /// Negative entries (failed loads kept with `cache_errors_for`) in the order they were
+    /// made, which is the order they end in (one lifetime for all): `(until, generation,
+    /// hash)`. A queued one whose slot was since replaced is skipped when it comes up.
+    negative: VecDeque<(u64, u64, u32)>,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -174,6 +182,7 @@ impl<K, V> ShardState<K, V> {
             wheel,
             pending: Vec::new(),
             next_generation: 0,
+            negative: VecDeque::new(),
         }
     }
 
@@ -718,6 +727,7 @@ impl<K, V> ShardState<K, V> {
         V: Clone,
     {
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.purge_negative(now);
         loop {
             let (slab, pending) = (&self.slab, &self.pending);
             let t = match self.index.entry(
@@ -735,12 +745,18 @@ impl<K, V> ShardState<K, V> {
                         key: key.clone(),
                         hash,
                         flight: Arc::clone(&flight),
+                        until: 0,
                     });
                     return Begin::Lead(flight);
                 }
             };
             if t >= PENDING {
-                return Begin::Join(Arc::clone(&self.pending[(t & !PENDING) as usize].flight));
+                let p = &self.pending[(t & !PENDING) as usize];
+                if p.until != 0 && p.until <= now {
+                    self.remove_pending(t); // a negative entry that has run its time
+                    continue;
+                }
+                return Begin::Join(Arc::clone(&p.flight));
             }
             if !self.expired_at(t, now) {
                 let e = self.slab.get(t);
@@ -771,12 +787,79 @@ impl<K, V> ShardState<K, V> {
         }
     }
 
-    /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
-    /// Loads in flight in this shard.
-    pub(crate) fn loads_in_flight(&self) -> usize {
-        self.pending.len()
+    /// For `compute`: the live value of `key` (`Ok(None)`: absent or expired), or the load in
+    /// flight for it, which `compute` waits for.
+    pub(crate) fn probe(&self, hash: u32, key: &K, now: u64) -> Result<Option<&V>, Arc<Flight<V>>>
+    where
+        K: Eq,
+    {
+        let (slab, pending) = (&self.slab, &self.pending);
+        let Some(&t) = self
+            .index
+            .find(index_hash(hash), |&t| key_of(slab, pending, t) == key)
+        else {
+            return Ok(None);
+        };
+        if t >= PENDING {
+            let p = &self.pending[(t & !PENDING) as usize];
+            // A negative entry (a failed load kept) holds no value.
+            return if p.until == 0 {
+                Err(Arc::clone(&p.flight))
+            } else {
+                Ok(None)
+            };
+        }
+        Ok((!self.expired_at(t, now)).then(|| &self.slab.get(t).value))
     }
 
+    /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as
+    /// a negative entry until tick `until`, so callers get its error without loading again.
+    /// Returns `false` (and keeps nothing) if the slot was superseded meanwhile.
+    pub(crate) fn keep_failed(&mut self, hash: u32, key: &K, generation: u64, until: u64) -> bool
+    where
+        K: Eq,
+    {
+        let pending = &self.pending;
+        let found = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
+        });
+        match found {
+            Some(&t) if self.pending[(t & !PENDING) as usize].flight.generation == generation => {
+                self.pending[(t & !PENDING) as usize].until = until;
+                self.negative.push_back((until, generation, hash));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops negative entries whose time has come (a bounded amount of work per call: each
+    /// entry is queued once).
+    fn purge_negative(&mut self, now: u64) {
+        while let Some(&(until, generation, hash)) = self.negative.front() {
+            if until > now {
+                return;
+            }
+            self.negative.pop_front();
+            let pending = &self.pending;
+            let found = self.index.find(index_hash(hash), |&t| {
+                t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
+            });
+            if let Some(&t) = found {
+                self.remove_pending(t);
+            }
+        }
+        if self.negative.is_empty() && self.negative.capacity() > 64 {
+            self.negative = VecDeque::new();
+        }
+    }
+
+    /// Loads in flight in this shard (not counting negative entries).
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.pending.iter().filter(|p| p.until == 0).count()
+    }
+
+    /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
     pub(crate) fn waiting(&self, hash: u32, key: &K) -> Option<usize>
     where
         K: Eq,
@@ -854,6 +937,7 @@ impl<K, V> ShardState<K, V> {
             .collect();
         self.index = HashTable::new();
         self.pending.clear();
+        self.negative.clear();
         self.weight = 0;
         if let Some(w) = &mut self.wheel {
             w.clear();
