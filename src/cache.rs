@@ -174,6 +174,7 @@ where
             clock: &self.inner.clock,
             cfg: &self.inner.expire,
             read: std::cell::Cell::new(None),
+            refresh: None,
         }
     }
 
@@ -199,9 +200,37 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
+        self.read_at(i, h, key, &self.timing()).map(|(v, _)| v)
+    }
+
+    /// A read of a loading cache: also says whether this reader claimed the entry's refresh
+    /// (`refresh` decides from the ticks the entry has left), which it must then start.
+    #[inline]
+    pub(crate) fn get_refreshing<Q>(
+        &self,
+        i: usize,
+        h: u32,
+        key: &Q,
+        refresh: &dyn Fn(u64) -> bool,
+    ) -> Option<(V, bool)>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
+        let mut time = self.timing();
+        time.refresh = Some(refresh);
+        self.read_at(i, h, key, &time)
+    }
+
+    #[inline(always)]
+    fn read_at<Q>(&self, i: usize, h: u32, key: &Q, time: &Timing<'_, K, V>) -> Option<(V, bool)>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
         let shard = &self.inner.shards[i];
         let state = shard.state.read();
-        match state.get(h, key, &self.timing()) {
+        match state.get(h, key, time) {
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
@@ -209,7 +238,16 @@ where
                 if let Some(stats) = self.shard_stats(i) {
                     stats.hit();
                 }
-                Some(v)
+                Some((v, false))
+            }
+            Read::Refresh(v) => {
+                let v = v.clone();
+                drop(state);
+                shard.hits.record();
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
+                Some((v, true))
             }
             Read::Refile(v, when) => {
                 let v = v.clone();
@@ -219,7 +257,7 @@ where
                     stats.hit();
                 }
                 self.refile(i, h, key, when);
-                Some(v)
+                Some((v, false))
             }
             Read::Miss => {
                 let timed = state.is_timed();
@@ -235,7 +273,7 @@ where
             Read::Stale => {
                 drop(state);
                 self.catch_up(i);
-                self.get_at(i, h, key)
+                self.read_at(i, h, key, time)
             }
         }
     }
@@ -251,7 +289,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(v) | Read::Refile(v, _) => Some(v.clone()),
+            Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
             Read::Miss => None,
             Read::Stale => {
                 drop(state);
@@ -270,7 +308,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(_) | Read::Refile(..) => true,
+            Read::Hit(_) | Read::Refile(..) | Read::Refresh(_) => true,
             Read::Miss => false,
             Read::Stale => {
                 drop(state);
@@ -496,6 +534,53 @@ where
     where
         K: Clone,
     {
+        self.store_loaded(i, h, key, value, |state| state.end_load(h, key, generation))
+    }
+
+    /// Ends the background refresh of `generation` for `key`, storing `value` unless a write
+    /// or removal of the key superseded the refresh. Returns whether it was stored.
+    pub(crate) fn end_refresh(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+        generation: u64,
+        value: Option<V>,
+    ) -> bool
+    where
+        K: Clone,
+    {
+        self.store_loaded(i, h, key, value, |state| state.end_refresh(generation))
+    }
+
+    /// Registers a background refresh of `key` (whose refresh this caller claimed): returns
+    /// the key and the flight other callers may join, or `None` if one is already running.
+    pub(crate) fn begin_refresh(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+    ) -> Option<(K, Arc<crate::loader::Flight<V>>)>
+    where
+        K: Clone,
+    {
+        let mut state = self.inner.shards[i].state.write();
+        state.begin_refresh(h, key, &K::clone)
+    }
+
+    /// Ends a load or a refresh (`current` takes its slot under the write lock and says if it
+    /// is still current) and stores its value if so.
+    fn store_loaded(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+        value: Option<V>,
+        current: impl FnOnce(&mut ShardState<K, V>) -> bool,
+    ) -> bool
+    where
+        K: Clone,
+    {
         // The weigher runs before the lock, as for `insert`.
         let w = match (&self.inner.weigher, &value) {
             (Some(weigh), Some(v)) => weigh(key, v),
@@ -505,7 +590,8 @@ where
         let mut removed = Removed::new();
         let stored = {
             let mut state = shard.state.write();
-            let current = state.end_load(h, key, generation);
+            let current = current(&mut state);
+            let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
                 let life = Lifetime::Configured;
                 let key = key.clone();
@@ -521,7 +607,7 @@ where
                 );
             }
             shard.publish_due(&state);
-            current
+            current && stored_value
         };
         if let (true, Some(stats)) = (stored, self.shard_stats(i)) {
             stats.inserted();

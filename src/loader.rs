@@ -455,10 +455,11 @@ where
         // Hashed once, whatever the number of attempts.
         let (i, h) = self.hash(key);
         let mut load = Some(load);
+        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        if let Some(v) = self.get_at(i, h, key) {
+            return Ok(v);
+        }
         loop {
-            if let Some(v) = self.get_at(i, h, key) {
-                return Ok(v);
-            }
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
@@ -506,10 +507,11 @@ where
         // Hashed once, whatever the number of attempts.
         let (i, h) = self.hash(key);
         let mut load = Some(load);
+        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        if let Some(v) = self.get_at(i, h, key) {
+            return Ok(v);
+        }
         loop {
-            if let Some(v) = self.get_at(i, h, key) {
-                return Ok(v);
-            }
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {

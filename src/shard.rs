@@ -47,6 +47,9 @@ pub(crate) struct Timing<'a, K, V> {
     pub(crate) clock: &'a Clock,
     pub(crate) cfg: &'a ExpireConfig<K, V>,
     pub(crate) read: std::cell::Cell<Option<u64>>,
+    /// For reads of a loading cache: whether an entry with this many ticks left should be
+    /// refreshed now (`refresh.rs`). `None` for plain reads.
+    pub(crate) refresh: Option<&'a dyn Fn(u64) -> bool>,
 }
 
 impl<K, V> Timing<'_, K, V> {
@@ -70,6 +73,8 @@ pub(crate) enum Read<'a, V> {
     /// A hit whose read moved the deadline earlier (or gave the entry one): the caller must
     /// refile it under the write lock (`refile`).
     Refile(&'a V, u64),
+    /// A hit whose refresh this reader claimed (loading caches only): it must start it.
+    Refresh(&'a V),
     Miss,
     /// The shard's wheel is so far behind the clock that stored deadlines may have wrapped: the
     /// caller must run maintenance under the write lock and read again.
@@ -137,6 +142,9 @@ pub(crate) struct ShardState<K, V> {
     /// made, which is the order they end in (one lifetime for all): `(until, generation,
     /// hash)`. A queued one whose slot was since replaced is skipped when it comes up.
     negative: VecDeque<(u64, u64, u32)>,
+    /// Background refreshes in flight (loading caches): the keys keep their entries, so the
+    /// loads cannot be pending slots in the index. Few at a time; searched linearly.
+    refreshing: Vec<Pending<K, V>>,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -183,6 +191,7 @@ impl<K, V> ShardState<K, V> {
             pending: Vec::new(),
             next_generation: 0,
             negative: VecDeque::new(),
+            refreshing: Vec::new(),
         }
     }
 
@@ -291,6 +300,13 @@ impl<K, V> ShardState<K, V> {
                     if is_due(d, now) {
                         return Read::Miss;
                     }
+                    if let Some(due) = time.refresh {
+                        let left = widen(d, now) - now;
+                        if !e.refresh_claimed() && due(left) && e.claim_refresh() {
+                            e.touch();
+                            return Read::Refresh(&e.value);
+                        }
+                    }
                     // Fast path for plain time-to-idle: within one tick the deadline is
                     // already where this read would put it, and nothing else needs loading.
                     let unchanged =
@@ -395,6 +411,7 @@ impl<K, V> ShardState<K, V> {
             self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
         let now = if timed { time.now() } else { 0 };
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.cancel_refresh(&key);
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab, hits) {
@@ -514,7 +531,8 @@ impl<K, V> ShardState<K, V> {
         self.weight = self.weight - old_w + u64::from(w);
         let e = self.slab.get_mut(t);
         let a = e.access.get_mut();
-        *a = (*a + 1).min(crate::slab::MAX_ACCESS);
+        // A new value: counted as an access, and its refresh (if one was claimed) is done.
+        *a = ((*a & crate::slab::ACCESS_COUNT) + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
         self.set_deadline(t, deadline, now, cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
@@ -675,6 +693,7 @@ impl<K, V> ShardState<K, V> {
             0
         };
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.cancel_refresh(key);
         let (slab, pending) = (&self.slab, &self.pending);
         let t = *self.index.find(index_hash(hash), |&t| {
             key.equivalent(key_of(slab, pending, t))
@@ -737,6 +756,10 @@ impl<K, V> ShardState<K, V> {
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
+                    // The entry expired (or left) while its refresh runs: wait for that load.
+                    if let Some(r) = self.refreshing.iter().find(|r| &r.key == key) {
+                        return Begin::Join(Arc::clone(&r.flight));
+                    }
                     let generation = self.next_generation;
                     self.next_generation += 1;
                     let flight = Arc::new(Flight::new(generation));
@@ -784,6 +807,63 @@ impl<K, V> ShardState<K, V> {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Registers a background refresh of `key`, whose live entry a reader claimed the refresh
+    /// of. Returns the key (cloned with `clone_key`) and the load's flight, or `None` if the
+    /// entry left meanwhile or a refresh of the key is already in flight.
+    pub(crate) fn begin_refresh<Q>(
+        &mut self,
+        hash: u32,
+        key: &Q,
+        clone_key: &dyn Fn(&K) -> K,
+    ) -> Option<(K, Arc<Flight<V>>)>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let (_, e) = self.lookup(hash, key)?;
+        if self.refreshing.iter().any(|r| key.equivalent(&r.key)) {
+            return None;
+        }
+        let key = clone_key(&e.key);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let flight = Arc::new(Flight::new(generation));
+        self.refreshing.push(Pending {
+            key: clone_key(&key),
+            hash,
+            flight: Arc::clone(&flight),
+            until: 0,
+        });
+        Some((key, flight))
+    }
+
+    /// Ends the refresh of `generation`: `true` if it is still current (no write or removal
+    /// of the key superseded it), and then its result may be stored.
+    pub(crate) fn end_refresh(&mut self, generation: u64) -> bool {
+        match self
+            .refreshing
+            .iter()
+            .position(|r| r.flight.generation == generation)
+        {
+            Some(i) => {
+                self.refreshing.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A write or removal of `key` supersedes its refresh in flight, if any: the refreshed
+    /// value will not be stored over it.
+    #[inline]
+    fn cancel_refresh<Q>(&mut self, key: &Q)
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        if !self.refreshing.is_empty() {
+            self.refreshing.retain(|r| !key.equivalent(&r.key));
         }
     }
 
@@ -899,6 +979,7 @@ impl<K, V> ShardState<K, V> {
         now: u64,
         removed: &mut Vec<(K, V, RemovalCause)>,
     ) where
+        K: Eq,
         F: FnMut(&K, &V) -> bool,
     {
         self.catch_up(now, &mut |k, v| removed.push((k, v, RemovalCause::Expired)));
@@ -917,6 +998,14 @@ impl<K, V> ShardState<K, V> {
             // The last entry moves into `t`; look at `t` again.
             let e = self.remove_token(t);
             removed.push((e.key, e.value, cause));
+        }
+        // A refresh of a removed key must not bring it back.
+        if !self.refreshing.is_empty() {
+            let live: Vec<bool> = (self.refreshing.iter())
+                .map(|r| self.lookup(r.hash, &r.key).is_some())
+                .collect();
+            let mut live = live.into_iter();
+            self.refreshing.retain(|_| live.next().unwrap_or(false));
         }
         self.shrink_if_sparse();
     }
@@ -938,6 +1027,7 @@ impl<K, V> ShardState<K, V> {
         self.index = HashTable::new();
         self.pending.clear();
         self.negative.clear();
+        self.refreshing.clear();
         self.weight = 0;
         if let Some(w) = &mut self.wheel {
             w.clear();
