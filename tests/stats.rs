@@ -188,7 +188,6 @@ fn inserts_count_insert_insert_with_ttl_and_loads_that_store() {
 /// `CacheStats::inserts` counts "values stored"; a failed load stores nothing, but `end_load`
 /// counts an insert whenever the load was not superseded, with or without a value.
 #[test]
-#[ignore = "bug: a load whose loader returns Err counts an insert (end_load counts when the slot was current, not when a value was stored)"]
 fn a_failed_load_counts_no_insert() {
     let cache = recording(100);
     assert_eq!(
@@ -611,7 +610,6 @@ fn sixty_four_callers_of_one_key_count_one_load_and_sixty_four_misses() {
 /// dropped) starts again with a second lookup (`get_at` in the retry loop), which is counted as
 /// a second miss.
 #[test]
-#[ignore = "bug: a waiter whose leader panicked or was dropped counts a second miss when it retries"]
 fn a_waiter_of_a_panicked_leader_counts_its_miss_once() {
     let cache = recording(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
