@@ -84,11 +84,13 @@ impl Refresher {
                 // `delta * beta * -ln(u) >= left`, `u` uniform in (0, 1], `delta` the load
                 // time. Early refreshes grow likelier as the deadline nears and as loads slow.
                 let delta_ms = self.load_micros.load(Ordering::Relaxed) as f64 / 1000.0;
-                if delta_ms <= 0.0 {
+                // `-ln(u)` is at most 53 ln 2 (about 36.7) for the 53-bit `u` drawn here, so
+                // an entry with more time left than that bound needs no random draw.
+                let reach = delta_ms * beta;
+                if reach <= 0.0 || reach * 36.8 < left as f64 {
                     return false;
                 }
-                let u = uniform();
-                delta_ms * beta * -u.ln() >= left as f64
+                reach * -uniform().ln() >= left as f64
             }
         }
     }
@@ -110,11 +112,11 @@ impl Refresher {
 /// all XFetch needs).
 fn uniform() -> f64 {
     use std::cell::Cell;
+    use std::hash::BuildHasher;
     thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let addr = &STATE as *const _ as u64;
-            (Instant::now().elapsed().as_nanos() as u64 ^ addr) | 1
-        });
+        // Seeded from the standard library's per-process random hash keys.
+        static STATE: Cell<u64> =
+            Cell::new(std::collections::hash_map::RandomState::new().hash_one(0u8) | 1);
     }
     STATE.with(|s| {
         let mut x = s.get();
