@@ -19,6 +19,8 @@
 //! also stores a new deadline). Nothing expires during a run. Issue 3's bars: a hit with
 //! expiration at most 1.25x one without, an insert with eviction at most 1.3x.
 //!
+//! `cachet_stats` in `get_hit` is `get` with `record_stats` (issue 5: at most 1.1x `get`).
+//!
 //! `cachet_get_or_load` in `get_hit` is `get_or_load` on the same hits (issue 4: at most 1.1x
 //! `get`).
 //!
@@ -124,6 +126,7 @@ fn bench_get_hit(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_hit");
     group.throughput(Throughput::Elements(1));
     get_hit::<common::Cachet>(&mut group, &keys);
+    get_hit::<common::CachetStats>(&mut group, &keys);
     get_or_load_hit(&mut group, &keys);
     get_hit::<common::CachetTtl>(&mut group, &keys);
     get_hit::<common::CachetTti>(&mut group, &keys);

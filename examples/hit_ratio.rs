@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example hit_ratio -- [--trace NAME_OR_PATH ...] [--capacity N ...]
 //!     [--zipf N_KEYS,EXPONENT,REQUESTS] [--seed N] [--policies cachet,moka,quick_cache,lru,opt]
-//!     [--shards N] [--threads N] [--runs N] [--check] [--all]
+//!     [--shards N] [--threads N] [--runs N] [--seeded] [--plot DIR] [--check] [--all]
 //! ```
 //!
 //! With no trace selected (or with `--all`), every trace of the README runs at the README's
@@ -15,14 +15,23 @@
 //! Replay model, identical for every cache: for each key, `if cache.get(&k).is_none() { miss;
 //! cache.insert(k, k) }`, count-bounded at the given capacity, each cache in its default
 //! configuration. Prints a markdown table of hit ratios (%) on stdout, timings on stderr.
+//!
+//! `--plot DIR` also draws each trace's row of the table as an SVG chart, `DIR/<trace>.svg`
+//! (`DIR/zipf-<N_KEYS>-<EXPONENT>.svg` for `--zipf`): hit ratio (%) against capacity, one line per
+//! policy, the same means as the table; the capacity axis is logarithmic when the capacities span
+//! more than 10x.
 
 #[path = "common/traces.rs"]
 mod traces;
 
+use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
 use traces::{REFERENCE, Trace, percent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +87,17 @@ impl Policy {
             Policy::Opt => "OPT",
         }
     }
+
+    /// Line colour in `--plot` charts.
+    fn color(self) -> RGBColor {
+        match self {
+            Policy::Cachet => RGBColor(214, 39, 40),
+            Policy::Moka => RGBColor(31, 119, 180),
+            Policy::QuickCache => RGBColor(44, 160, 44),
+            Policy::Lru => RGBColor(150, 150, 150),
+            Policy::Opt => BLACK,
+        }
+    }
 }
 
 struct Args {
@@ -87,6 +107,8 @@ struct Args {
     seed: u64,
     policies: Vec<Policy>,
     run: RunOptions,
+    /// `--plot`: folder for one SVG chart per trace.
+    plot: Option<PathBuf>,
     check: bool,
     all: bool,
 }
@@ -108,7 +130,7 @@ struct RunOptions {
 
 const USAGE: &str = "usage: hit_ratio [--trace NAME_OR_PATH ...] [--capacity N ...] \
 [--zipf N_KEYS,EXPONENT,REQUESTS] [--seed N] [--policies cachet,moka,quick_cache,lru,opt] \
-[--shards N] [--threads N] [--runs N] [--seeded] [--check] [--all]";
+[--shards N] [--threads N] [--runs N] [--seeded] [--plot DIR] [--check] [--all]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -123,6 +145,7 @@ fn parse_args() -> Result<Args, String> {
             runs: 1,
             seeded: false,
         },
+        plot: None,
         check: false,
         all: false,
     };
@@ -190,6 +213,7 @@ fn parse_args() -> Result<Args, String> {
             "--runs" => args.run.runs = number(&take("--runs")?, "--runs")?,
             "--seeded" => args.run.seeded = true,
             "--threads" => args.run.threads = number(&take("--threads")?, "--threads")?,
+            "--plot" => args.plot = Some(take("--plot")?.into()),
             "--check" => args.check = true,
             "--all" => args.all = true,
             "--help" | "-h" => {
@@ -348,9 +372,13 @@ fn run_trace(
     TraceResult { ratio, time }
 }
 
+fn mean(runs: &[f64]) -> f64 {
+    runs.iter().sum::<f64>() / runs.len() as f64
+}
+
 /// Formats the runs of one cell: the mean, plus the range when there are several runs.
 fn cell(runs: &[f64]) -> String {
-    let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+    let mean = mean(runs);
     if runs.len() == 1 {
         format!("{mean:.2}")
     } else {
@@ -395,6 +423,112 @@ fn capacities_for(src: &Source, trace: &Trace, args: &Args) -> Result<Vec<usize>
     }
 }
 
+/// File name (without `.svg`) of a source's chart: the trace's name in lower case, or
+/// `zipf-<N_KEYS>-<EXPONENT>`.
+fn plot_name(src: &Source, trace: &Trace) -> String {
+    match src {
+        Source::File(_) => {
+            let file = Path::new(&trace.name).file_name().and_then(|f| f.to_str());
+            let stem = file.and_then(|f| f.split('.').next()).unwrap_or("trace");
+            stem.to_ascii_lowercase()
+        }
+        Source::Zipf(n, s, _) => format!("zipf-{n}-{s}"),
+    }
+}
+
+/// Draws one trace's hit ratios (`ratio[capacity][policy]`, runs averaged as in the table) as an
+/// SVG line chart at `path`: one line per policy against capacity; beyond a 10x span, the capacity
+/// axis is logarithmic with a tick at each capacity.
+fn plot(
+    path: &Path,
+    title: &str,
+    capacities: &[usize],
+    policies: &[Policy],
+    ratio: &[Vec<Vec<f64>>],
+) -> Result<(), Box<dyn Error>> {
+    let mut order: Vec<usize> = (0..capacities.len()).collect();
+    order.sort_by_key(|&c| capacities[c]);
+    let lines: Vec<(Policy, Vec<(f64, f64)>)> = policies
+        .iter()
+        .enumerate()
+        .map(|(p, &policy)| {
+            let points = order
+                .iter()
+                .map(|&c| (capacities[c] as f64, mean(&ratio[c][p])));
+            (policy, points.collect())
+        })
+        .collect();
+    let mut ticks: Vec<f64> = order.iter().map(|&c| capacities[c] as f64).collect();
+    ticks.dedup();
+    let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
+    let top = lines
+        .iter()
+        .flat_map(|(_, l)| l)
+        .fold(0.0, |m, &(_, y)| y.max(m));
+    let y = 0.0..((top / 10.0).floor() * 10.0 + 10.0).min(100.0);
+    if hi > 10.0 * lo {
+        let x = (lo / 1.1..hi * 1.1).log_scale().with_key_points(ticks);
+        draw_chart(path, title, x, "capacity (entries, log scale)", y, &lines)
+    } else {
+        let pad = (hi - lo).max(1.0) * 0.04;
+        draw_chart(
+            path,
+            title,
+            lo - pad..hi + pad,
+            "capacity (entries)",
+            y,
+            &lines,
+        )
+    }
+}
+
+/// [`plot`]'s drawing, generic over the capacity axis (linear or logarithmic).
+fn draw_chart<X>(
+    path: &Path,
+    title: &str,
+    x: X,
+    x_desc: &str,
+    y: std::ops::Range<f64>,
+    lines: &[(Policy, Vec<(f64, f64)>)],
+) -> Result<(), Box<dyn Error>>
+where
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("hit ratio (%)")
+        .max_light_lines(1)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    for (policy, points) in lines {
+        let width = if *policy == Policy::Cachet { 3 } else { 2 };
+        let style = policy.color().stroke_width(width);
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), style.filled()).point_size(3))?
+            .label(policy.header())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.5))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 fn print_header(policies: &[Policy]) {
     let mut line = String::from("| trace | capacity |");
     let mut rule = String::from("|---|---:|");
@@ -406,6 +540,9 @@ fn print_header(policies: &[Policy]) {
 }
 
 fn run_table(args: &Args, sources: &[Source]) -> Result<(), String> {
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     print_header(&args.policies);
     let total = Instant::now();
     for src in sources {
@@ -438,6 +575,22 @@ fn run_table(args: &Args, sources: &[Source]) -> Result<(), String> {
             t1.elapsed(),
             per_policy.join(", ")
         );
+        if let Some(dir) = &args.plot {
+            let path = dir.join(format!("{}.svg", plot_name(src, &trace)));
+            let runs = match args.run.runs {
+                1 => String::new(),
+                n => format!(", mean of {n} runs"),
+            };
+            let title = format!(
+                "{}: {} requests, {} distinct keys{runs}",
+                trace.name,
+                trace.len(),
+                trace.distinct()
+            );
+            plot(&path, &title, &capacities, &args.policies, &result.ratio)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
     }
     eprintln!("total {:.2?}", total.elapsed());
     Ok(())

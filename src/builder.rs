@@ -10,8 +10,10 @@ use crate::DefaultHashBuilder;
 use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::BuildError;
-use crate::expiry::Expiry;
+use crate::expiry::{Expiry, ticks};
 use crate::listener::{Listener, RemovalCause};
+use crate::refresh::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
+use std::future::Future;
 
 /// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
 /// so a shard must be large enough for frequencies and the window to mean something, and every
@@ -26,6 +28,19 @@ pub const SHARDS_PER_THREAD: usize = 4;
 
 /// The most shards a cache may have. Past this, shards only cost memory.
 pub const MAX_SHARDS: usize = 1024;
+
+/// Refresh threads a blocking [`LoadingCache`] starts at most, by default.
+pub const DEFAULT_REFRESH_THREADS: usize = 2;
+
+/// The most refresh threads a blocking [`LoadingCache`] may have.
+pub const MAX_REFRESH_THREADS: usize = 64;
+
+/// The refresh option as given (validated by the `build_*` methods).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Refresh {
+    After(Duration),
+    Early(f64),
+}
 
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
@@ -54,6 +69,11 @@ pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
     pub(crate) expiry: Option<Arc<dyn Expiry<K, V>>>,
     pub(crate) jitter: f64,
     pub(crate) clock: Clock,
+    pub(crate) record_stats: bool,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) negative_ttl: Option<Duration>,
+    pub(crate) refresh: Option<Refresh>,
+    pub(crate) refresh_threads: usize,
     _types: PhantomData<fn(K, V)>,
 }
 
@@ -71,6 +91,11 @@ impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
             expiry: None,
             jitter: 0.0,
             clock: Clock::default(),
+            record_stats: false,
+            name: None,
+            negative_ttl: None,
+            refresh: None,
+            refresh_threads: DEFAULT_REFRESH_THREADS,
             _types: PhantomData,
         }
     }
@@ -171,6 +196,11 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             expiry: self.expiry,
             jitter: self.jitter,
             clock: self.clock,
+            record_stats: self.record_stats,
+            name: self.name,
+            negative_ttl: self.negative_ttl,
+            refresh: self.refresh,
+            refresh_threads: self.refresh_threads,
             _types: PhantomData,
         }
     }
@@ -235,8 +265,183 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
+    /// Remembers a failed load for `ttl`: callers of
+    /// [`get_or_try_load`](Cache::get_or_try_load) (and its async and batch forms) that ask for
+    /// the key meanwhile get the same error at once instead of loading again. This is negative
+    /// caching, for the stampede on a key that does not exist: make "not found" an error of
+    /// the loader, and the database sees one query per key per `ttl`.
+    ///
+    /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
+    /// differs from the failed loader's cannot receive it and loads again (so does every
+    /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
+    /// [`remove`](Cache::remove) or [`invalidate_all`](Cache::invalidate_all) of the key ends
+    /// the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// lifetimes; under a millisecond turns negative caching off.
+    pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = Some(ttl);
+        self
+    }
+
+    /// Refreshes an entry in the background once it is older than `after`, while still
+    /// serving it: a hit on such an entry returns at once, and exactly one background load
+    /// (with the loader registered by [`build_loading`](Self::build_loading) or
+    /// [`build_async_loading`](Self::build_async_loading)) replaces it. If the refresh fails,
+    /// the old value is served until its deadline (stale-if-error).
+    ///
+    /// Needs a [`time_to_live`](Self::time_to_live) longer than `after`: an entry's age is
+    /// read from its deadline, so an entry is refreshed once less than `time_to_live - after`
+    /// is left of its life (with [`ttl_jitter`](Self::ttl_jitter), up to the jitter earlier).
+    /// Only hits count: an entry nobody reads is left to expire.
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.refresh = Some(Refresh::After(after));
+        self
+    }
+
+    /// Refreshes entries early with the probabilistic rule of XFetch (Vattani, Chierichetti
+    /// and Lowenstein, VLDB 2015), instead of at a fixed age: each hit refreshes with a
+    /// probability that grows as the entry's deadline nears and with the loader's measured
+    /// duration, so a hot key is refreshed shortly before it expires, and a cold one is not.
+    /// `beta` scales how early (1.0 is the paper's default; above 1 favours earlier
+    /// refreshes). Works with any deadline (time-to-live, [`Expiry`], `insert_with_ttl`);
+    /// needs a loader, as [`refresh_after`](Self::refresh_after) does.
+    pub fn refresh_early(mut self, beta: f64) -> Self {
+        self.refresh = Some(Refresh::Early(beta));
+        self
+    }
+
+    /// How many threads a blocking [`LoadingCache`] may run refreshes on (default
+    /// [`DEFAULT_REFRESH_THREADS`], at most [`MAX_REFRESH_THREADS`]). They start when there
+    /// is work and end after a few idle seconds; at most a thousand refreshes wait in the
+    /// queue, and past that, refreshes are skipped (the entries are served until they expire).
+    pub fn refresh_threads(mut self, threads: usize) -> Self {
+        self.refresh_threads = threads;
+        self
+    }
+
+    /// Keeps statistics for [`Cache::stats`]: hits, misses, inserts, loads and their times,
+    /// and removals by cause. Off by default; it costs a relaxed atomic add per lookup (on a
+    /// per-thread stripe of the shard's counters) and a few per write.
+    pub fn record_stats(mut self) -> Self {
+        self.record_stats = true;
+        self
+    }
+
+    /// A name for the cache: shown by its `Debug` output, and the `cache` label of the figures
+    /// published with the `metrics` feature.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
     /// Validates the configuration and builds the cache.
+    ///
+    /// A [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early)
+    /// needs a registered loader: use [`build_loading`](Self::build_loading) or
+    /// [`build_async_loading`](Self::build_async_loading) for those.
     pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
+    where
+        K: Hash + Eq,
+        S: BuildHasher,
+    {
+        if self.refresh.is_some() {
+            return Err(BuildError::RefreshNeedsLoader);
+        }
+        self.build_cache()
+    }
+
+    /// Builds a [`LoadingCache`]: a cache with `load` registered as its loader, for misses
+    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)).
+    pub fn build_loading<E, F>(self, load: F) -> Result<LoadingCache<K, V, E, S>, BuildError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+        F: Fn(&K) -> Result<V, E> + Send + Sync + 'static,
+    {
+        let rule = self.refresh_rule()?;
+        let threads = self.refresh_threads;
+        if threads == 0 || threads > MAX_REFRESH_THREADS {
+            return Err(BuildError::InvalidRefreshThreads(threads));
+        }
+        let cache = self.build_cache()?;
+        Ok(LoadingCache::new(cache, Box::new(load), rule, threads))
+    }
+
+    /// Builds an [`AsyncLoadingCache`]: `load` returns a future, and background refreshes
+    /// are handed to `spawn` to run on the caller's executor (for tokio:
+    /// `|refresh| { tokio::spawn(refresh); }`). No particular runtime is needed.
+    pub fn build_async_loading<E, F, Fut, Sp>(
+        self,
+        spawn: Sp,
+        load: F,
+    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        Sp: Fn(BoxFuture<()>) + Send + Sync + 'static,
+    {
+        let rule = self.refresh_rule()?;
+        let cache = self.build_cache()?;
+        let load = move |k: K| -> BoxFuture<Result<V, E>> { Box::pin(load(k)) };
+        Ok(AsyncLoadingCache::new(
+            cache,
+            Box::new(load),
+            Box::new(spawn),
+            rule,
+        ))
+    }
+
+    /// [`build_async_loading`](Self::build_async_loading) with refreshes spawned on the tokio
+    /// runtime this is called from. Fails with [`BuildError::NoTokioRuntime`] outside one.
+    #[cfg(feature = "tokio")]
+    pub fn build_tokio_loading<E, F, Fut>(
+        self,
+        load: F,
+    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        S: BuildHasher + Send + Sync + 'static,
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
+        self.build_async_loading(
+            move |refresh| {
+                runtime.spawn(refresh);
+            },
+            load,
+        )
+    }
+
+    /// Checks the refresh option against the lifetimes and turns it into the rule the loading
+    /// caches apply.
+    fn refresh_rule(&self) -> Result<Option<RefreshRule>, BuildError> {
+        match self.refresh {
+            None => Ok(None),
+            Some(Refresh::After(after)) => {
+                let ttl = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
+                let (ttl, after) = (ticks(ttl), ticks(after));
+                if after == 0 || after >= ttl {
+                    return Err(BuildError::InvalidRefresh);
+                }
+                Ok(Some(RefreshRule::Window(ttl - after)))
+            }
+            Some(Refresh::Early(beta)) if beta.is_finite() && beta > 0.0 => {
+                Ok(Some(RefreshRule::Early(beta)))
+            }
+            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefresh),
+        }
+    }
+
+    fn build_cache(self) -> Result<Cache<K, V, S>, BuildError>
     where
         K: Hash + Eq,
         S: BuildHasher,
@@ -287,6 +492,11 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("expiry", &self.expiry.as_ref().map(|_| "<Expiry>"))
             .field("ttl_jitter", &self.jitter)
             .field("clock", &self.clock)
+            .field("record_stats", &self.record_stats)
+            .field("name", &self.name)
+            .field("cache_errors_for", &self.negative_ttl)
+            .field("refresh", &self.refresh)
+            .field("refresh_threads", &self.refresh_threads)
             .finish()
     }
 }

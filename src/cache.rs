@@ -18,6 +18,7 @@ use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
 use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
+use crate::stats::{CacheStats, ShardStats};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -35,6 +36,17 @@ use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
 /// ```
 pub struct Cache<K, V, S = DefaultHashBuilder> {
     inner: Arc<Inner<K, V, S>>,
+}
+
+/// What [`Cache::compute`] does with a key, decided from its current value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compute<V> {
+    /// Leave the key as it is.
+    Keep,
+    /// Store this value (inserting or replacing).
+    Put(V),
+    /// Remove the key.
+    Remove,
 }
 
 /// A shard on its own cache lines, so that two shards' locks never share one, with its hit
@@ -69,6 +81,12 @@ struct Inner<K, V, S> {
     capacity: u64,
     clock: Clock,
     expire: ExpireConfig<K, V>,
+    /// Per-shard counters, with `record_stats` (beside the shards rather than in them, so a
+    /// cache without statistics checks a word on a line every operation reads anyway).
+    stats: Option<Box<[ShardStats]>>,
+    name: Option<Arc<str>>,
+    /// How long a failed load's error is served (`cache_errors_for`), in clock ticks; 0: not.
+    negative_ttl: u64,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -104,6 +122,9 @@ where
         let initial = b.initial_capacity.div_ceil(shards);
         let expire = ExpireConfig::new(b.ttl, b.tti, b.expiry, b.jitter);
         let clock = b.clock;
+        let stats = b
+            .record_stats
+            .then(|| (0..shards).map(|_| ShardStats::default()).collect());
         // Only an expiring cache reads the clock (and so starts the ticker) up front.
         let timed = expire
             .is_active()
@@ -132,6 +153,9 @@ where
                 capacity,
                 clock,
                 expire,
+                stats,
+                name: b.name,
+                negative_ttl: b.negative_ttl.map_or(0, ticks),
             }),
         }
     }
@@ -150,6 +174,7 @@ where
             clock: &self.inner.clock,
             cfg: &self.inner.expire,
             read: std::cell::Cell::new(None),
+            refresh: None,
         }
     }
 
@@ -175,25 +200,71 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
+        self.read_at(i, h, key, &self.timing()).map(|(v, _)| v)
+    }
+
+    /// A read of a loading cache: also says whether this reader claimed the entry's refresh
+    /// (`refresh` decides from the ticks the entry has left), which it must then start.
+    #[inline]
+    pub(crate) fn get_refreshing<Q>(
+        &self,
+        i: usize,
+        h: u32,
+        key: &Q,
+        refresh: &dyn Fn(u64) -> bool,
+    ) -> Option<(V, bool)>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
+        let mut time = self.timing();
+        time.refresh = Some(refresh);
+        self.read_at(i, h, key, &time)
+    }
+
+    #[inline(always)]
+    fn read_at<Q>(&self, i: usize, h: u32, key: &Q, time: &Timing<'_, K, V>) -> Option<(V, bool)>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
         let shard = &self.inner.shards[i];
         let state = shard.state.read();
-        match state.get(h, key, &self.timing()) {
+        match state.get(h, key, time) {
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
                 shard.hits.record();
-                Some(v)
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
+                Some((v, false))
+            }
+            Read::Refresh(v) => {
+                let v = v.clone();
+                drop(state);
+                shard.hits.record();
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
+                Some((v, true))
             }
             Read::Refile(v, when) => {
                 let v = v.clone();
                 drop(state);
                 shard.hits.record();
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.hit();
+                }
                 self.refile(i, h, key, when);
-                Some(v)
+                Some((v, false))
             }
             Read::Miss => {
                 let timed = state.is_timed();
                 drop(state);
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.miss();
+                }
                 if timed {
                     self.help(i);
                 }
@@ -202,7 +273,7 @@ where
             Read::Stale => {
                 drop(state);
                 self.catch_up(i);
-                self.get_at(i, h, key)
+                self.read_at(i, h, key, time)
             }
         }
     }
@@ -218,7 +289,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(v) | Read::Refile(v, _) => Some(v.clone()),
+            Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
             Read::Miss => None,
             Read::Stale => {
                 drop(state);
@@ -237,7 +308,7 @@ where
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
         match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(_) | Read::Refile(..) => true,
+            Read::Hit(_) | Read::Refile(..) | Read::Refresh(_) => true,
             Read::Miss => false,
             Read::Stale => {
                 drop(state);
@@ -301,9 +372,113 @@ where
             old
         };
         // The lock is released: report (or just drop) what left the cache.
-        removed.deliver(self.inner.listener.as_ref(), old.as_ref());
+        if let Some(stats) = self.shard_stats(i) {
+            stats.inserted();
+        }
+        self.deliver(i, removed, old.as_ref());
         self.help_other(i, h, time.read.get());
         old
+    }
+
+    /// Reads, changes or removes the value of `key` in one step that no other write to the key
+    /// can interleave with: `f` sees the current value (`None` if absent or expired) and
+    /// returns what to do. Returns the key's value after the operation.
+    ///
+    /// If a load of the key is in flight ([`get_or_load`](Self::get_or_load) and friends),
+    /// `compute` first waits for it to end, so it sees the loaded value rather than racing the
+    /// loader (this call blocks: do not call it from an async task while a slow load of the
+    /// same key may be running). A stored value gets the cache's configured lifetime, as with
+    /// [`insert`](Self::insert); removals and replacements are reported to the listener.
+    ///
+    /// `f` runs under the shard's write lock: keep it short, and do not call back into the
+    /// cache from it (that deadlocks). If it panics, nothing changes and the panic resumes.
+    ///
+    /// ```
+    /// use cachet::{Cache, Compute};
+    ///
+    /// let hits: Cache<&str, u64> = Cache::new(100);
+    /// for _ in 0..3 {
+    ///     hits.compute("/home", |n| Compute::Put(n.copied().unwrap_or(0) + 1));
+    /// }
+    /// assert_eq!(hits.get("/home"), Some(3));
+    /// // Remove the key once it reaches a threshold, atomically with the check.
+    /// let after = hits.compute("/home", |n| if n >= Some(&3) { Compute::Remove } else { Compute::Keep });
+    /// assert_eq!(after, None);
+    /// ```
+    pub fn compute<F>(&self, key: K, f: F) -> Option<V>
+    where
+        V: Clone,
+        F: FnOnce(Option<&V>) -> Compute<V>,
+    {
+        let (i, h) = self.hash(&key);
+        let shard = &self.inner.shards[i];
+        let time = self.timing();
+        // Both are used once, in the pass that finds no load in flight.
+        let (mut f, mut key) = (Some(f), Some(key));
+        loop {
+            let mut removed = Removed::new();
+            let outcome = {
+                let mut state = shard.state.write();
+                let now = self.now_if(&state);
+                let k = key.as_ref().expect("key is used once");
+                match state.probe(h, k, now) {
+                    Err(flight) => Err(flight),
+                    Ok(current) => {
+                        let f = f.take().expect("f runs once");
+                        let op = f(current);
+                        let kept = match op {
+                            Compute::Keep => current.cloned(),
+                            _ => None,
+                        };
+                        let mut old = None;
+                        let result = match op {
+                            Compute::Keep => kept,
+                            Compute::Put(v) => {
+                                let key = key.take().expect("key is used once");
+                                let w = match &self.inner.weigher {
+                                    Some(weigh) => weigh(&key, &v),
+                                    None => 1,
+                                };
+                                let new = v.clone();
+                                let life = Lifetime::Configured;
+                                let hits = &shard.hits;
+                                old = state.insert(h, key, v, w, life, &time, hits, &mut removed);
+                                if let Some(stats) = self.shard_stats(i) {
+                                    stats.inserted();
+                                }
+                                Some(new)
+                            }
+                            Compute::Remove => {
+                                if let Some((k, v, expired)) =
+                                    state.remove(h, k, &self.inner.clock, &mut removed)
+                                {
+                                    let cause = if expired {
+                                        RemovalCause::Expired
+                                    } else {
+                                        RemovalCause::Explicit
+                                    };
+                                    removed.push(k, v, cause);
+                                }
+                                None
+                            }
+                        };
+                        shard.publish_due(&state);
+                        Ok((result, old))
+                    }
+                }
+            };
+            match outcome {
+                Ok((result, old)) => {
+                    // The replaced value (if any) is reported as Replaced.
+                    self.deliver(i, removed, old.as_ref());
+                    return result;
+                }
+                Err(flight) => {
+                    // A load of the key is in flight: let it finish, then look again.
+                    let _ = flight.wait(None);
+                }
+            }
+        }
     }
 
     /// A read moved the deadline of `key` earlier (or gave it one): refile it (write lock).
@@ -330,12 +505,16 @@ where
         let mut removed = Removed::new();
         let begin = {
             let mut state = shard.state.write();
-            let now = self.now_if(&state);
+            let now = if self.inner.negative_ttl > 0 {
+                self.inner.clock.now_ticks()
+            } else {
+                self.now_if(&state)
+            };
             let begin = state.begin_load(h, key, now, &mut removed);
             shard.publish_due(&state);
             begin
         };
-        removed.deliver(self.inner.listener.as_ref(), None);
+        self.deliver(i, removed, None);
         if matches!(begin, Begin::Hit(_)) {
             shard.hits.record();
         }
@@ -355,6 +534,53 @@ where
     where
         K: Clone,
     {
+        self.store_loaded(i, h, key, value, |state| state.end_load(h, key, generation))
+    }
+
+    /// Ends the background refresh of `generation` for `key`, storing `value` unless a write
+    /// or removal of the key superseded the refresh. Returns whether it was stored.
+    pub(crate) fn end_refresh(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+        generation: u64,
+        value: Option<V>,
+    ) -> bool
+    where
+        K: Clone,
+    {
+        self.store_loaded(i, h, key, value, |state| state.end_refresh(generation))
+    }
+
+    /// Registers a background refresh of `key` (whose refresh this caller claimed): returns
+    /// the key and the flight other callers may join, or `None` if one is already running.
+    pub(crate) fn begin_refresh(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+    ) -> Option<(K, Arc<crate::loader::Flight<V>>)>
+    where
+        K: Clone,
+    {
+        let mut state = self.inner.shards[i].state.write();
+        state.begin_refresh(h, key, &K::clone)
+    }
+
+    /// Ends a load or a refresh (`current` takes its slot under the write lock and says if it
+    /// is still current) and stores its value if so.
+    fn store_loaded(
+        &self,
+        i: usize,
+        h: u32,
+        key: &K,
+        value: Option<V>,
+        current: impl FnOnce(&mut ShardState<K, V>) -> bool,
+    ) -> bool
+    where
+        K: Clone,
+    {
         // The weigher runs before the lock, as for `insert`.
         let w = match (&self.inner.weigher, &value) {
             (Some(weigh), Some(v)) => weigh(key, v),
@@ -364,7 +590,8 @@ where
         let mut removed = Removed::new();
         let stored = {
             let mut state = shard.state.write();
-            let current = state.end_load(h, key, generation);
+            let current = current(&mut state);
+            let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
                 let life = Lifetime::Configured;
                 let key = key.clone();
@@ -380,9 +607,12 @@ where
                 );
             }
             shard.publish_due(&state);
-            current
+            current && stored_value
         };
-        removed.deliver(self.inner.listener.as_ref(), None);
+        if let (true, Some(stats)) = (stored, self.shard_stats(i)) {
+            stats.inserted();
+        }
+        self.deliver(i, removed, None);
         stored
     }
 
@@ -393,6 +623,19 @@ where
     pub fn loaders_waiting(&self, key: &K) -> Option<usize> {
         let (i, h) = self.hash(key);
         self.inner.shards[i].state.read().waiting(h, key)
+    }
+
+    /// Ends a failed load: with `cache_errors_for`, its slot stays as a negative entry;
+    /// otherwise the key is freed for a new leader.
+    pub(crate) fn fail_load(&self, i: usize, h: u32, key: &K, generation: u64) {
+        let ttl = self.inner.negative_ttl;
+        let mut state = self.inner.shards[i].state.write();
+        if ttl > 0 {
+            let until = self.inner.clock.now_ticks().saturating_add(ttl);
+            state.keep_failed(h, key, generation, until);
+        } else {
+            state.end_load(h, key, generation);
+        }
     }
 
     /// Ends an abandoned load (no value): frees the key for a new leader.
@@ -419,16 +662,16 @@ where
             found
         };
         let Some((k, v, expired)) = found else {
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             return None;
         };
         if expired {
             removed.push(k, v, RemovalCause::Expired);
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             return None;
         }
         removed.push_returned(k, RemovalCause::Explicit);
-        removed.deliver(self.inner.listener.as_ref(), Some(&v));
+        self.deliver(i, removed, Some(&v));
         Some(v)
     }
 
@@ -437,7 +680,7 @@ where
     /// is cleared and every entry reported, then the first panic resumes.
     pub fn invalidate_all(&self) {
         let mut panic = None;
-        for shard in self.inner.shards.iter() {
+        for (i, shard) in self.inner.shards.iter().enumerate() {
             let entries = {
                 let mut state = shard.state.write();
                 let now = self.now_if(&state);
@@ -445,6 +688,7 @@ where
                 shard.publish_due(&state);
                 entries
             };
+            self.count_removed(i, entries.iter().map(|e| e.2));
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 listener::deliver_all(self.inner.listener.as_ref(), entries)
             }));
@@ -471,7 +715,7 @@ where
     {
         let mut removed = Vec::new();
         let mut panic = None;
-        for shard in self.inner.shards.iter() {
+        for (i, shard) in self.inner.shards.iter().enumerate() {
             // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
                 let mut state = shard.state.write();
@@ -479,6 +723,7 @@ where
                 state.retain(&mut keep, now, &mut removed);
                 shard.publish_due(&state);
             }));
+            self.count_removed(i, removed.iter().map(|e| e.2));
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 listener::deliver_all(self.inner.listener.as_ref(), removed.drain(..))
             }));
@@ -658,7 +903,7 @@ impl<K, V, S> Cache<K, V, S> {
                 state.expire(now, EXPIRE_BUDGET, &mut removed);
                 shard.publish_due(&state);
             }
-            removed.deliver(self.inner.listener.as_ref(), None);
+            self.deliver(i, removed, None);
             if !all {
                 return;
             }
@@ -693,7 +938,51 @@ impl<K, V, S> Cache<K, V, S> {
             state.expire(now, EXPIRE_BUDGET, &mut removed);
             shard.publish_due(&state);
         }
-        removed.deliver(self.inner.listener.as_ref(), None);
+        self.deliver(i, removed, None);
+    }
+
+    /// Shard `i`'s counters, if the cache records statistics.
+    #[inline]
+    pub(crate) fn shard_stats(&self, i: usize) -> Option<&ShardStats> {
+        self.inner.stats.as_deref().map(|s| &s[i])
+    }
+
+    /// Counts removals of shard `i` by cause, if the cache records statistics.
+    fn count_removed(&self, i: usize, causes: impl Iterator<Item = RemovalCause>) {
+        if let Some(stats) = self.shard_stats(i) {
+            stats.removed(causes);
+        }
+    }
+
+    /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
+    /// `returned` is the value the operation gives back to its caller, if any.
+    fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
+        if self.inner.stats.is_some() {
+            self.count_removed(i, removed.causes());
+        }
+        removed.deliver(self.inner.listener.as_ref(), returned);
+    }
+
+    /// A snapshot of the cache's statistics: hits, misses, loads, removals by cause, and
+    /// sizes. The counters stay at zero unless the builder's
+    /// [`record_stats`](CacheBuilder::record_stats) turned them on. Takes each shard's read
+    /// lock in turn, briefly.
+    pub fn stats(&self) -> CacheStats {
+        let mut out = CacheStats::default();
+        for (i, shard) in self.inner.shards.iter().enumerate() {
+            if let Some(stats) = self.shard_stats(i) {
+                stats.sum_into(&mut out);
+            }
+            let state = shard.state.read();
+            out.weighted_size += state.weight();
+            out.loads_in_flight += state.loads_in_flight() as u64;
+        }
+        out
+    }
+
+    /// The name given by the builder's [`name`](CacheBuilder::name), if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
     }
 
     /// The configured `max_capacity`.
@@ -710,6 +999,7 @@ impl<K, V, S> Cache<K, V, S> {
 impl<K, V, S> fmt::Debug for Cache<K, V, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
+            .field("name", &self.inner.name)
             .field("len", &self.len())
             .field("capacity", &self.inner.capacity)
             .field("shards", &self.inner.shards.len())

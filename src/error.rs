@@ -21,6 +21,18 @@ pub enum BuildError {
     },
     /// `ttl_jitter` was not a fraction in `[0, 1]` (or was NaN).
     InvalidJitter,
+    /// `refresh_after` or `refresh_early` was set, but `build` has no loader to refresh
+    /// with: use `build_loading` or `build_async_loading`.
+    RefreshNeedsLoader,
+    /// `refresh_after` needs a `time_to_live` (an entry's age is read from its deadline).
+    RefreshNeedsTtl,
+    /// `refresh_after` was zero or not shorter than the `time_to_live` (in whole
+    /// milliseconds), or `refresh_early`'s factor was not a positive number.
+    InvalidRefresh,
+    /// `refresh_threads` was 0 or above [`MAX_REFRESH_THREADS`](crate::MAX_REFRESH_THREADS).
+    InvalidRefreshThreads(usize),
+    /// `build_tokio_loading` was called outside a tokio runtime.
+    NoTokioRuntime,
 }
 
 impl fmt::Display for BuildError {
@@ -37,6 +49,22 @@ impl fmt::Display for BuildError {
                 write!(f, "shards must be at most {max}, got {requested}")
             }
             BuildError::InvalidJitter => f.write_str("ttl_jitter must be a fraction in [0, 1]"),
+            BuildError::RefreshNeedsLoader => f.write_str(
+                "refresh_after/refresh_early need a loader: use build_loading or build_async_loading",
+            ),
+            BuildError::RefreshNeedsTtl => f.write_str("refresh_after needs a time_to_live"),
+            BuildError::InvalidRefresh => f.write_str(
+                "refresh_after must be at least 1 ms and shorter than time_to_live; \
+                 refresh_early needs a positive factor",
+            ),
+            BuildError::InvalidRefreshThreads(n) => write!(
+                f,
+                "refresh_threads must be in 1..={}, got {n}",
+                crate::MAX_REFRESH_THREADS
+            ),
+            BuildError::NoTokioRuntime => {
+                f.write_str("build_tokio_loading must be called within a tokio runtime")
+            }
         }
     }
 }

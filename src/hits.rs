@@ -21,7 +21,7 @@ use crossbeam_utils::CachePadded;
 
 /// Counters per shard. Four covers the common case of a few threads hammering the same hot shard;
 /// each costs one cache line per shard.
-const STRIPES: usize = 4;
+pub(crate) const STRIPES: usize = 4;
 
 pub(crate) struct HitCounter {
     stripes: [CachePadded<AtomicU64>; STRIPES],
@@ -38,8 +38,9 @@ thread_local! {
     static PENDING: Cell<u32> = const { Cell::new(0) };
 }
 
+/// This thread's stripe number, below `STRIPES`.
 #[inline]
-fn stripe() -> usize {
+pub(crate) fn stripe() -> usize {
     STRIPE.with(|s| {
         let v = s.get();
         if v < STRIPES {

@@ -94,8 +94,15 @@
 //!
 //! ## Feature flags
 //!
-//! None yet: the default build depends only on `hashbrown`, `parking_lot`, `crossbeam-utils`
-//! and `equivalent`.
+//! - `metrics`: `Cache::publish_metrics` publishes the [statistics](Cache::stats) through the
+//!   [`metrics`](https://docs.rs/metrics) facade, and loads record their latency into a
+//!   histogram, so a service's existing exporter (Prometheus or other) picks them up.
+//! - `tokio`: `CacheBuilder::build_tokio_loading`, an [`AsyncLoadingCache`] whose background
+//!   refreshes are spawned on the current tokio runtime (otherwise, give
+//!   [`build_async_loading`](CacheBuilder::build_async_loading) any spawn function).
+//!
+//! The default build depends only on `hashbrown`, `parking_lot`, `crossbeam-utils` and
+//! `equivalent`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -108,18 +115,27 @@ mod expiry;
 mod hits;
 mod listener;
 mod loader;
+#[cfg(feature = "metrics")]
+mod metrics_export;
 mod policy;
+mod refresh;
 mod shard;
 mod slab;
+mod stats;
 
-pub use builder::{CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY, SHARDS_PER_THREAD};
-pub use cache::{Cache, Iter};
+pub use builder::{
+    CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_REFRESH_THREADS, MAX_SHARDS, MIN_SHARD_CAPACITY,
+    SHARDS_PER_THREAD,
+};
+pub use cache::{Cache, Compute, Iter};
 pub use clock::{Clock, MockClock};
 pub use equivalent::Equivalent;
 pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
 pub use loader::Timeout;
+pub use refresh::{AsyncLoadingCache, BoxFuture, LoadingCache};
+pub use stats::CacheStats;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an
 /// outsider cannot be aimed at one shard or one index slot (hash flooding).

@@ -112,6 +112,16 @@ impl<K, V> Removed<K, V> {
         self.returned = Some((k, cause));
     }
 
+    /// The cause of every removal in the batch, for statistics.
+    pub(crate) fn causes(&self) -> impl Iterator<Item = RemovalCause> + '_ {
+        let returned = self.returned.as_ref().map(|(_, c)| *c);
+        let first = self.first.as_ref().map(|(_, _, c)| *c);
+        returned
+            .into_iter()
+            .chain(first)
+            .chain(self.rest.iter().map(|(_, _, c)| *c))
+    }
+
     /// Reports everything to `listener` (if any) and drops it. Call with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
     pub(crate) fn deliver(self, listener: Option<&Listener<K, V>>, returned: Option<&V>) {

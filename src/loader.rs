@@ -24,6 +24,7 @@
 // a dropped future), its `Drop` settles the flight, so no waiter can hang.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -53,9 +54,13 @@ pub(crate) struct Flight<V> {
 }
 
 enum State<V> {
-    Running { wakers: Vec<Waker> },
+    Running {
+        wakers: Vec<Waker>,
+    },
     Done(V),
     Failed(SharedError),
+    /// A batch loader did not return this key.
+    Missing,
     Abandoned,
 }
 
@@ -63,21 +68,38 @@ enum State<V> {
 pub(crate) enum Outcome<V> {
     Loaded(V),
     Failed(SharedError),
+    /// A batch loader did not return the key: "not found" to a batch, start again to a
+    /// single-key caller (whose loader must produce a value).
+    Missing,
     /// Start again: lead a new load or join one.
     Abandoned,
 }
 
+/// What a waiter does with a flight's outcome.
+enum Next<V, E> {
+    Done(Result<V, Arc<E>>),
+    /// The key is not in the batch loader's answer.
+    Missing,
+    /// Start again (lead or join a new load).
+    Retry,
+    /// The load failed with an error of another type than this caller's: drop that failed
+    /// load's slot (it may be kept as a negative entry), then start again.
+    RetryAfterForeignError,
+}
+
 impl<V> Outcome<V> {
-    /// What a waiter returns: the value, or the leader's error if it has the waiter's error
-    /// type; `None` means start again (lead a new load or join one).
-    fn into_result<E>(self) -> Option<Result<V, Arc<E>>>
+    fn next<E>(self) -> Next<V, E>
     where
         E: Send + Sync + 'static,
     {
         match self {
-            Outcome::Loaded(v) => Some(Ok(v)),
-            Outcome::Failed(e) => e.downcast::<E>().ok().map(Err),
-            Outcome::Abandoned => None,
+            Outcome::Loaded(v) => Next::Done(Ok(v)),
+            Outcome::Failed(e) => match e.downcast::<E>() {
+                Ok(e) => Next::Done(Err(e)),
+                Err(_) => Next::RetryAfterForeignError,
+            },
+            Outcome::Missing => Next::Missing,
+            Outcome::Abandoned => Next::Retry,
         }
     }
 }
@@ -126,6 +148,10 @@ impl<V> Flight<V> {
     pub(crate) fn abandon(&self) {
         self.settle(State::Abandoned);
     }
+
+    fn missing(&self) {
+        self.settle(State::Missing);
+    }
 }
 
 impl<V: Clone> Flight<V> {
@@ -134,6 +160,7 @@ impl<V: Clone> Flight<V> {
             State::Running { .. } => None,
             State::Done(v) => Some(Outcome::Loaded(v.clone())),
             State::Failed(e) => Some(Outcome::Failed(Arc::clone(e))),
+            State::Missing => Some(Outcome::Missing),
             State::Abandoned => Some(Outcome::Abandoned),
         }
     }
@@ -228,6 +255,8 @@ where
     key: &'a K,
     flight: Arc<Flight<V>>,
     settled: bool,
+    /// When the load started, if the cache records statistics.
+    started: Option<Instant>,
 }
 
 impl<'a, K, V, S> Lead<'a, K, V, S>
@@ -243,6 +272,7 @@ where
         key: &'a K,
         flight: Arc<Flight<V>>,
     ) -> Self {
+        let started = cache.shard_stats(shard).map(|_| Instant::now());
         Lead {
             cache,
             shard,
@@ -250,30 +280,62 @@ where
             key,
             flight,
             settled: false,
+            started,
         }
     }
 
-    fn finish<E>(mut self, result: Result<V, E>) -> Result<V, Arc<E>>
+    fn finish<E>(self, result: Result<V, E>) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        self.finish_shared(result.map_err(Arc::new))
+    }
+
+    /// Stores the value (unless superseded) or settles the failure, then wakes the waiters.
+    fn finish_shared<E>(mut self, result: Result<V, Arc<E>>) -> Result<V, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let g = self.flight.generation;
+        self.count(result.is_ok());
+        self.settled = true;
         match result {
             Ok(v) => {
                 self.cache
                     .end_load(self.shard, self.hash, self.key, g, Some(v.clone()));
                 self.flight.complete(v.clone());
-                self.settled = true;
                 Ok(v)
             }
             Err(e) => {
-                let e = Arc::new(e);
-                self.cache
-                    .end_load(self.shard, self.hash, self.key, g, None);
+                self.cache.fail_load(self.shard, self.hash, self.key, g);
                 self.flight.fail(Arc::clone(&e) as SharedError);
-                self.settled = true;
                 Err(e)
             }
+        }
+    }
+
+    /// A batch loader did not return this key: nothing is stored; waiters are told.
+    fn finish_missing(mut self) {
+        self.count(true);
+        self.settled = true;
+        let g = self.flight.generation;
+        self.cache.abandon_load(self.shard, self.hash, self.key, g);
+        self.flight.missing();
+    }
+}
+
+impl<K, V, S> Lead<'_, K, V, S>
+where
+    K: Hash + Eq,
+    S: BuildHasher,
+{
+    /// Counts the finished load, if the cache records statistics.
+    fn count(&self, ok: bool) {
+        if let (Some(stats), Some(t)) = (self.cache.shard_stats(self.shard), self.started) {
+            let took = t.elapsed();
+            stats.loaded(ok, took);
+            #[cfg(feature = "metrics")]
+            crate::metrics_export::record_load(self.cache.name(), took, ok);
         }
     }
 }
@@ -285,6 +347,7 @@ where
 {
     fn drop(&mut self) {
         if !self.settled {
+            self.count(false);
             // The loader panicked or the future was dropped: free the key for a new leader.
             // `end_load` with no value needs neither hashing nor cloning; a panic in it (a
             // listener) must not stop the waiters from being released.
@@ -392,18 +455,23 @@ where
         // Hashed once, whatever the number of attempts.
         let (i, h) = self.hash(key);
         let mut load = Some(load);
+        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        if let Some(v) = self.get_at(i, h, key) {
+            return Ok(v);
+        }
         loop {
-            if let Some(v) = self.get_at(i, h, key) {
-                return Ok(v);
-            }
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
                     let Some(outcome) = flight.wait(deadline) else {
                         return Err(Failure::Timeout);
                     };
-                    if let Some(result) = outcome.into_result() {
-                        return result.map_err(Failure::Failed);
+                    match outcome.next() {
+                        Next::Done(result) => return result.map_err(Failure::Failed),
+                        Next::Missing | Next::Retry => {}
+                        Next::RetryAfterForeignError => {
+                            self.abandon_load(i, h, key, flight.generation)
+                        }
                     }
                 }
                 Begin::Lead(flight) => {
@@ -439,10 +507,11 @@ where
         // Hashed once, whatever the number of attempts.
         let (i, h) = self.hash(key);
         let mut load = Some(load);
+        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        if let Some(v) = self.get_at(i, h, key) {
+            return Ok(v);
+        }
         loop {
-            if let Some(v) = self.get_at(i, h, key) {
-                return Ok(v);
-            }
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
@@ -450,8 +519,12 @@ where
                         flight: &flight,
                         registered: None,
                     };
-                    if let Some(result) = wait.await.into_result() {
-                        return result;
+                    match wait.await.next() {
+                        Next::Done(result) => return result,
+                        Next::Missing | Next::Retry => {}
+                        Next::RetryAfterForeignError => {
+                            self.abandon_load(i, h, key, flight.generation)
+                        }
                     }
                 }
                 Begin::Lead(flight) => {
@@ -459,6 +532,255 @@ where
                     let lead = Lead::new(self, i, h, key, flight);
                     return lead.finish(load.await);
                 }
+            }
+        }
+    }
+}
+
+/// One round of a batch: the keys this caller leads (to pass to its batch loader) and the
+/// loads in flight it joined.
+struct Round<K, V> {
+    lead_keys: Vec<K>,
+    /// Per led key: its shard, hash and flight.
+    leads: Vec<(usize, u32, Arc<Flight<V>>)>,
+    joins: Vec<Joined<K, V>>,
+}
+
+/// A load a batch joined: the key, its shard and hash, and the flight.
+type Joined<K, V> = (K, usize, u32, Arc<Flight<V>>);
+
+/// What a batch returns: per key, its value or its load's error.
+type BatchResult<K, V, E> = HashMap<K, Result<V, Arc<E>>>;
+
+/// Batch loaders: many keys, one call for all the misses.
+impl<K, V, S> Cache<K, V, S>
+where
+    K: Hash + Eq + Clone,
+    V: Clone,
+    S: BuildHasher,
+{
+    /// Returns the values for `keys`, loading all the missing ones with one call to `load`
+    /// (one `IN (...)` query instead of one query per key).
+    ///
+    /// Keys found in the cache are answered from it. Keys whose load is already in flight
+    /// (another caller's [`get_or_load`](Self::get_or_load) or batch) join that load. All the
+    /// others go to one call of `load`, which returns the pairs it found, in any order. A key
+    /// `load` does not return is absent from the result (and nothing is stored for it); pairs
+    /// for keys it was not asked for are ignored. `load` is called again only if a load this
+    /// caller joined was abandoned (its leader panicked or was cancelled), for those keys.
+    ///
+    /// Every key is led by this caller before it waits on others, so two batches that share
+    /// keys never wait on each other in a cycle. Duplicate keys are answered once.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use cachet::Cache;
+    ///
+    /// let cache: Cache<u64, String> = Cache::new(1_000);
+    /// cache.insert(1, "cached".to_string());
+    /// let found = cache.get_all_or_load([1, 2, 3], |missing: &[u64]| {
+    ///     assert_eq!(missing, &[2, 3]); // one query for both, e.g. `WHERE id IN (2, 3)`
+    ///     missing.iter().filter(|&&id| id != 3).map(|&id| (id, format!("row {id}"))).collect::<Vec<_>>()
+    /// });
+    /// assert_eq!(found.len(), 2); // key 3 was not found
+    /// assert_eq!(found[&2], "row 2");
+    /// assert_eq!(cache.get(&2).as_deref(), Some("row 2"));
+    /// ```
+    pub fn get_all_or_load<I, F, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    where
+        I: IntoIterator<Item = K>,
+        F: FnMut(&[K]) -> R,
+        R: IntoIterator<Item = (K, V)>,
+    {
+        self.get_all_or_try_load(keys, |missing| Ok::<R, Infallible>(load(missing)))
+            .into_iter()
+            .map(|(k, r)| match r {
+                Ok(v) => (k, v),
+                Err(e) => match *e {},
+            })
+            .collect()
+    }
+
+    /// Like [`get_all_or_load`](Self::get_all_or_load), for a fallible batch loader. Each key
+    /// gets its value or the error of the load that covered it: when `load` fails, every key
+    /// it was asked for gets that error (shared, `Arc<E>`), as do the other callers waiting on
+    /// those keys; a key that joined another caller's failed load gets that load's error.
+    pub fn get_all_or_try_load<I, F, R, E>(&self, keys: I, mut load: F) -> BatchResult<K, V, E>
+    where
+        I: IntoIterator<Item = K>,
+        F: FnMut(&[K]) -> Result<R, E>,
+        R: IntoIterator<Item = (K, V)>,
+        E: Send + Sync + 'static,
+    {
+        let mut out = HashMap::new();
+        let mut todo: Vec<K> = keys.into_iter().collect();
+        while !todo.is_empty() {
+            let round = self.begin_round(todo, &mut out);
+            if !round.lead_keys.is_empty() {
+                let leads = self.leads(&round);
+                let result = load(&round.lead_keys);
+                Self::finish_round(leads, result, &mut out);
+            }
+            todo = Vec::new();
+            for join in round.joins {
+                let outcome = join.3.wait(None).expect("no deadline was given");
+                self.joined(join, outcome, &mut out, &mut todo);
+            }
+        }
+        out
+    }
+
+    /// Async [`get_all_or_load`](Self::get_all_or_load): `load` gets the missing keys (owned)
+    /// and returns a future.
+    pub async fn get_all_or_load_async<I, F, Fut, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    where
+        I: IntoIterator<Item = K>,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = R>,
+        R: IntoIterator<Item = (K, V)>,
+    {
+        let load = |missing| {
+            let fut = load(missing);
+            async move { Ok::<R, Infallible>(fut.await) }
+        };
+        self.get_all_or_try_load_async(keys, load)
+            .await
+            .into_iter()
+            .map(|(k, r)| match r {
+                Ok(v) => (k, v),
+                Err(e) => match *e {},
+            })
+            .collect()
+    }
+
+    /// Async [`get_all_or_try_load`](Self::get_all_or_try_load). If this future is dropped
+    /// while its loader runs, the loads it led are handed to their waiters.
+    pub async fn get_all_or_try_load_async<I, F, Fut, R, E>(
+        &self,
+        keys: I,
+        mut load: F,
+    ) -> BatchResult<K, V, E>
+    where
+        I: IntoIterator<Item = K>,
+        F: FnMut(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+        R: IntoIterator<Item = (K, V)>,
+        E: Send + Sync + 'static,
+    {
+        let mut out = HashMap::new();
+        let mut todo: Vec<K> = keys.into_iter().collect();
+        while !todo.is_empty() {
+            let round = self.begin_round(todo, &mut out);
+            if !round.lead_keys.is_empty() {
+                let leads = self.leads(&round);
+                let result = load(round.lead_keys.clone()).await;
+                Self::finish_round(leads, result, &mut out);
+            }
+            todo = Vec::new();
+            for join in round.joins {
+                let wait = Wait {
+                    flight: &join.3,
+                    registered: None,
+                };
+                let outcome = wait.await;
+                self.joined(join, outcome, &mut out, &mut todo);
+            }
+        }
+        out
+    }
+
+    /// Sorts `keys` into hits (straight into `out`), loads to join and loads to lead.
+    fn begin_round<E>(&self, keys: Vec<K>, out: &mut BatchResult<K, V, E>) -> Round<K, V> {
+        let mut round = Round {
+            lead_keys: Vec::new(),
+            leads: Vec::new(),
+            joins: Vec::new(),
+        };
+        for k in keys {
+            if out.contains_key(&k) {
+                continue; // a duplicate
+            }
+            let (i, h) = self.hash(&k);
+            if let Some(v) = self.get_at(i, h, &k) {
+                out.insert(k, Ok(v));
+                continue;
+            }
+            match self.begin_load(i, h, &k) {
+                Begin::Hit(v) => {
+                    out.insert(k, Ok(v));
+                }
+                Begin::Join(flight) => round.joins.push((k, i, h, flight)),
+                Begin::Lead(flight) => {
+                    round.lead_keys.push(k);
+                    round.leads.push((i, h, flight));
+                }
+            }
+        }
+        round
+    }
+
+    /// The guards of the loads a round leads (dropped unsettled, they hand the loads over).
+    fn leads<'a>(&'a self, round: &'a Round<K, V>) -> Vec<Lead<'a, K, V, S>> {
+        round
+            .lead_keys
+            .iter()
+            .zip(&round.leads)
+            .map(|(k, (i, h, f))| Lead::new(self, *i, *h, k, Arc::clone(f)))
+            .collect()
+    }
+
+    /// Settles every load a round led with the batch loader's answer.
+    fn finish_round<R, E>(
+        leads: Vec<Lead<'_, K, V, S>>,
+        result: Result<R, E>,
+        out: &mut BatchResult<K, V, E>,
+    ) where
+        R: IntoIterator<Item = (K, V)>,
+        E: Send + Sync + 'static,
+    {
+        match result {
+            Ok(found) => {
+                let mut found: HashMap<K, V> = found.into_iter().collect();
+                for lead in leads {
+                    let key = lead.key.clone();
+                    match found.remove(&key) {
+                        Some(v) => {
+                            let v = lead.finish_shared::<E>(Ok(v));
+                            out.insert(key, v);
+                        }
+                        None => lead.finish_missing(),
+                    }
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for lead in leads {
+                    let key = lead.key.clone();
+                    out.insert(key, lead.finish_shared(Err(Arc::clone(&e))));
+                }
+            }
+        }
+    }
+
+    /// Handles the outcome of a load a batch joined: an answer, "not found", or a retry.
+    fn joined<E>(
+        &self,
+        (k, i, h, flight): Joined<K, V>,
+        outcome: Outcome<V>,
+        out: &mut BatchResult<K, V, E>,
+        todo: &mut Vec<K>,
+    ) where
+        E: Send + Sync + 'static,
+    {
+        match outcome.next::<E>() {
+            Next::Done(r) => {
+                out.insert(k, r);
+            }
+            Next::Missing => {}
+            Next::Retry => todo.push(k),
+            Next::RetryAfterForeignError => {
+                self.abandon_load(i, h, &k, flight.generation);
+                todo.push(k);
             }
         }
     }

@@ -24,6 +24,7 @@ use hashbrown::HashTable;
 use crate::clock::Clock;
 use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LIFETIME, NO_CAP, Wheel, is_due};
 use crate::listener::Panic;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::hits::HitCounter;
@@ -46,6 +47,9 @@ pub(crate) struct Timing<'a, K, V> {
     pub(crate) clock: &'a Clock,
     pub(crate) cfg: &'a ExpireConfig<K, V>,
     pub(crate) read: std::cell::Cell<Option<u64>>,
+    /// For reads of a loading cache: whether an entry with this many ticks left should be
+    /// refreshed now (`refresh.rs`). `None` for plain reads.
+    pub(crate) refresh: Option<&'a dyn Fn(u64) -> bool>,
 }
 
 impl<K, V> Timing<'_, K, V> {
@@ -69,6 +73,8 @@ pub(crate) enum Read<'a, V> {
     /// A hit whose read moved the deadline earlier (or gave the entry one): the caller must
     /// refile it under the write lock (`refile`).
     Refile(&'a V, u64),
+    /// A hit whose refresh this reader claimed (loading caches only): it must start it.
+    Refresh(&'a V),
     Miss,
     /// The shard's wheel is so far behind the clock that stored deadlines may have wrapped: the
     /// caller must run maintenance under the write lock and read again.
@@ -85,6 +91,9 @@ struct Pending<K, V> {
     key: K,
     hash: u32,
     flight: Arc<Flight<V>>,
+    /// 0 while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
+    /// error is served to callers of the key until this clock tick (a negative entry).
+    until: u64,
 }
 
 /// What a caller that missed should do.
@@ -129,6 +138,13 @@ pub(crate) struct ShardState<K, V> {
     pending: Vec<Pending<K, V>>,
     /// Generation of the next load, so a leader can tell its own slot from a newer one.
     next_generation: u64,
+    /// Negative entries (failed loads kept with `cache_errors_for`) in the order they were
+    /// made, which is the order they end in (one lifetime for all): `(until, generation,
+    /// hash)`. A queued one whose slot was since replaced is skipped when it comes up.
+    negative: VecDeque<(u64, u64, u32)>,
+    /// Background refreshes in flight (loading caches): the keys keep their entries, so the
+    /// loads cannot be pending slots in the index. Few at a time; searched linearly.
+    refreshing: Vec<Pending<K, V>>,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -174,6 +190,8 @@ impl<K, V> ShardState<K, V> {
             wheel,
             pending: Vec::new(),
             next_generation: 0,
+            negative: VecDeque::new(),
+            refreshing: Vec::new(),
         }
     }
 
@@ -282,6 +300,13 @@ impl<K, V> ShardState<K, V> {
                     if is_due(d, now) {
                         return Read::Miss;
                     }
+                    if let Some(due) = time.refresh {
+                        let left = widen(d, now) - now;
+                        if !e.refresh_claimed() && due(left) && e.claim_refresh() {
+                            e.touch();
+                            return Read::Refresh(&e.value);
+                        }
+                    }
                     // Fast path for plain time-to-idle: within one tick the deadline is
                     // already where this read would put it, and nothing else needs loading.
                     let unchanged =
@@ -386,6 +411,7 @@ impl<K, V> ShardState<K, V> {
             self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
         let now = if timed { time.now() } else { 0 };
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.cancel_refresh(&key);
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab, hits) {
@@ -505,7 +531,8 @@ impl<K, V> ShardState<K, V> {
         self.weight = self.weight - old_w + u64::from(w);
         let e = self.slab.get_mut(t);
         let a = e.access.get_mut();
-        *a = (*a + 1).min(crate::slab::MAX_ACCESS);
+        // A new value: counted as an access, and its refresh (if one was claimed) is done.
+        *a = ((*a & crate::slab::ACCESS_COUNT) + 1).min(crate::slab::MAX_ACCESS);
         let old = std::mem::replace(&mut e.value, value);
         self.set_deadline(t, deadline, now, cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
@@ -666,6 +693,7 @@ impl<K, V> ShardState<K, V> {
             0
         };
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.cancel_refresh(key);
         let (slab, pending) = (&self.slab, &self.pending);
         let t = *self.index.find(index_hash(hash), |&t| {
             key.equivalent(key_of(slab, pending, t))
@@ -718,6 +746,7 @@ impl<K, V> ShardState<K, V> {
         V: Clone,
     {
         self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.purge_negative(now);
         loop {
             let (slab, pending) = (&self.slab, &self.pending);
             let t = match self.index.entry(
@@ -727,6 +756,10 @@ impl<K, V> ShardState<K, V> {
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
+                    // The entry expired (or left) while its refresh runs: wait for that load.
+                    if let Some(r) = self.refreshing.iter().find(|r| &r.key == key) {
+                        return Begin::Join(Arc::clone(&r.flight));
+                    }
                     let generation = self.next_generation;
                     self.next_generation += 1;
                     let flight = Arc::new(Flight::new(generation));
@@ -735,12 +768,18 @@ impl<K, V> ShardState<K, V> {
                         key: key.clone(),
                         hash,
                         flight: Arc::clone(&flight),
+                        until: 0,
                     });
                     return Begin::Lead(flight);
                 }
             };
             if t >= PENDING {
-                return Begin::Join(Arc::clone(&self.pending[(t & !PENDING) as usize].flight));
+                let p = &self.pending[(t & !PENDING) as usize];
+                if p.until != 0 && p.until <= now {
+                    self.remove_pending(t); // a negative entry that has run its time
+                    continue;
+                }
+                return Begin::Join(Arc::clone(&p.flight));
             }
             if !self.expired_at(t, now) {
                 let e = self.slab.get(t);
@@ -769,6 +808,135 @@ impl<K, V> ShardState<K, V> {
             }
             _ => false,
         }
+    }
+
+    /// Registers a background refresh of `key`, whose live entry a reader claimed the refresh
+    /// of. Returns the key (cloned with `clone_key`) and the load's flight, or `None` if the
+    /// entry left meanwhile or a refresh of the key is already in flight.
+    pub(crate) fn begin_refresh<Q>(
+        &mut self,
+        hash: u32,
+        key: &Q,
+        clone_key: &dyn Fn(&K) -> K,
+    ) -> Option<(K, Arc<Flight<V>>)>
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        let (_, e) = self.lookup(hash, key)?;
+        if self.refreshing.iter().any(|r| key.equivalent(&r.key)) {
+            return None;
+        }
+        let key = clone_key(&e.key);
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let flight = Arc::new(Flight::new(generation));
+        self.refreshing.push(Pending {
+            key: clone_key(&key),
+            hash,
+            flight: Arc::clone(&flight),
+            until: 0,
+        });
+        Some((key, flight))
+    }
+
+    /// Ends the refresh of `generation`: `true` if it is still current (no write or removal
+    /// of the key superseded it), and then its result may be stored.
+    pub(crate) fn end_refresh(&mut self, generation: u64) -> bool {
+        match self
+            .refreshing
+            .iter()
+            .position(|r| r.flight.generation == generation)
+        {
+            Some(i) => {
+                self.refreshing.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A write or removal of `key` supersedes its refresh in flight, if any: the refreshed
+    /// value will not be stored over it.
+    #[inline]
+    fn cancel_refresh<Q>(&mut self, key: &Q)
+    where
+        Q: ?Sized + Equivalent<K>,
+    {
+        if !self.refreshing.is_empty() {
+            self.refreshing.retain(|r| !key.equivalent(&r.key));
+        }
+    }
+
+    /// For `compute`: the live value of `key` (`Ok(None)`: absent or expired), or the load in
+    /// flight for it, which `compute` waits for.
+    pub(crate) fn probe(&self, hash: u32, key: &K, now: u64) -> Result<Option<&V>, Arc<Flight<V>>>
+    where
+        K: Eq,
+    {
+        let (slab, pending) = (&self.slab, &self.pending);
+        let Some(&t) = self
+            .index
+            .find(index_hash(hash), |&t| key_of(slab, pending, t) == key)
+        else {
+            return Ok(None);
+        };
+        if t >= PENDING {
+            let p = &self.pending[(t & !PENDING) as usize];
+            // A negative entry (a failed load kept) holds no value.
+            return if p.until == 0 {
+                Err(Arc::clone(&p.flight))
+            } else {
+                Ok(None)
+            };
+        }
+        Ok((!self.expired_at(t, now)).then(|| &self.slab.get(t).value))
+    }
+
+    /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as
+    /// a negative entry until tick `until`, so callers get its error without loading again.
+    /// Returns `false` (and keeps nothing) if the slot was superseded meanwhile.
+    pub(crate) fn keep_failed(&mut self, hash: u32, key: &K, generation: u64, until: u64) -> bool
+    where
+        K: Eq,
+    {
+        let pending = &self.pending;
+        let found = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
+        });
+        match found {
+            Some(&t) if self.pending[(t & !PENDING) as usize].flight.generation == generation => {
+                self.pending[(t & !PENDING) as usize].until = until;
+                self.negative.push_back((until, generation, hash));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops negative entries whose time has come (a bounded amount of work per call: each
+    /// entry is queued once).
+    fn purge_negative(&mut self, now: u64) {
+        while let Some(&(until, generation, hash)) = self.negative.front() {
+            if until > now {
+                return;
+            }
+            self.negative.pop_front();
+            let pending = &self.pending;
+            let found = self.index.find(index_hash(hash), |&t| {
+                t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
+            });
+            if let Some(&t) = found {
+                self.remove_pending(t);
+            }
+        }
+        if self.negative.is_empty() && self.negative.capacity() > 64 {
+            self.negative = VecDeque::new();
+        }
+    }
+
+    /// Loads in flight in this shard (not counting negative entries).
+    pub(crate) fn loads_in_flight(&self) -> usize {
+        self.pending.iter().filter(|p| p.until == 0).count()
     }
 
     /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
@@ -811,6 +979,7 @@ impl<K, V> ShardState<K, V> {
         now: u64,
         removed: &mut Vec<(K, V, RemovalCause)>,
     ) where
+        K: Eq,
         F: FnMut(&K, &V) -> bool,
     {
         self.catch_up(now, &mut |k, v| removed.push((k, v, RemovalCause::Expired)));
@@ -829,6 +998,14 @@ impl<K, V> ShardState<K, V> {
             // The last entry moves into `t`; look at `t` again.
             let e = self.remove_token(t);
             removed.push((e.key, e.value, cause));
+        }
+        // A refresh of a removed key must not bring it back.
+        if !self.refreshing.is_empty() {
+            let live: Vec<bool> = (self.refreshing.iter())
+                .map(|r| self.lookup(r.hash, &r.key).is_some())
+                .collect();
+            let mut live = live.into_iter();
+            self.refreshing.retain(|_| live.next().unwrap_or(false));
         }
         self.shrink_if_sparse();
     }
@@ -849,6 +1026,8 @@ impl<K, V> ShardState<K, V> {
             .collect();
         self.index = HashTable::new();
         self.pending.clear();
+        self.negative.clear();
+        self.refreshing.clear();
         self.weight = 0;
         if let Some(w) = &mut self.wheel {
             w.clear();

@@ -40,6 +40,12 @@ pub(crate) enum Queue {
 /// holds, so nothing is lost when the counter is folded into the sketch.
 pub(crate) const MAX_ACCESS: u8 = 15;
 
+/// The bits of `access` that count accesses.
+pub(crate) const ACCESS_COUNT: u8 = 0x0f;
+
+/// The bit of `access` that says a refresh of this value was claimed (see `refresh.rs`).
+pub(crate) const REFRESHING: u8 = 0x80;
+
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
@@ -59,15 +65,33 @@ impl<K, V> Entry<K, V> {
     #[inline]
     pub(crate) fn touch(&self) {
         let a = self.access.load(Ordering::Relaxed);
-        if a < MAX_ACCESS {
+        if a & ACCESS_COUNT < MAX_ACCESS {
             self.access.store(a + 1, Ordering::Relaxed);
         }
+    }
+
+    /// Claims the entry's refresh (read lock): `true` for the one caller that set the flag.
+    /// A racing `touch` may clear it again; the shard's list of refreshes in flight is what
+    /// keeps a key to one refresh, the flag only keeps the readers off the write lock.
+    #[inline]
+    pub(crate) fn claim_refresh(&self) -> bool {
+        self.access.load(Ordering::Relaxed) & REFRESHING == 0
+            && self.access.fetch_or(REFRESHING, Ordering::Relaxed) & REFRESHING == 0
+    }
+
+    /// Whether a refresh was claimed for this value (and not yet replaced by a new value).
+    #[inline]
+    pub(crate) fn refresh_claimed(&self) -> bool {
+        self.access.load(Ordering::Relaxed) & REFRESHING != 0
     }
 
     /// Takes the accesses recorded since the last call (write lock held).
     #[inline]
     pub(crate) fn take_access(&mut self) -> u8 {
-        std::mem::replace(self.access.get_mut(), 0)
+        let a = self.access.get_mut();
+        let count = *a & ACCESS_COUNT;
+        *a &= REFRESHING;
+        count
     }
 }
 

@@ -101,6 +101,13 @@ cachet_variant!(
 );
 
 cachet_variant!(
+    /// cachet with `record_stats`: every lookup also adds to a hit or miss counter.
+    CachetStats,
+    "cachet_stats",
+    |b| b.record_stats()
+);
+
+cachet_variant!(
     /// cachet with `time_to_idle`: every hit also stores a new deadline.
     CachetTti,
     "cachet_tti",
