@@ -114,7 +114,8 @@ pub struct Review {
 }
 
 /// Runs the product-page query on `conn`; `Ok(None)` if there is no such product. Both
-/// statements are prepared once per connection (rusqlite's statement cache).
+/// statements are prepared once per connection (rusqlite's statement cache); the catalog is
+/// never written once created, so they need no transaction to agree.
 pub fn product_page(conn: &Connection, id: u64) -> rusqlite::Result<Option<ProductPage>> {
     let page = conn
         .prepare_cached(PAGE_SQL)?
@@ -248,8 +249,18 @@ pub fn create(conn: &mut Connection, products: u64) -> rusqlite::Result<()> {
 
 /// Words the generated names and reviews are made of.
 const ADJECTIVES: [&str; 12] = [
-    "Compact", "Deluxe", "Ergonomic", "Rustic", "Sleek", "Sturdy", "Vintage", "Wireless", "Modular",
-    "Silent", "Portable", "Smart",
+    "Compact",
+    "Deluxe",
+    "Ergonomic",
+    "Rustic",
+    "Sleek",
+    "Sturdy",
+    "Vintage",
+    "Wireless",
+    "Modular",
+    "Silent",
+    "Portable",
+    "Smart",
 ];
 const NOUNS: [&str; 12] = [
     "Kettle", "Lamp", "Backpack", "Keyboard", "Chair", "Blender", "Tent", "Speaker", "Watch",
@@ -269,10 +280,14 @@ fn fill(tx: &Transaction<'_>, products: u64) -> rusqlite::Result<()> {
     let categories = products.div_ceil(PRODUCTS_PER_CATEGORY).max(1);
     let mut insert = tx.prepare("INSERT INTO categories (id, name) VALUES (?1, ?2)")?;
     for id in 1..=categories {
-        insert.execute(params![id, format!("{} #{id}", NOUNS[id as usize % NOUNS.len()])])?;
+        insert.execute(params![
+            id,
+            format!("{} #{id}", NOUNS[id as usize % NOUNS.len()])
+        ])?;
     }
-    let mut product =
-        tx.prepare("INSERT INTO products (id, category_id, name, price_cents) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut product = tx.prepare(
+        "INSERT INTO products (id, category_id, name, price_cents) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     let mut review = tx.prepare(
         "INSERT INTO reviews (product_id, rating, author, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -494,7 +509,10 @@ mod tests {
     fn page_without_reviews_and_missing_product() {
         let conn = tiny();
         let unrated = product_page(&conn, 3).unwrap().unwrap();
-        assert_eq!((unrated.reviews, unrated.rating, unrated.rank), (0, None, None));
+        assert_eq!(
+            (unrated.reviews, unrated.rating, unrated.rank),
+            (0, None, None)
+        );
         assert_eq!(unrated.category_rated, 2);
         assert!(unrated.latest.is_empty());
 
@@ -526,7 +544,9 @@ mod tests {
         let conn = tiny();
         let json = product_page(&conn, 1).unwrap().unwrap().to_json();
         assert!(json.starts_with(r#"{"id":1,"name":"Desk \"Lamp\"","price_cents":2500,"#));
-        assert!(json.contains(r#""rating":4.000,"category_rated":2,"category_rating":4.400,"rank":2"#));
+        assert!(
+            json.contains(r#""rating":4.000,"category_rated":2,"category_rating":4.400,"rank":2"#)
+        );
         assert!(json.ends_with(r#""body":"bright","created_at":100}]}"#));
 
         let unrated = product_page(&conn, 3).unwrap().unwrap().to_json();
@@ -539,15 +559,27 @@ mod tests {
 
     #[test]
     fn generated_catalog_has_every_product_in_a_category() {
+        // Two full categories and a partial third.
+        let products = 2 * PRODUCTS_PER_CATEGORY + 50;
         let mut conn = Connection::open_in_memory().unwrap();
-        create(&mut conn, 450).unwrap();
+        create(&mut conn, products).unwrap();
         let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, u64>(0)).unwrap();
-        assert_eq!(count("SELECT COUNT(*) FROM products"), 450);
+        assert_eq!(count("SELECT COUNT(*) FROM products"), products);
         assert_eq!(count("SELECT COUNT(*) FROM categories"), 3);
+        let orphans = "SELECT COUNT(*) FROM products p
+                       LEFT JOIN categories c ON c.id = p.category_id WHERE c.id IS NULL";
+        assert_eq!(count(orphans), 0);
         let reviews = count("SELECT COUNT(*) FROM reviews");
-        assert!((450 * 3..=450 * 7).contains(&reviews), "{reviews} reviews");
-        let page = product_page(&conn, 450).unwrap().unwrap();
-        assert_eq!(page.category_rated, count("SELECT COUNT(DISTINCT product_id) FROM reviews r JOIN products p ON p.id = r.product_id WHERE p.category_id = 3"));
+        assert!(
+            (products * 4..=products * 6).contains(&reviews),
+            "{reviews} reviews"
+        );
+        // Product 3 is in category 3; the page's category figures agree with a direct count.
+        let page = product_page(&conn, 3).unwrap().unwrap();
+        let rated = "SELECT COUNT(DISTINCT r.product_id) FROM reviews r
+                     JOIN products p ON p.id = r.product_id WHERE p.category_id = 3";
+        assert_eq!(page.category_rated, count(rated));
+        assert_eq!(page.category, format!("{} #3", NOUNS[3]));
     }
 
     #[tokio::test]

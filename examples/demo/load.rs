@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -74,6 +74,16 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Runs `load` against the service at `addr`, showing `label` in the progress line.
 pub async fn run(addr: SocketAddr, load: &Load, label: &str) -> Outcome {
+    run_until(addr, load, label, &Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`run`], ending early once `stop` is set: each client finishes the request it is waiting on.
+pub async fn run_until(
+    addr: SocketAddr,
+    load: &Load,
+    label: &str,
+    stop: &Arc<AtomicBool>,
+) -> Outcome {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new())
@@ -86,8 +96,9 @@ pub async fn run(addr: SocketAddr, load: &Load, label: &str) -> Outcome {
     let tasks: Vec<_> = (0..load.clients)
         .map(|i| {
             let (client, done, keys) = (client.clone(), Arc::clone(&done), load.keys);
+            let stop = Arc::clone(stop);
             let rng = SmallRng::seed_from_u64(load.seed.wrapping_add(i as u64));
-            tokio::spawn(client_loop(client, addr, keys, rng, deadline, done))
+            tokio::spawn(client_loop(client, addr, keys, rng, deadline, stop, done))
         })
         .collect();
     let mut latency = histogram();
@@ -106,18 +117,19 @@ pub async fn run(addr: SocketAddr, load: &Load, label: &str) -> Outcome {
     }
 }
 
-/// One client: requests until `deadline`, then hands back its latencies and error count.
+/// One client: requests until `deadline` (or `stop`), then hands back its latencies and error count.
 async fn client_loop(
     client: HttpClient,
     addr: SocketAddr,
     keys: Keys,
     mut rng: SmallRng,
     deadline: Instant,
+    stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
 ) -> (Histogram<u64>, u64) {
     let mut latency = histogram();
     let mut errors = 0;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         let id = keys.sample(&mut rng);
         let uri: Uri = format!("http://{addr}/products/{id}")
             .parse()
@@ -189,7 +201,7 @@ struct Ticker {
 impl Ticker {
     fn start(label: &str, total: Duration, done: Arc<AtomicU64>) -> Ticker {
         if !std::io::stderr().is_terminal() {
-            eprintln!("running {label} for {:.1} s", total.as_secs_f64());
+            eprintln!("running {label} (up to {:.1} s)", total.as_secs_f64());
             return Ticker { task: None };
         }
         let label = label.to_string();
@@ -244,7 +256,10 @@ mod tests {
     #[test]
     fn percentiles_of_a_uniform_spread() {
         // 1 ms, 2 ms, ..., 10 s.
-        let s = Summary::new(&outcome((1..=10_000).map(|ms| ms * 1_000), Duration::from_secs(4)));
+        let s = Summary::new(&outcome(
+            (1..=10_000).map(|ms| ms * 1_000),
+            Duration::from_secs(4),
+        ));
         assert_eq!(s.requests, 10_000);
         assert_eq!(s.per_second, 2_500.0);
         assert!(close(s.p50, 5_000_000), "{:?}", s.p50);
@@ -313,6 +328,9 @@ mod tests {
             let id = Keys::Hot(8).sample(&mut rng);
             seen[id as usize] = true;
         }
-        assert_eq!(seen, [false, true, true, true, true, true, true, true, true]);
+        assert_eq!(
+            seen,
+            [false, true, true, true, true, true, true, true, true]
+        );
     }
 }

@@ -58,7 +58,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--duration" => {
                 let secs = number::<f64>(&name, &value()?)?;
                 if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-                    return Err(format!("--duration must be in (0, 3600] seconds, not {secs}"));
+                    return Err(format!(
+                        "--duration must be in (0, 3600] seconds, not {secs}"
+                    ));
                 }
                 duration = Some(Duration::from_secs_f64(secs));
             }
@@ -109,7 +111,10 @@ mod tests {
     #[test]
     fn defaults() {
         let o = run(&[]).unwrap();
-        assert_eq!((o.clients, o.products, o.zipf, o.short), (64, 5_000, 1.0, false));
+        assert_eq!(
+            (o.clients, o.products, o.zipf, o.short),
+            (64, 5_000, 1.0, false)
+        );
         assert_eq!(o.duration, Duration::from_secs(8));
     }
 
@@ -131,7 +136,11 @@ mod tests {
     fn help_and_errors() {
         assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
         assert!(run(&["--clients"]).unwrap_err().contains("needs a value"));
-        assert!(run(&["--clients", "many"]).unwrap_err().contains("not a valid number"));
+        assert!(
+            run(&["--clients", "many"])
+                .unwrap_err()
+                .contains("not a valid number")
+        );
         assert!(run(&["--clients", "0"]).is_err());
         assert!(run(&["--zipf", "-1"]).is_err());
         assert!(run(&["--duration", "0"]).is_err());

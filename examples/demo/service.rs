@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use cachet::Cache;
+use cachet::{Cache, CacheStats};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -78,6 +78,18 @@ impl Catalog {
                 cache.insert(id, page.clone());
                 Ok(page)
             }
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A snapshot of the cache's statistics; `None` without a cache.
+    pub fn stats(&self) -> Option<CacheStats> {
+        match &*self.strategy {
+            Strategy::Uncached => None,
+            Strategy::Coalescing(cache) | Strategy::Naive(cache) => Some(cache.stats()),
         }
     }
 
