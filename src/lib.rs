@@ -118,6 +118,7 @@ mod policy;
 mod shard;
 mod slab;
 mod stats;
+mod sync;
 
 pub use builder::{CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY, SHARDS_PER_THREAD};
 pub use cache::{Cache, Iter};
