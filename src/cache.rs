@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use equivalent::Equivalent;
-use parking_lot::RwLock;
 
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
@@ -19,6 +18,7 @@ use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
 use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
 use crate::stats::{CacheStats, ShardStats};
+use crate::sync::RwLock;
 
 /// A concurrent, size-bounded cache.
 ///

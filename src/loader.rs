@@ -34,10 +34,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::cache::Cache;
 use crate::shard::Begin;
+use crate::sync::{Condvar, Mutex};
 
 /// A loader's error, type-erased so that callers with different error types can share a
 /// flight; each waiter downcasts it to its own type.
