@@ -304,7 +304,6 @@ fn the_weigher_weighs_computed_values() {
 }
 
 #[test]
-#[ignore = "bug: compute returns Some(value) for a Put the cache did not store (too heavy, or a zero lifetime)"]
 fn compute_returns_the_value_after_the_operation_even_when_a_put_is_refused() {
     let cache: Cache<u64, String> = Cache::builder()
         .max_capacity(100)

@@ -499,7 +499,6 @@ fn a_remove_during_a_refresh_keeps_the_refreshed_value_out() {
 }
 
 #[test]
-#[ignore = "bug: stats().loads_in_flight does not count background refreshes, which count as loads once done"]
 fn a_refresh_in_flight_counts_as_a_load_in_flight() {
     let (cache, h) = loading(|b| b.record_stats());
     assert_eq!(cache.get(&7), Ok(7001));
@@ -517,7 +516,6 @@ fn a_refresh_in_flight_counts_as_a_load_in_flight() {
 }
 
 #[test]
-#[ignore = "bug: a LoadingCache::get miss counts two misses (get_refreshing, then get_or_try_load's own lookup)"]
 fn a_loading_cache_miss_counts_one_miss() {
     let (cache, h) = loading(|b| b.record_stats());
     assert_eq!(cache.get(&7), Ok(7001));
@@ -528,7 +526,6 @@ fn a_loading_cache_miss_counts_one_miss() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: an AsyncLoadingCache::get miss counts two misses (get_refreshing, then get_or_try_load_async's own lookup)"]
 async fn an_async_loading_cache_miss_counts_one_miss() {
     let (_src, _called, load) = async_source();
     let cache = builder()
@@ -542,7 +539,6 @@ async fn an_async_loading_cache_miss_counts_one_miss() {
 }
 
 #[test]
-#[ignore = "bug: a weigher panic on a refreshed value leaves the refresh registered and its flight unsettled (RefreshJob::finish)"]
 fn a_panicking_weigher_on_a_refreshed_value_does_not_strand_the_key() {
     let (cache, h) = loading(|b| {
         b.refresh_threads(1).weigher(|_, v: &u64| {
