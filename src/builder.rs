@@ -289,9 +289,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// the old value is served until its deadline (stale-if-error).
     ///
     /// Needs a [`time_to_live`](Self::time_to_live) longer than `after`: an entry's age is
-    /// read from its deadline, so an entry is refreshed once less than `time_to_live - after`
-    /// is left of its life (with [`ttl_jitter`](Self::ttl_jitter), up to the jitter earlier).
-    /// Only hits count: an entry nobody reads is left to expire.
+    /// read from its deadline, so an entry is refreshed once at most `time_to_live - after` is
+    /// left of its life (with [`ttl_jitter`](Self::ttl_jitter), up to the jitter earlier).
+    /// Only hits count: an entry nobody reads is left to expire. A refreshed value gets the
+    /// configured lifetime, whatever lifetime the value it replaces had.
     pub fn refresh_after(mut self, after: Duration) -> Self {
         self.refresh = Some(Refresh::After(after));
         self

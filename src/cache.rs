@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 use equivalent::Equivalent;
-use parking_lot::RwLock;
 
 use crate::DefaultHashBuilder;
 use crate::builder::{CacheBuilder, Weigher, default_shards};
@@ -19,6 +18,7 @@ use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
 use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
 use crate::stats::{CacheStats, ShardStats};
+use crate::sync::RwLock;
 
 /// A concurrent, size-bounded cache.
 ///
@@ -407,6 +407,7 @@ where
     /// ```
     pub fn compute<F>(&self, key: K, f: F) -> Option<V>
     where
+        K: Clone,
         V: Clone,
         F: FnOnce(Option<&V>) -> Compute<V>,
     {
@@ -442,11 +443,14 @@ where
                                 let new = v.clone();
                                 let life = Lifetime::Configured;
                                 let hits = &shard.hits;
+                                let probe = key.clone();
                                 old = state.insert(h, key, v, w, life, &time, hits, &mut removed);
+                                // Too heavy, or a zero lifetime: the value was not kept.
+                                let kept = matches!(state.probe(h, &probe, now), Ok(Some(_)));
                                 if let Some(stats) = self.shard_stats(i) {
                                     stats.inserted();
                                 }
-                                Some(new)
+                                kept.then_some(new)
                             }
                             Compute::Remove => {
                                 if let Some((k, v, expired)) =

@@ -122,6 +122,7 @@ mod refresh;
 mod shard;
 mod slab;
 mod stats;
+mod sync;
 
 pub use builder::{
     CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_REFRESH_THREADS, MAX_SHARDS, MIN_SHARD_CAPACITY,

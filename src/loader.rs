@@ -34,10 +34,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::cache::Cache;
 use crate::shard::Begin;
+use crate::sync::{Condvar, Mutex};
 
 /// A loader's error, type-erased so that callers with different error types can share a
 /// flight; each waiter downcasts it to its own type.
@@ -297,17 +296,22 @@ where
         E: Send + Sync + 'static,
     {
         let g = self.flight.generation;
-        self.count(result.is_ok());
-        self.settled = true;
+        // Until the slot is settled, a panic (the weigher, a `Clone`) leaves through `Drop`,
+        // which frees the key and hands the load to a waiter.
         match result {
             Ok(v) => {
                 self.cache
                     .end_load(self.shard, self.hash, self.key, g, Some(v.clone()));
-                self.flight.complete(v.clone());
+                let for_waiters = v.clone();
+                self.settled = true;
+                self.count(true);
+                self.flight.complete(for_waiters);
                 Ok(v)
             }
             Err(e) => {
                 self.cache.fail_load(self.shard, self.hash, self.key, g);
+                self.settled = true;
+                self.count(false);
                 self.flight.fail(Arc::clone(&e) as SharedError);
                 Err(e)
             }
@@ -316,10 +320,10 @@ where
 
     /// A batch loader did not return this key: nothing is stored; waiters are told.
     fn finish_missing(mut self) {
-        self.count(true);
-        self.settled = true;
         let g = self.flight.generation;
         self.cache.abandon_load(self.shard, self.hash, self.key, g);
+        self.settled = true;
+        self.count(true);
         self.flight.missing();
     }
 }
@@ -404,7 +408,7 @@ where
     where
         F: FnOnce() -> V,
     {
-        match self.load_blocking(key, None, || Ok::<V, Infallible>(load())) {
+        match self.load_blocking(key, None, true, || Ok::<V, Infallible>(load())) {
             Ok(v) => v,
             Err(Failure::Failed(e)) => match *e {},
             Err(Failure::Timeout) => unreachable!("no deadline was given"),
@@ -420,7 +424,21 @@ where
         F: FnOnce() -> Result<V, E>,
         E: Send + Sync + 'static,
     {
-        match self.load_blocking(key, None, load) {
+        match self.load_blocking(key, None, true, load) {
+            Ok(v) => Ok(v),
+            Err(Failure::Failed(e)) => Err(e),
+            Err(Failure::Timeout) => unreachable!("no deadline was given"),
+        }
+    }
+
+    /// [`get_or_try_load`](Self::get_or_try_load) for a caller that has just looked `key` up
+    /// and missed (and counted that miss): goes straight to leading or joining a load.
+    pub(crate) fn try_load_missed<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        match self.load_blocking(key, None, false, load) {
             Ok(v) => Ok(v),
             Err(Failure::Failed(e)) => Err(e),
             Err(Failure::Timeout) => unreachable!("no deadline was given"),
@@ -435,7 +453,7 @@ where
         F: FnOnce() -> V,
     {
         let deadline = Instant::now().checked_add(timeout);
-        match self.load_blocking(key, deadline, || Ok::<V, Infallible>(load())) {
+        match self.load_blocking(key, deadline, true, || Ok::<V, Infallible>(load())) {
             Ok(v) => Ok(v),
             Err(Failure::Failed(e)) => match *e {},
             Err(Failure::Timeout) => Err(Timeout { waited: timeout }),
@@ -446,6 +464,7 @@ where
         &self,
         key: &K,
         deadline: Option<Instant>,
+        probe: bool,
         load: F,
     ) -> Result<V, Failure<E>>
     where
@@ -456,8 +475,10 @@ where
         let (i, h) = self.hash(key);
         let mut load = Some(load);
         // Looked up once (one hit or one miss counted); a retry probes under the write lock.
-        if let Some(v) = self.get_at(i, h, key) {
-            return Ok(v);
+        if probe {
+            if let Some(v) = self.get_at(i, h, key) {
+                return Ok(v);
+            }
         }
         loop {
             match self.begin_load(i, h, key) {
@@ -504,12 +525,31 @@ where
         F: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
+        self.load_async(key, true, load).await
+    }
+
+    /// [`try_load_missed`](Self::try_load_missed), async.
+    pub(crate) async fn try_load_missed_async<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
+        self.load_async(key, false, load).await
+    }
+
+    async fn load_async<F, E>(&self, key: &K, probe: bool, load: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
         // Hashed once, whatever the number of attempts.
         let (i, h) = self.hash(key);
         let mut load = Some(load);
         // Looked up once (one hit or one miss counted); a retry probes under the write lock.
-        if let Some(v) = self.get_at(i, h, key) {
-            return Ok(v);
+        if probe {
+            if let Some(v) = self.get_at(i, h, key) {
+                return Ok(v);
+            }
         }
         loop {
             match self.begin_load(i, h, key) {
@@ -696,25 +736,33 @@ where
             leads: Vec::new(),
             joins: Vec::new(),
         };
-        for k in keys {
-            if out.contains_key(&k) {
-                continue; // a duplicate
-            }
-            let (i, h) = self.hash(&k);
-            if let Some(v) = self.get_at(i, h, &k) {
-                out.insert(k, Ok(v));
-                continue;
-            }
-            match self.begin_load(i, h, &k) {
-                Begin::Hit(v) => {
+        let sorted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for k in keys {
+                if out.contains_key(&k) {
+                    continue; // a duplicate
+                }
+                let (i, h) = self.hash(&k);
+                if let Some(v) = self.get_at(i, h, &k) {
                     out.insert(k, Ok(v));
+                    continue;
                 }
-                Begin::Join(flight) => round.joins.push((k, i, h, flight)),
-                Begin::Lead(flight) => {
-                    round.lead_keys.push(k);
-                    round.leads.push((i, h, flight));
+                match self.begin_load(i, h, &k) {
+                    Begin::Hit(v) => {
+                        out.insert(k, Ok(v));
+                    }
+                    Begin::Join(flight) => round.joins.push((k, i, h, flight)),
+                    Begin::Lead(flight) => {
+                        round.lead_keys.push(k);
+                        round.leads.push((i, h, flight));
+                    }
                 }
             }
+        }));
+        if let Err(panic) = sorted {
+            // User code (a hash, `Eq`, a `Clone`) panicked part-way: the loads this round
+            // registered would never be settled, so free them before unwinding.
+            drop(self.leads(&round));
+            std::panic::resume_unwind(panic);
         }
         round
     }

@@ -152,18 +152,21 @@ where
     S: BuildHasher,
 {
     fn finish(mut self, result: Result<V, SharedError>) {
-        self.done = true;
-        self.count(result.is_ok());
         let g = self.flight.generation;
+        let (i, h) = (self.shard, self.hash);
+        // Until the refresh is unregistered, a panic (the weigher, a `Clone`) leaves through
+        // `Drop`, which unregisters it and releases its waiters.
         match result {
             Ok(v) => {
-                let (i, h) = (self.shard, self.hash);
                 self.cache.end_refresh(i, h, &self.key, g, Some(v.clone()));
+                self.done = true;
+                self.count(true);
                 self.flight.complete(v);
             }
             Err(e) => {
-                self.cache
-                    .end_refresh(self.shard, self.hash, &self.key, g, None);
+                self.cache.end_refresh(i, h, &self.key, g, None);
+                self.done = true;
+                self.count(false);
                 self.flight.fail(e);
             }
         }
@@ -354,7 +357,7 @@ where
             }
             return Ok(v);
         }
-        self.cache.get_or_try_load(key, || {
+        self.cache.try_load_missed(key, || {
             let started = Instant::now();
             let result = (self.loader.load)(key);
             self.loader.refresher.observe(started.elapsed());
@@ -488,7 +491,7 @@ where
         let load = (self.loader.load)(key.clone());
         let loader = &self.loader;
         self.cache
-            .get_or_try_load_async(key, async move {
+            .try_load_missed_async(key, async move {
                 let started = Instant::now();
                 let result = load.await;
                 loader.refresher.observe(started.elapsed());

@@ -760,12 +760,14 @@ impl<K, V> ShardState<K, V> {
                     if let Some(r) = self.refreshing.iter().find(|r| &r.key == key) {
                         return Begin::Join(Arc::clone(&r.flight));
                     }
+                    // Cloned first: a panicking `Clone` must leave nothing half-registered.
+                    let key = key.clone();
                     let generation = self.next_generation;
                     self.next_generation += 1;
                     let flight = Arc::new(Flight::new(generation));
                     v.insert(PENDING | self.pending.len() as Token);
                     self.pending.push(Pending {
-                        key: key.clone(),
+                        key,
                         hash,
                         flight: Arc::clone(&flight),
                         until: 0,
@@ -934,9 +936,10 @@ impl<K, V> ShardState<K, V> {
         }
     }
 
-    /// Loads in flight in this shard (not counting negative entries).
+    /// Loads in flight in this shard, background refreshes included (negative entries are
+    /// not loads).
     pub(crate) fn loads_in_flight(&self) -> usize {
-        self.pending.iter().filter(|p| p.until == 0).count()
+        self.pending.iter().filter(|p| p.until == 0).count() + self.refreshing.len()
     }
 
     /// How many callers wait on the load in flight for `key` (`None`: no load in flight).
