@@ -2,19 +2,19 @@
 //! and condition variable (`loader.rs`).
 //!
 //! They are `parking_lot`'s, re-exported as they are, so a normal build pays nothing for this
-//! module. Built with `RUSTFLAGS="--cfg loom"`, they are thin wrappers over `loom`'s, with the
+//! module. Built with `RUSTFLAGS="--cfg cachet_loom"`, they are thin wrappers over `loom`'s, with the
 //! same `parking_lot`-style API the code uses (guards without poisoning, `try_write` returning
 //! an `Option`, `Condvar::wait` taking `&mut guard`), so that `tests/loom.rs` can explore every
 //! interleaving of leaders and waiters. Only these locks are modelled: the other atomics
 //! (statistics, hit stripes, the clock's ticker) take no part in the protocol and stay `std`.
 
-#[cfg(not(loom))]
+#[cfg(not(cachet_loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, RwLock};
 
-#[cfg(loom)]
+#[cfg(cachet_loom)]
 pub(crate) use self::model::{Condvar, Mutex, RwLock};
 
-#[cfg(loom)]
+#[cfg(cachet_loom)]
 mod model {
     use std::ops::{Deref, DerefMut};
     use std::sync::{PoisonError, TryLockError};

@@ -1,14 +1,14 @@
-#![cfg(loom)]
+#![cfg(cachet_loom)]
 //! Loom models of the in-flight load protocol (`src/loader.rs`): a leader completes, fails,
 //! panics or is cancelled while waiters join and leave.
 //!
 //! Run with
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
+//! RUSTFLAGS="--cfg cachet_loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom
 //! ```
 //!
-//! Under `cfg(loom)` the shard lock and a flight's mutex and condition variable are loom's
+//! Under `cfg(cachet_loom)` the shard lock and a flight's mutex and condition variable are loom's
 //! (`src/sync.rs`), so loom explores every interleaving of their operations, and reports a
 //! waiter that would park forever as a deadlock. Nothing else in the cache is modelled.
 //!
@@ -18,7 +18,7 @@
 //! second; every model also passes at 10 (about five minutes on two cores, nearly all of it in
 //! the three-thread models).
 //!
-//! Only this test target is meant to be built with `--cfg loom`: elsewhere (the other tests,
+//! Only this test target is meant to be built with `--cfg cachet_loom`: elsewhere (the other tests,
 //! the unit tests) the cache's locks would be used outside a loom model, which loom refuses.
 //!
 //! Each model uses a tiny cache (`Cache::new(16)`: one shard, no expiration, so no clock is
