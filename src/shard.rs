@@ -951,7 +951,9 @@ impl<K, V> ShardState<K, V> {
         let t = self.index.find(index_hash(hash), |&t| {
             t >= PENDING && &pending[(t & !PENDING) as usize].key == key
         })?;
-        Some(self.pending[(t & !PENDING) as usize].flight.waiting())
+        let p = &self.pending[(t & !PENDING) as usize];
+        // A negative entry is a finished load, not one in flight.
+        (p.until == 0).then(|| p.flight.waiting())
     }
 
     /// Removes the pending slot of index token `t` (`PENDING | position`).

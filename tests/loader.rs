@@ -329,6 +329,11 @@ fn a_failed_load_is_served_for_the_window_then_loaded_again() {
     assert_eq!(*first, "not found");
     // A negative entry is neither a value nor a load in flight.
     assert_eq!(cache.stats().loads_in_flight, 0);
+    assert_eq!(
+        cache.loaders_waiting(&1),
+        None,
+        "a kept error is not a load in flight"
+    );
     assert_eq!(cache.get(&1), None);
     assert!(!cache.contains_key(&1));
     assert_eq!(cache.len(), 0);
