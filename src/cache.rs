@@ -222,6 +222,15 @@ where
         self.read_at(i, h, key, &time)
     }
 
+    /// Counts a hit on shard `i`: for the policy's climber, and in the statistics if kept.
+    #[inline]
+    fn record_hit(&self, i: usize) {
+        self.inner.shards[i].hits.record();
+        if let Some(stats) = self.shard_stats(i) {
+            stats.hit();
+        }
+    }
+
     #[inline(always)]
     fn read_at<Q>(&self, i: usize, h: u32, key: &Q, time: &Timing<'_, K, V>) -> Option<(V, bool)>
     where
@@ -234,28 +243,19 @@ where
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
-                shard.hits.record();
-                if let Some(stats) = self.shard_stats(i) {
-                    stats.hit();
-                }
+                self.record_hit(i);
                 Some((v, false))
             }
             Read::Refresh(v) => {
                 let v = v.clone();
                 drop(state);
-                shard.hits.record();
-                if let Some(stats) = self.shard_stats(i) {
-                    stats.hit();
-                }
+                self.record_hit(i);
                 Some((v, true))
             }
             Read::Refile(v, when) => {
                 let v = v.clone();
                 drop(state);
-                shard.hits.record();
-                if let Some(stats) = self.shard_stats(i) {
-                    stats.hit();
-                }
+                self.record_hit(i);
                 self.refile(i, h, key, when);
                 Some((v, false))
             }
@@ -427,13 +427,9 @@ where
                     Ok(current) => {
                         let f = f.take().expect("f runs once");
                         let op = f(current);
-                        let kept = match op {
-                            Compute::Keep => current.cloned(),
-                            _ => None,
-                        };
                         let mut old = None;
                         let result = match op {
-                            Compute::Keep => kept,
+                            Compute::Keep => current.cloned(),
                             Compute::Put(v) => {
                                 let key = key.take().expect("key is used once");
                                 let w = match &self.inner.weigher {
@@ -961,9 +957,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
     fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
-        if self.inner.stats.is_some() {
-            self.count_removed(i, removed.causes());
-        }
+        self.count_removed(i, removed.causes());
         removed.deliver(self.inner.listener.as_ref(), returned);
     }
 

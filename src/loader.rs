@@ -592,6 +592,17 @@ type Joined<K, V> = (K, usize, u32, Arc<Flight<V>>);
 /// What a batch returns: per key, its value or its load's error.
 type BatchResult<K, V, E> = HashMap<K, Result<V, Arc<E>>>;
 
+/// A batch whose loader cannot fail: every result is a value.
+fn infallible<K: Hash + Eq, V>(results: BatchResult<K, V, Infallible>) -> HashMap<K, V> {
+    results
+        .into_iter()
+        .map(|(k, r)| match r {
+            Ok(v) => (k, v),
+            Err(e) => match *e {},
+        })
+        .collect()
+}
+
 /// Batch loaders: many keys, one call for all the misses.
 impl<K, V, S> Cache<K, V, S>
 where
@@ -632,13 +643,7 @@ where
         F: FnMut(&[K]) -> R,
         R: IntoIterator<Item = (K, V)>,
     {
-        self.get_all_or_try_load(keys, |missing| Ok::<R, Infallible>(load(missing)))
-            .into_iter()
-            .map(|(k, r)| match r {
-                Ok(v) => (k, v),
-                Err(e) => match *e {},
-            })
-            .collect()
+        infallible(self.get_all_or_try_load(keys, |missing| Ok::<R, Infallible>(load(missing))))
     }
 
     /// Like [`get_all_or_load`](Self::get_all_or_load), for a fallible batch loader. Each key
@@ -683,14 +688,7 @@ where
             let fut = load(missing);
             async move { Ok::<R, Infallible>(fut.await) }
         };
-        self.get_all_or_try_load_async(keys, load)
-            .await
-            .into_iter()
-            .map(|(k, r)| match r {
-                Ok(v) => (k, v),
-                Err(e) => match *e {},
-            })
-            .collect()
+        infallible(self.get_all_or_try_load_async(keys, load).await)
     }
 
     /// Async [`get_all_or_try_load`](Self::get_all_or_try_load). If this future is dropped

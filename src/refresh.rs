@@ -151,6 +151,21 @@ where
     V: Clone,
     S: BuildHasher,
 {
+    /// Registers a refresh of `key` (shard `i`, hash `h`), whose refresh this caller claimed;
+    /// `None` if one is already running or the entry left.
+    fn begin(cache: &Cache<K, V, S>, i: usize, h: u32, key: &K) -> Option<Self> {
+        let (key, flight) = cache.begin_refresh(i, h, key)?;
+        Some(RefreshJob {
+            cache: cache.clone(),
+            shard: i,
+            hash: h,
+            key,
+            flight,
+            started: Instant::now(),
+            done: false,
+        })
+    }
+
     fn finish(mut self, result: Result<V, SharedError>) {
         let g = self.flight.generation;
         let (i, h) = (self.shard, self.hash);
@@ -281,6 +296,38 @@ fn work(shared: &PoolShared) {
     }
 }
 
+/// `Deref` to the wrapped cache, `Clone` (another handle) and `Debug`, for both loading caches
+/// (each a `cache` and an `Arc`'d `loader` with a `refresher`).
+macro_rules! handle_impls {
+    ($name:ident) => {
+        impl<K, V, E, S> Deref for $name<K, V, E, S> {
+            type Target = Cache<K, V, S>;
+
+            fn deref(&self) -> &Cache<K, V, S> {
+                &self.cache
+            }
+        }
+
+        impl<K, V, E, S> Clone for $name<K, V, E, S> {
+            fn clone(&self) -> Self {
+                $name {
+                    cache: self.cache.clone(),
+                    loader: Arc::clone(&self.loader),
+                }
+            }
+        }
+
+        impl<K, V, E, S> fmt::Debug for $name<K, V, E, S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("cache", &self.cache)
+                    .field("refresh", &self.loader.refresher.rule)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 type Load<K, V, E> = dyn Fn(&K) -> Result<V, E> + Send + Sync;
 
 struct Blocking<K, V, E> {
@@ -366,17 +413,8 @@ where
     }
 
     fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some((key, flight)) = self.cache.begin_refresh(i, h, key) else {
+        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
             return;
-        };
-        let job = RefreshJob {
-            cache: self.cache.clone(),
-            shard: i,
-            hash: h,
-            key,
-            flight,
-            started: Instant::now(),
-            done: false,
         };
         let loader = Arc::clone(&self.loader);
         self.loader.pool.execute(Box::new(move || {
@@ -387,31 +425,7 @@ where
     }
 }
 
-impl<K, V, E, S> Deref for LoadingCache<K, V, E, S> {
-    type Target = Cache<K, V, S>;
-
-    fn deref(&self) -> &Cache<K, V, S> {
-        &self.cache
-    }
-}
-
-impl<K, V, E, S> Clone for LoadingCache<K, V, E, S> {
-    fn clone(&self) -> Self {
-        LoadingCache {
-            cache: self.cache.clone(),
-            loader: Arc::clone(&self.loader),
-        }
-    }
-}
-
-impl<K, V, E, S> fmt::Debug for LoadingCache<K, V, E, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadingCache")
-            .field("cache", &self.cache)
-            .field("refresh", &self.loader.refresher.rule)
-            .finish_non_exhaustive()
-    }
-}
+handle_impls!(LoadingCache);
 
 type AsyncLoad<K, V, E> = dyn Fn(K) -> BoxFuture<Result<V, E>> + Send + Sync;
 type Spawn = dyn Fn(BoxFuture<()>) + Send + Sync;
@@ -501,17 +515,8 @@ where
     }
 
     fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some((key, flight)) = self.cache.begin_refresh(i, h, key) else {
+        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
             return;
-        };
-        let job = RefreshJob {
-            cache: self.cache.clone(),
-            shard: i,
-            hash: h,
-            key,
-            flight,
-            started: Instant::now(),
-            done: false,
         };
         let loader = Arc::clone(&self.loader);
         let load = (loader.load)(job.key.clone());
@@ -523,28 +528,4 @@ where
     }
 }
 
-impl<K, V, E, S> Deref for AsyncLoadingCache<K, V, E, S> {
-    type Target = Cache<K, V, S>;
-
-    fn deref(&self) -> &Cache<K, V, S> {
-        &self.cache
-    }
-}
-
-impl<K, V, E, S> Clone for AsyncLoadingCache<K, V, E, S> {
-    fn clone(&self) -> Self {
-        AsyncLoadingCache {
-            cache: self.cache.clone(),
-            loader: Arc::clone(&self.loader),
-        }
-    }
-}
-
-impl<K, V, E, S> fmt::Debug for AsyncLoadingCache<K, V, E, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncLoadingCache")
-            .field("cache", &self.cache)
-            .field("refresh", &self.loader.refresher.rule)
-            .finish_non_exhaustive()
-    }
-}
+handle_impls!(AsyncLoadingCache);

@@ -799,17 +799,32 @@ impl<K, V> ShardState<K, V> {
     where
         K: Eq,
     {
+        let Some(t) = self.load_slot(hash, key, generation) else {
+            return false;
+        };
+        self.remove_pending(t);
+        true
+    }
+
+    /// The index token of the pending slot for `key` (a load in flight, or a negative entry).
+    fn pending_slot(&self, hash: u32, key: &K) -> Option<Token>
+    where
+        K: Eq,
+    {
         let pending = &self.pending;
         let found = self.index.find(index_hash(hash), |&t| {
             t >= PENDING && &pending[(t & !PENDING) as usize].key == key
         });
-        match found {
-            Some(&t) if self.pending[(t & !PENDING) as usize].flight.generation == generation => {
-                self.remove_pending(t);
-                true
-            }
-            _ => false,
-        }
+        found.copied()
+    }
+
+    /// The pending slot for `key`, if it is still the one of the load of `generation`.
+    fn load_slot(&self, hash: u32, key: &K, generation: u64) -> Option<Token>
+    where
+        K: Eq,
+    {
+        self.pending_slot(hash, key)
+            .filter(|&t| self.pending[(t & !PENDING) as usize].flight.generation == generation)
     }
 
     /// Registers a background refresh of `key`, whose live entry a reader claimed the refresh
@@ -901,18 +916,12 @@ impl<K, V> ShardState<K, V> {
     where
         K: Eq,
     {
-        let pending = &self.pending;
-        let found = self.index.find(index_hash(hash), |&t| {
-            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
-        });
-        match found {
-            Some(&t) if self.pending[(t & !PENDING) as usize].flight.generation == generation => {
-                self.pending[(t & !PENDING) as usize].until = until;
-                self.negative.push_back((until, generation, hash));
-                true
-            }
-            _ => false,
-        }
+        let Some(t) = self.load_slot(hash, key, generation) else {
+            return false;
+        };
+        self.pending[(t & !PENDING) as usize].until = until;
+        self.negative.push_back((until, generation, hash));
+        true
     }
 
     /// Drops negative entries whose time has come (a bounded amount of work per call: each
@@ -947,10 +956,7 @@ impl<K, V> ShardState<K, V> {
     where
         K: Eq,
     {
-        let pending = &self.pending;
-        let t = self.index.find(index_hash(hash), |&t| {
-            t >= PENDING && &pending[(t & !PENDING) as usize].key == key
-        })?;
+        let t = self.pending_slot(hash, key)?;
         let p = &self.pending[(t & !PENDING) as usize];
         // A negative entry is a finished load, not one in flight.
         (p.until == 0).then(|| p.flight.waiting())
