@@ -3,6 +3,9 @@
 //! not timings: loaders park on channels, and the test waits for callers to be registered with
 //! `loaders_waiting` instead of sleeping.
 
+#[path = "common/loaders.rs"]
+mod loaders;
+
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -13,34 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use cachet::{Cache, Clock, MockClock};
-
-/// Spins (yielding) until `n` callers wait on the load in flight for `key`.
-fn until_waiting<K: Hash + Eq>(cache: &Cache<K, u64>, key: &K, n: usize) {
-    while cache.loaders_waiting(key) != Some(n) {
-        thread::yield_now();
-    }
-}
-
-/// Starts a leader: `lead` runs on its own thread with a clone of `cache` and a `gate` that its
-/// loader must call. Returns once the loader has reached the gate; the loader then stays there,
-/// in flight, until the returned sender releases it.
-fn blocked_leader<T: Send + 'static>(
-    cache: &Cache<u64, u64>,
-    lead: impl FnOnce(Cache<u64, u64>, &dyn Fn()) -> T + Send + 'static,
-) -> (thread::JoinHandle<T>, mpsc::Sender<()>) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let cache = cache.clone();
-    let leader = thread::spawn(move || {
-        let gate = || {
-            started_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        };
-        lead(cache, &gate)
-    });
-    started_rx.recv().unwrap();
-    (leader, release_tx)
-}
+use loaders::{blocked_leader, until_waiting};
 
 /// The key lists a batch loader was called with, in call order.
 type Calls = Arc<Mutex<Vec<Vec<u64>>>>;

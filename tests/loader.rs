@@ -1,22 +1,19 @@
 //! Request-coalescing loaders: counts, not timings. Loaders block on barriers or channels
 //! instead of sleeping, so every interleaving asserted here is forced, not hoped for.
 
+#[path = "common/loaders.rs"]
+mod loaders;
+
 use std::cell::Cell;
 use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use cachet::{Cache, Clock, MockClock};
-
-/// Spins (yielding) until `n` callers wait on the load in flight for `key`.
-fn until_waiting(cache: &Cache<u64, u64>, key: u64, n: usize) {
-    while cache.loaders_waiting(&key) != Some(n) {
-        thread::yield_now();
-    }
-}
+use loaders::{blocked_leader, until_waiting};
 
 /// `n` callers of `get_or_load(key)`; the leader's loader blocks on `gate`.
 fn spawn_callers(
@@ -40,27 +37,6 @@ fn spawn_callers(
         .collect()
 }
 
-/// Starts a leader: `lead` runs on its own thread with a clone of `cache` and a `gate` that its
-/// loader must call. Returns once the loader has reached the gate; the loader then stays there,
-/// in flight, until the returned sender releases it.
-fn blocked_leader<T: Send + 'static>(
-    cache: &Cache<u64, u64>,
-    lead: impl FnOnce(Cache<u64, u64>, &dyn Fn()) -> T + Send + 'static,
-) -> (thread::JoinHandle<T>, mpsc::Sender<()>) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let cache = cache.clone();
-    let leader = thread::spawn(move || {
-        let gate = || {
-            started_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        };
-        lead(cache, &gate)
-    });
-    started_rx.recv().unwrap();
-    (leader, release_tx)
-}
-
 #[test]
 fn sixty_four_threads_one_load() {
     let cache: Cache<u64, u64> = Cache::new(1_000);
@@ -68,7 +44,7 @@ fn sixty_four_threads_one_load() {
     let gate = Arc::new(Barrier::new(2));
     let handles = spawn_callers(&cache, 7, 64, &loads, &gate);
     // Every other caller has joined the load before it completes.
-    until_waiting(&cache, 7, 63);
+    until_waiting(&cache, &7, 63);
     gate.wait();
     for h in handles {
         assert_eq!(h.join().unwrap(), 70);
@@ -121,7 +97,7 @@ fn error_is_shared_with_waiters_and_not_cached() {
             })
         })
     };
-    until_waiting(&cache, 1, 1);
+    until_waiting(&cache, &1, 1);
     release_tx.send(()).unwrap();
     let a = leader.join().unwrap().unwrap_err();
     let b = waiter.join().unwrap().unwrap_err();
@@ -155,7 +131,7 @@ fn leader_panic_hands_the_load_to_a_waiter() {
             })
         })
         .collect();
-    until_waiting(&cache, 1, 4);
+    until_waiting(&cache, &1, 4);
     release_tx.send(()).unwrap();
     assert!(
         leader.join().unwrap().is_err(),
@@ -415,7 +391,7 @@ fn waiters_of_a_load_that_fails_get_the_error_that_is_then_cached() {
             cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("joins the leader") })
         })
     };
-    until_waiting(&cache, 1, 1);
+    until_waiting(&cache, &1, 1);
     assert_eq!(cache.stats().loads_in_flight, 1);
     release.send(()).unwrap();
     let a = leader.join().unwrap().unwrap_err();
@@ -491,7 +467,7 @@ fn a_panicking_weigher_on_a_loaded_value_frees_the_key() {
         let cache = cache.clone();
         thread::spawn(move || cache.get_or_load_timeout(&1, Duration::from_secs(2), || 7))
     };
-    until_waiting(&cache, 1, 1);
+    until_waiting(&cache, &1, 1);
     release.send(()).unwrap();
     assert!(
         leader.join().unwrap().is_err(),

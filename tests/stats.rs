@@ -3,15 +3,19 @@
 //! tally per cause. No test sleeps or asserts on how long anything took: loads that must be in
 //! flight block on channels, and waiters are counted with `loaders_waiting`.
 
+#[path = "common/loaders.rs"]
+mod loaders;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
 use cachet::{Cache, CacheBuilder, CacheStats, Clock, MockClock, RemovalCause};
+use loaders::{blocked_leader, until_waiting};
 
 const CAUSES: [RemovalCause; 4] = [
     RemovalCause::Evicted,
@@ -69,34 +73,6 @@ fn recording(capacity: u64) -> Cache<u64, u64> {
         .record_stats()
         .build()
         .unwrap()
-}
-
-/// Spins (yielding) until `n` callers wait on the load in flight for `key`.
-fn until_waiting(cache: &Cache<u64, u64>, key: u64, n: usize) {
-    while cache.loaders_waiting(&key) != Some(n) {
-        thread::yield_now();
-    }
-}
-
-/// Starts a leader: `lead` runs on its own thread with a clone of `cache` and a `gate` that its
-/// loader must call. Returns once the loader has reached the gate; the loader then stays there,
-/// in flight, until the returned sender releases it.
-fn blocked_leader<T: Send + 'static>(
-    cache: &Cache<u64, u64>,
-    lead: impl FnOnce(Cache<u64, u64>, &dyn Fn()) -> T + Send + 'static,
-) -> (thread::JoinHandle<T>, mpsc::Sender<()>) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let cache = cache.clone();
-    let leader = thread::spawn(move || {
-        let gate = || {
-            started_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        };
-        lead(cache, &gate)
-    });
-    started_rx.recv().unwrap();
-    (leader, release_tx)
 }
 
 /// Polls `fut` once with a waker that does nothing.
@@ -587,7 +563,7 @@ fn sixty_four_callers_of_one_key_count_one_load_and_sixty_four_misses() {
             thread::spawn(move || cache.get_or_load(&7, || -> u64 { panic!("a waiter loaded") }))
         })
         .collect();
-    until_waiting(&cache, 7, 63);
+    until_waiting(&cache, &7, 63);
     let s = cache.stats();
     assert_eq!(
         (s.loads_in_flight, s.loads, s.misses, s.hits),
@@ -625,7 +601,7 @@ fn a_waiter_of_a_panicked_leader_counts_its_miss_once() {
         let cache = cache.clone();
         thread::spawn(move || cache.get_or_load(&1, || 10))
     };
-    until_waiting(&cache, 1, 1);
+    until_waiting(&cache, &1, 1);
     release.send(()).unwrap();
     assert!(leader.join().unwrap(), "the leader's loader panicked");
     assert_eq!(waiter.join().unwrap(), 10); // the waiter took the load over
