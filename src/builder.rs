@@ -29,6 +29,10 @@ pub const SHARDS_PER_THREAD: usize = 4;
 /// The most shards a cache may have. Past this, shards only cost memory.
 pub const MAX_SHARDS: usize = 1024;
 
+/// The most entries one shard holds, whatever its share of the capacity (about 16.7 million):
+/// the policy's links are 24 bits. See [`CacheBuilder::shards`].
+pub const MAX_ENTRIES_PER_SHARD: usize = crate::slab::MAX_ENTRIES;
+
 /// Refresh threads a blocking [`LoadingCache`] starts at most, by default.
 pub const DEFAULT_REFRESH_THREADS: usize = 2;
 
@@ -164,7 +168,14 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// By default it is picked from the capacity and the machine: up to [`SHARDS_PER_THREAD`]
     /// per hardware thread, but never so many that a shard would hold less than
-    /// [`MIN_SHARD_CAPACITY`]. Each shard gets an equal share of `max_capacity`.
+    /// [`MIN_SHARD_CAPACITY`], and, without a weigher, at least enough for the capacity to fit
+    /// [`MAX_ENTRIES_PER_SHARD`] entries per shard. Each shard gets an equal share of
+    /// `max_capacity`.
+    ///
+    /// A shard holds at most [`MAX_ENTRIES_PER_SHARD`] entries whatever its share of the
+    /// capacity: a full shard evicts before it inserts. So a cache never holds more than
+    /// `shards * MAX_ENTRIES_PER_SHARD` entries (about 17 billion with [`MAX_SHARDS`]); with
+    /// an explicit shard count or a weigher, that can be fewer than the capacity allows.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -461,14 +472,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             }
             Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
             Some(n) => n,
-            None => default_shards(capacity),
+            None => default_shards(capacity, self.weigher.is_some()),
         };
         Ok(Cache::from_builder(self, capacity, shards))
     }
 }
 
-/// The shard count picked when none is given.
-pub(crate) fn default_shards(capacity: u64) -> usize {
+/// The shard count picked when none is given. A count-bounded cache gets at least enough shards
+/// for its capacity to fit [`MAX_ENTRIES_PER_SHARD`] entries per shard.
+pub(crate) fn default_shards(capacity: u64, weighted: bool) -> usize {
     let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
     let by_threads = threads
         .saturating_mul(SHARDS_PER_THREAD)
@@ -476,7 +488,15 @@ pub(crate) fn default_shards(capacity: u64) -> usize {
     let by_capacity = (capacity / MIN_SHARD_CAPACITY).max(1);
     // Largest power of two not above `by_capacity`.
     let by_capacity = 1usize << (63 - by_capacity.leading_zeros()).min(usize::BITS - 1);
-    by_threads.min(by_capacity).min(MAX_SHARDS)
+    let needed = if weighted {
+        1
+    } else {
+        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
+        usize::try_from(capacity.div_ceil(per_shard)).map_or(MAX_SHARDS, |n| {
+            n.checked_next_power_of_two().unwrap_or(MAX_SHARDS)
+        })
+    };
+    by_threads.min(by_capacity).max(needed).min(MAX_SHARDS)
 }
 
 impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
@@ -509,16 +529,40 @@ mod tests {
     #[test]
     fn small_caches_are_one_shard() {
         for cap in [0, 1, 10, 100, 1000, MIN_SHARD_CAPACITY * 2 - 1] {
-            assert_eq!(default_shards(cap), 1, "capacity {cap}");
+            assert_eq!(default_shards(cap, false), 1, "capacity {cap}");
+            assert_eq!(default_shards(cap, true), 1, "capacity {cap}");
         }
     }
 
     #[test]
     fn shard_count_is_a_power_of_two_within_bounds() {
         for cap in [5_000, 100_000, 1_000_000, u64::MAX] {
-            let n = default_shards(cap);
-            assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{cap} -> {n}");
-            assert!(cap / n as u64 >= MIN_SHARD_CAPACITY, "{cap} -> {n}");
+            for weighted in [false, true] {
+                let n = default_shards(cap, weighted);
+                assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{cap} -> {n}");
+                assert!(cap / n as u64 >= MIN_SHARD_CAPACITY, "{cap} -> {n}");
+            }
         }
+    }
+
+    #[test]
+    fn a_large_count_capacity_gets_shards_enough_to_hold_it() {
+        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
+        for (cap, at_least) in [
+            (per_shard, 1),
+            (per_shard + 1, 2),
+            (per_shard * 100, 128),
+            (per_shard * MAX_SHARDS as u64, MAX_SHARDS),
+            (u64::MAX, MAX_SHARDS),
+        ] {
+            let n = default_shards(cap, false);
+            assert!(n >= at_least && n <= MAX_SHARDS, "{cap} -> {n}");
+            assert!(
+                cap.div_ceil(n as u64) <= per_shard || n == MAX_SHARDS,
+                "{cap} -> {n}"
+            );
+        }
+        // A weight says nothing about the entry count: no minimum.
+        assert!(default_shards(per_shard * 100, true) <= 64);
     }
 }

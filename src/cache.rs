@@ -100,7 +100,7 @@ impl<K, V, S> Clone for Cache<K, V, S> {
 impl<K: Hash + Eq, V> Cache<K, V, DefaultHashBuilder> {
     /// A cache holding at most `max_capacity` entries, with the default configuration.
     pub fn new(max_capacity: u64) -> Self {
-        let shards = default_shards(max_capacity);
+        let shards = default_shards(max_capacity, false);
         let builder = CacheBuilder::new().max_capacity(max_capacity);
         Cache::from_builder(builder, max_capacity, shards)
     }

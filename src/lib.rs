@@ -81,16 +81,20 @@
 //!
 //! Per entry, with `K` and `V` the key and value types:
 //!
-//! `size_of::<K>() + size_of::<V>() + 14` bytes in the slab (hash, two list links, an access
-//! counter and a queue tag, rounded up to the entry's alignment), plus 5 bytes per index bucket
-//! (the index keeps between 7/16 and 7/8 of its buckets full), plus 4 to 8 bytes of
-//! frequency sketch, plus 4 bytes of weight when a weigher is set. For `u64 -> u64` that is
-//! 32 + 6..11 + 4..8, about 45 bytes; the README's memory table measures it.
+//! `size_of::<K>() + size_of::<V>() + 16` bytes in the slab (hash, deadline word, two 24-bit
+//! list links, an access counter and a queue tag, rounded up to the entry's alignment), plus 5
+//! bytes per index bucket (the index keeps between 7/16 and 7/8 of its buckets full), plus 4 to
+//! 8 bytes of frequency sketch, plus 4 bytes of weight when a weigher is set. For `u64 -> u64`
+//! that is 32 + 6..11 + 4..8, about 45 bytes; the README's memory table measures it.
 //!
-//! Expiration adds 12 bytes per entry (a 32-bit deadline and two 32-bit timer-wheel links), plus
-//! 4 bytes when reads can extend a deadline that a time-to-live bounds (time-to-idle or an
-//! [`Expiry`] together with a time-to-live or `insert_with_ttl`), and about 1.6 KB per shard. A
-//! cache that never gives an entry a deadline allocates none of it.
+//! Expiration adds 6 bytes per entry (two 24-bit timer-wheel links; the deadline word is part
+//! of the entry, where a `u64 -> u64` entry had padding), plus 4 bytes when reads can extend a
+//! deadline that a time-to-live bounds (time-to-idle or an [`Expiry`] together with a
+//! time-to-live or `insert_with_ttl`), and about 1.6 KB per shard. A cache that never gives an
+//! entry a deadline allocates none of it.
+//!
+//! The 24-bit links cap a shard at [`MAX_ENTRIES_PER_SHARD`] (about 16.7 million) entries; a
+//! count-bounded cache gets enough shards for its capacity (see [`CacheBuilder::shards`]).
 //!
 //! ## Feature flags
 //!
@@ -125,8 +129,8 @@ mod stats;
 mod sync;
 
 pub use builder::{
-    CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_REFRESH_THREADS, MAX_SHARDS, MIN_SHARD_CAPACITY,
-    SHARDS_PER_THREAD,
+    CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_ENTRIES_PER_SHARD, MAX_REFRESH_THREADS, MAX_SHARDS,
+    MIN_SHARD_CAPACITY, SHARDS_PER_THREAD,
 };
 pub use cache::{Cache, Compute, Iter};
 pub use clock::{Clock, MockClock};

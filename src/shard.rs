@@ -31,7 +31,7 @@ use crate::hits::HitCounter;
 use crate::listener::{RemovalCause, Removed};
 use crate::loader::Flight;
 use crate::policy::Policy;
-use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token};
+use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token, deadline_word};
 
 /// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
 /// as much as an eviction, so this bounds the extra latency an operation can pay for expiration
@@ -230,16 +230,13 @@ impl<K, V> ShardState<K, V> {
     /// Whether entry `t` has a deadline that has passed at `now`.
     #[inline]
     fn expired_at(&self, t: Token, now: u64) -> bool {
-        match &self.wheel {
-            Some(w) => w.deadline(t).is_some_and(|d| is_due(d, now)),
-            None => false,
-        }
+        self.wheel.is_some() && self.slab.get(t).deadline().is_some_and(|d| is_due(d, now))
     }
 
     /// The remaining lifetime of `t` at `now`: `None` without a deadline.
     fn remaining(&self, t: Token, now: u64) -> Option<u64> {
-        let w = self.wheel.as_ref()?;
-        w.deadline(t).map(|d| widen(d, now).saturating_sub(now))
+        self.wheel.as_ref()?;
+        (self.slab.get(t).deadline()).map(|d| widen(d, now).saturating_sub(now))
     }
 
     #[inline]
@@ -291,7 +288,7 @@ impl<K, V> ShardState<K, V> {
         };
         if let Some(w) = &self.wheel {
             let cfg = time.cfg;
-            match w.deadline(t) {
+            match e.deadline() {
                 Some(d) => {
                     let now = time.now();
                     if w.lagging(now) {
@@ -309,8 +306,8 @@ impl<K, V> ShardState<K, V> {
                     }
                     // Fast path for plain time-to-idle: within one tick the deadline is
                     // already where this read would put it, and nothing else needs loading.
-                    let unchanged =
-                        cfg.expiry.is_none() && cfg.tti.is_none_or(|tti| (now + tti) as u32 == d);
+                    let unchanged = cfg.expiry.is_none()
+                        && cfg.tti.is_none_or(|tti| deadline_word(now + tti) == d);
                     if !unchanged {
                         let current = widen(d, now);
                         let cap = match w.capped().then(|| w.cap(t)) {
@@ -323,7 +320,7 @@ impl<K, V> ShardState<K, V> {
                                 e.touch();
                                 return Read::Refile(&e.value, when.max(now));
                             }
-                            w.touch(t, when);
+                            e.touch_deadline(when);
                         }
                     }
                 }
@@ -356,10 +353,12 @@ impl<K, V> ShardState<K, V> {
             return;
         }
         if let Some(w) = &mut self.wheel {
-            let when = match w.deadline(t) {
+            let e = self.slab.get_mut(t);
+            let when = match e.deadline() {
                 Some(d) => when.min(widen(d, now)),
                 None => when,
             };
+            e.set_deadline(Some(when));
             w.refile(t, when);
         }
     }
@@ -370,11 +369,11 @@ impl<K, V> ShardState<K, V> {
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let Some((t, e)) = self.lookup(hash, key) else {
+        let Some((_, e)) = self.lookup(hash, key) else {
             return Read::Miss;
         };
         if let Some(w) = &self.wheel {
-            if let Some(d) = w.deadline(t) {
+            if let Some(d) = e.deadline() {
                 let now = clock.now_ticks();
                 if w.lagging(now) {
                     return Read::Stale;
@@ -580,6 +579,7 @@ impl<K, V> ShardState<K, V> {
                 w.enable_caps();
             }
             w.schedule(t, d.when, d.cap);
+            self.slab.get_mut(t).set_deadline(Some(d.when));
         }
     }
 
@@ -598,10 +598,12 @@ impl<K, V> ShardState<K, V> {
                     w.enable_caps();
                 }
                 w.schedule(t, d.when, d.cap);
+                self.slab.get_mut(t).set_deadline(Some(d.when));
             }
             None => {
                 if let Some(w) = &mut self.wheel {
                     w.unschedule(t);
+                    self.slab.get_mut(t).set_deadline(None);
                 }
             }
         }
@@ -621,11 +623,17 @@ impl<K, V> ShardState<K, V> {
         let unbounded = w.lagging(now);
         let mut budget = if unbounded { u32::MAX } else { budget };
         let mut any = false;
-        while let Some(t) = self
-            .wheel
-            .as_mut()
-            .and_then(|w| w.pop_expired(now, &mut budget))
-        {
+        while let Some(t) = {
+            let slab = &self.slab;
+            let deadline = |t| {
+                slab.get(t)
+                    .deadline
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            };
+            self.wheel
+                .as_mut()
+                .and_then(|w| w.pop_expired(now, &mut budget, deadline))
+        } {
             let e = self.remove_token(t);
             sink(e.key, e.value);
             any = true;
@@ -1070,7 +1078,8 @@ impl<K, V> ShardState<K, V> {
     {
         self.slab.validate()?;
         if let Some(w) = &self.wheel {
-            w.validate(self.slab.len())
+            let slab = &self.slab;
+            w.validate(slab.len(), |t| slab.get(t).deadline().is_some())
                 .map_err(|e| format!("wheel: {e}"))?;
         }
         if self.index.len() != self.slab.len() + self.pending.len() {

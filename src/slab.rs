@@ -1,8 +1,12 @@
 // Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens.
 //
 // Design notes
-// - Tokens, not pointers: every list (the policy's queues; later the timer wheel's buckets) links
-//   entries by token. No `unsafe`, no per-entry allocation, and a token is 4 bytes instead of 8.
+// - Tokens, not pointers: every list (the policy's queues, the timer wheel's buckets) links
+//   entries by token. No `unsafe` and no per-entry allocation. The policy links are stored in
+//   24 bits each (`Link`), which caps a shard at about 16.7 million entries (`MAX_ENTRIES`) and
+//   frees the 4 bytes an entry needs for its deadline: an expiring cache reads an entry's
+//   deadline from the cache line it already loaded for the key, and a 32-byte `u64 -> u64`
+//   entry stays 32 bytes with or without expiration.
 // - The vector is kept dense: removing an entry moves the last entry into the hole
 //   (`swap_remove`). The moved entry's token changes, so the caller must repoint whatever refers to
 //   it (the index, via `Slab::remove`'s return value). Being dense means no free list, no
@@ -12,17 +16,57 @@
 // - Weights are stored in a parallel vector only when the cache has a weigher, so a count-bounded
 //   cache pays nothing for them.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 /// Index of an entry in its shard's slab.
 pub(crate) type Token = u32;
 
-/// The "no entry" token that ends a list.
-pub(crate) const NIL: Token = u32::MAX;
+/// Bits of a stored link.
+const LINK_BITS: u32 = 24;
 
-/// Largest number of entries a shard can hold: tokens are `u32`, the top bit marks in-flight
-/// loads in the shard's index, and the top values are markers (`NIL`, the timer wheel's tags).
-pub(crate) const MAX_ENTRIES: usize = (1 << 31) - 1;
+/// The "no entry" token that ends a list: the largest value a 24-bit link holds.
+pub(crate) const NIL: Token = (1 << LINK_BITS) - 1;
+
+/// Largest number of entries a shard can hold: links are 24 bits, and the top values of that
+/// range are markers (`NIL`, the timer wheel's bucket tags). A shard that reaches it evicts
+/// before it inserts, so a cache holds at most `shards * MAX_ENTRIES` entries whatever its
+/// capacity; the builder picks enough shards for a count-bounded capacity.
+pub(crate) const MAX_ENTRIES: usize = (1 << LINK_BITS) - 512;
+
+/// A token stored in 24 bits (little-endian), so that two links, the access counter and the
+/// queue tag fit in 8 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Link([u8; 3]);
+
+impl Link {
+    pub(crate) const NIL: Link = Link::new(NIL);
+
+    /// Stores `t`, which must be at most `NIL` (every token and marker is).
+    #[inline]
+    pub(crate) const fn new(t: Token) -> Link {
+        debug_assert!(t <= NIL);
+        let [a, b, c, _] = t.to_le_bytes();
+        Link([a, b, c])
+    }
+
+    #[inline]
+    pub(crate) const fn get(self) -> Token {
+        let [a, b, c] = self.0;
+        u32::from_le_bytes([a, b, c, 0])
+    }
+}
+
+/// The deadline word of an entry that has none (see `Entry::deadline`).
+pub(crate) const NO_DEADLINE: u32 = u32::MAX;
+
+/// The deadline word for a deadline at `tick`: its low 32 bits, except that a deadline whose
+/// low bits are `NO_DEADLINE` is stored one tick earlier (expiring 1 ms early, once in 2^32
+/// ticks, rather than never).
+#[inline]
+pub(crate) fn deadline_word(tick: u64) -> u32 {
+    let d = tick as u32;
+    if d == NO_DEADLINE { d - 1 } else { d }
+}
 
 /// Which policy queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +96,43 @@ pub(crate) struct Entry<K, V> {
     /// The key's 32-bit hash, from which the index hash and the sketch hash are derived without
     /// calling the user's hasher again.
     pub(crate) hash: u32,
-    pub(crate) next: Token,
-    pub(crate) prev: Token,
+    /// The low 32 bits of the tick at which the entry expires, or `NO_DEADLINE`. Only read when
+    /// the shard has a timer wheel, whose buckets file the entry by it. Readers store into it
+    /// (time-to-idle) under the read lock.
+    pub(crate) deadline: AtomicU32,
+    next: Link,
+    prev: Link,
     /// Accesses since the policy last looked at this entry (saturating at `MAX_ACCESS`).
     pub(crate) access: AtomicU8,
     pub(crate) queue: Queue,
 }
 
+// The layout the memory figures in the README rely on: the deadline costs a `u64 -> u64` entry
+// nothing.
+const _: () = assert!(std::mem::size_of::<Entry<u64, u64>>() == 32);
+
 impl<K, V> Entry<K, V> {
+    /// The entry's deadline word, if it has a deadline (meaningful only in a shard with a
+    /// wheel). Safe under the read lock.
+    #[inline]
+    pub(crate) fn deadline(&self) -> Option<u32> {
+        let d = self.deadline.load(Ordering::Relaxed);
+        (d != NO_DEADLINE).then_some(d)
+    }
+
+    /// Moves the deadline to `tick` (read lock: time-to-idle). The wheel refiles the entry
+    /// when its old bucket comes due.
+    #[inline]
+    pub(crate) fn touch_deadline(&self, tick: u64) {
+        self.deadline.store(deadline_word(tick), Ordering::Relaxed);
+    }
+
+    /// Sets (`Some(tick)`) or clears the deadline (write lock).
+    #[inline]
+    pub(crate) fn set_deadline(&mut self, tick: Option<u64>) {
+        *self.deadline.get_mut() = tick.map_or(NO_DEADLINE, deadline_word);
+    }
+
     /// Records a read. Called under the shard's read lock, possibly by many threads at once: a
     /// lost increment is harmless, a torn one impossible.
     #[inline]
@@ -206,8 +279,9 @@ impl<K, V> Slab<K, V> {
             key,
             value,
             hash,
-            next: NIL,
-            prev: NIL,
+            deadline: AtomicU32::new(NO_DEADLINE),
+            next: Link::NIL,
+            prev: Link::NIL,
             access: AtomicU8::new(0),
             queue: q,
         });
@@ -231,16 +305,16 @@ impl<K, V> Slab<K, V> {
     pub(crate) fn unlink(&mut self, t: Token) {
         let w = self.weight(t);
         let e = &self.entries[t as usize];
-        let (prev, next, q) = (e.prev, e.next, e.queue as usize);
+        let (prev, next, q) = (e.prev.get(), e.next.get(), e.queue as usize);
         if prev == NIL {
             self.lists[q].head = next;
         } else {
-            self.entries[prev as usize].next = next;
+            self.entries[prev as usize].next = Link::new(next);
         }
         if next == NIL {
             self.lists[q].tail = prev;
         } else {
-            self.entries[next as usize].prev = prev;
+            self.entries[next as usize].prev = Link::new(prev);
         }
         self.lists[q].len -= 1;
         self.lists[q].weight -= w;
@@ -258,11 +332,11 @@ impl<K, V> Slab<K, V> {
         l.len += 1;
         l.weight += w;
         if old_tail != NIL {
-            self.entries[old_tail as usize].next = t;
+            self.entries[old_tail as usize].next = Link::new(t);
         }
         let e = &mut self.entries[t as usize];
-        e.prev = old_tail;
-        e.next = NIL;
+        e.prev = Link::new(old_tail);
+        e.next = Link::NIL;
         e.queue = q;
     }
 
@@ -287,17 +361,17 @@ impl<K, V> Slab<K, V> {
         // The entry that was at `last` now lives at `t`: repoint its neighbours and its queue.
         let (prev, next, q, hash) = {
             let e = &self.entries[t as usize];
-            (e.prev, e.next, e.queue as usize, e.hash)
+            (e.prev.get(), e.next.get(), e.queue as usize, e.hash)
         };
         if prev == NIL {
             self.lists[q].head = t;
         } else {
-            self.entries[prev as usize].next = t;
+            self.entries[prev as usize].next = Link::new(t);
         }
         if next == NIL {
             self.lists[q].tail = t;
         } else {
-            self.entries[next as usize].prev = t;
+            self.entries[next as usize].prev = Link::new(t);
         }
         (removed, Some((last, hash)))
     }
@@ -335,13 +409,14 @@ impl<K, V> Slab<K, V> {
                 if e.queue != q {
                     return Err(format!("token {t} in {q:?} is tagged {:?}", e.queue));
                 }
-                if e.prev != prev {
-                    return Err(format!("{q:?}: token {t} has prev {} not {prev}", e.prev));
+                if e.prev.get() != prev {
+                    let p = e.prev.get();
+                    return Err(format!("{q:?}: token {t} has prev {p} not {prev}"));
                 }
                 len += 1;
                 weight += self.weight(t);
                 prev = t;
-                t = e.next;
+                t = e.next.get();
             }
             if l.tail != prev {
                 return Err(format!("{q:?}: tail {} but last linked is {prev}", l.tail));
