@@ -921,7 +921,12 @@ impl<K, V, S> Cache<K, V, S> {
     #[inline]
     fn help_other(&self, i: usize, h: u32, now: Option<u64>) {
         let j = (i ^ (h >> 16) as usize) & self.inner.mask;
-        if j != i && self.inner.shards[j].due.load(Ordering::Relaxed) != u64::MAX {
+        if j == i {
+            return;
+        }
+        let due = self.inner.shards[j].due.load(Ordering::Relaxed);
+        // With the time known (any write to an expiring cache), most calls end here.
+        if due != u64::MAX && now.is_none_or(|now| due <= now) {
             self.maintain(j, false, now);
         }
     }

@@ -612,7 +612,12 @@ impl<K, V> ShardState<K, V> {
     /// Removes up to `budget` entries whose deadline has passed at `now`. A wheel that has
     /// fallen more than `MAX_LAG` behind is brought up to date whatever the budget, so stored
     /// 32-bit deadlines never become ambiguous.
+    #[inline]
     pub(crate) fn expire(&mut self, now: u64, budget: u32, removed: &mut Removed<K, V>) {
+        // Nothing due (the common case on a write): one comparison.
+        if self.wheel.as_mut().is_none_or(|w| w.idle_until(now)) {
+            return;
+        }
         self.expire_with(now, budget, &mut |k, v| {
             removed.push(k, v, RemovalCause::Expired)
         });

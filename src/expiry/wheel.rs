@@ -360,6 +360,19 @@ impl Wheel {
         self.due
     }
 
+    /// If nothing filed can be due at `now` (the common case on a write), moves the wheel's time
+    /// to `now` and returns `true`; `pop_expired` would return `None`. A slot starting before
+    /// `now` then holds only entries due after it, so it cannot be passed over, only entered.
+    #[inline]
+    pub(crate) fn idle_until(&mut self, now: u64) -> bool {
+        if now < self.due && !self.lagging(now) {
+            self.elapsed = self.elapsed.max(now);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Advances the wheel's time towards `now` and returns the next entry whose deadline has
     /// passed, unlinked (its timer stays until `swap_remove`). `deadline(t)` is entry `t`'s
     /// deadline word. Each entry looked at, expired or refiled, costs one unit of `budget`;
