@@ -31,9 +31,17 @@ const COUNTERS_PER_WORD: usize = 16;
 const WORDS_PER_BLOCK: usize = 8;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 
+/// One cache line of counters. The alignment matters: a `[u64; 8]` in a `Vec` is only 8-byte
+/// aligned by the allocator, so most blocks straddled two lines and an increment or estimate cost
+/// two cache misses instead of one (callgrind on the insert-with-eviction loop: 1.8 misses per
+/// sketch access before, 1 after).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block([u64; WORDS_PER_BLOCK]);
+
 pub(crate) struct FrequencySketch {
     /// 64-byte blocks of eight words; a key's four counters live in one block.
-    table: Vec<[u64; WORDS_PER_BLOCK]>,
+    table: Vec<Block>,
     block_mask: u64,
     /// Entries the table is currently sized for.
     sized_for: usize,
@@ -78,7 +86,7 @@ impl FrequencySketch {
             .saturating_mul(COUNTERS_PER_ENTRY)
             .next_power_of_two();
         let words = (counters / COUNTERS_PER_WORD).max(WORDS_PER_BLOCK);
-        self.table = vec![[0; WORDS_PER_BLOCK]; words / WORDS_PER_BLOCK];
+        self.table = vec![Block([0; WORDS_PER_BLOCK]); words / WORDS_PER_BLOCK];
         self.block_mask = (words / WORDS_PER_BLOCK - 1) as u64;
         self.sized_for = words * COUNTERS_PER_WORD / COUNTERS_PER_ENTRY;
         self.additions = 0;
@@ -104,7 +112,7 @@ impl FrequencySketch {
     #[inline]
     pub(crate) fn frequency(&self, hash: u32) -> u8 {
         let x = spread(hash);
-        let block = &self.table[self.block(x)];
+        let block = &self.table[self.block(x)].0;
         let mut min = 15u64;
         for i in 0..4 {
             let (w, shift) = Self::slot(x, i);
@@ -121,7 +129,7 @@ impl FrequencySketch {
         }
         let x = spread(hash);
         let b = self.block(x);
-        let block = &mut self.table[b];
+        let block = &mut self.table[b].0;
         let mut added = false;
         for i in 0..4 {
             let (w, shift) = Self::slot(x, i);
@@ -139,7 +147,7 @@ impl FrequencySketch {
     }
 
     fn halve(&mut self) {
-        for w in self.table.iter_mut().flatten() {
+        for w in self.table.iter_mut().flat_map(|b| b.0.iter_mut()) {
             *w = (*w >> 1) & RESET_MASK;
         }
         self.additions /= 2;
