@@ -238,43 +238,46 @@ where
         V: Clone,
     {
         let shard = &self.inner.shards[i];
-        let state = shard.state.read();
-        match state.get(h, key, time) {
-            Read::Hit(v) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(i);
-                Some((v, false))
-            }
-            Read::Refresh(v) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(i);
-                Some((v, true))
-            }
-            Read::Refile(v, when) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(i);
-                self.refile(i, h, key, when);
-                Some((v, false))
-            }
-            Read::Miss => {
-                let timed = state.is_timed();
-                drop(state);
-                if let Some(stats) = self.shard_stats(i) {
-                    stats.miss();
+        // A loop rather than a recursive retry after `Stale`, so this inlines into `get`.
+        loop {
+            let state = shard.state.read();
+            return match state.get(h, key, time) {
+                Read::Hit(v) => {
+                    let v = v.clone();
+                    drop(state);
+                    self.record_hit(i);
+                    Some((v, false))
                 }
-                if timed {
-                    self.help(i);
+                Read::Refresh(v) => {
+                    let v = v.clone();
+                    drop(state);
+                    self.record_hit(i);
+                    Some((v, true))
                 }
-                None
-            }
-            Read::Stale => {
-                drop(state);
-                self.catch_up(i);
-                self.read_at(i, h, key, time)
-            }
+                Read::Refile(v, when) => {
+                    let v = v.clone();
+                    drop(state);
+                    self.record_hit(i);
+                    self.refile(i, h, key, when);
+                    Some((v, false))
+                }
+                Read::Miss => {
+                    let timed = state.is_timed();
+                    drop(state);
+                    if let Some(stats) = self.shard_stats(i) {
+                        stats.miss();
+                    }
+                    if timed {
+                        self.help(i);
+                    }
+                    None
+                }
+                Read::Stale => {
+                    drop(state);
+                    self.catch_up(i);
+                    continue;
+                }
+            };
         }
     }
 
