@@ -49,6 +49,9 @@ const ADMIT_MARGIN: u8 = 1;
 /// Candidates at least this frequent are admitted with probability 1/128 even when they lose
 /// against the victim, so an attacker cannot pin the victim by making it look hot (Caffeine's
 /// defence against hash-flooding the sketch). Below it, ties and losses are rejected outright.
+/// Each such admission on a loop larger than the cache evicts an entry about to be reused: 1/1024
+/// instead of 1/128 gained loop@512 +0.3 (50.05) and OLTP@500 +0.6, but moved sprite@512 by -0.9
+/// (one seed -2.4) through the climber's path, so the rate stays Caffeine's.
 const ADMIT_WARM_FREQUENCY: u8 = 6;
 
 /// Most second chances given while looking for one victim. Each chance is paid for by an earlier
@@ -65,6 +68,28 @@ const CLIMB_STEP_DECAY: f64 = 0.98;
 /// Hill climber: requests per sample, per unit of capacity. Caffeine uses 10; traces shorter than
 /// ten times the cache (scarab-recs at 100,000 entries) then end before the window has moved.
 const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
+// What limits the climber (measured on the traces in `../shared/traces/`, means of 3 seeded runs):
+// - It, not the queues, is most of the gap to the targets. With the climber off and the window
+//   fixed, the best fixed share reaches P3@160,000 53.7 (50%; climber 50.3), P3@20,000 11.9 (1%;
+//   10.4), P12@160,000 45.0 (1%; 44.2), OLTP@500 33.5 (20%; 32.5), sprite@768 87.1 (50%; 86.5).
+//   No single share suits all: loop, gli, scan and multi2 want 1%, OLTP 20%, P3@160k, sprite@768
+//   and scarab 50%.
+// - Its samples are dominated by the workload's phases, not by the window: on P3 consecutive
+//   samples' hit ratios swing between 1% and 87%, far above the sampling error. Moves are then a
+//   random walk that the step decay freezes wherever the first few dozen samples left it. P3 at
+//   20,000 as one shard shows it: the window walks to 45% in the first 30 samples and stays
+//   (9.4%, seeds 7.9 to 10.8; fixed at 1% 12.2, at 45% 8.2). Small traces (gli, loop, sprite)
+//   get only 1 to 30 samples and keep roughly the initial window.
+// - Tried without a net gain, each also moving unrelated rows by up to a point through the
+//   climber's path: samples of 1x or 2x the capacity, or 0.25x with 2,048 minimum (P3@160k +0.4,
+//   sprite -0.7 to -1.3); the ratio over "returning" requests (hits plus misses on keys the sketch had
+//   seen) instead of all requests (OLTP@1000 +0.6, sprite@768 -1.7); Rprop-style steps (x1.1 on
+//   agreement, x0.7 on reversal: P3@20k, P12@160k, OLTP@1000 up, P3@160k -1.4, orm-busy -0.8);
+//   ignoring the first 3 or 10 samples after the shard fills (sprite@512 -2.5 to -3.6); exact
+//   per-shard hit counts (hit batch of 1 instead of 16: within +-0.7 everywhere, so the batching
+//   noise of `hits.rs` is not what misleads it).
+// A sharper signal than consecutive hit ratios (or one climber per cache instead of per shard,
+// which would see all the traffic) is what the targets need.
 /// Hill climber: misses between two looks at the hit count (which sums per-thread stripes).
 const CLIMB_CHECK_EVERY: u64 = 16;
 /// Hill climber: smallest sample. The hit ratio of a sample of n requests has a standard error of
