@@ -290,15 +290,17 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        let state = self.inner.shards[i].state.read();
-        match state.peek(h, key, &self.inner.clock) {
-            Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
-            Read::Miss => None,
-            Read::Stale => {
-                drop(state);
-                self.catch_up(i);
-                self.peek(key)
-            }
+        loop {
+            let state = self.inner.shards[i].state.read();
+            return match state.peek(h, key, &self.inner.clock) {
+                Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
+                Read::Miss => None,
+                Read::Stale => {
+                    drop(state);
+                    self.catch_up(i);
+                    continue;
+                }
+            };
         }
     }
 

@@ -31,7 +31,7 @@ use crate::hits::HitCounter;
 use crate::listener::{RemovalCause, Removed};
 use crate::loader::Flight;
 use crate::policy::Policy;
-use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token, deadline_word};
+use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token, deadline_word, storable};
 
 /// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
 /// as much as an eviction, so this bounds the extra latency an operation can pay for expiration
@@ -358,6 +358,7 @@ impl<K, V> ShardState<K, V> {
                 Some(d) => when.min(widen(d, now)),
                 None => when,
             };
+            let when = storable(when);
             e.set_deadline(Some(when));
             w.refile(t, when);
         }
@@ -578,8 +579,9 @@ impl<K, V> ShardState<K, V> {
             if d.cap.is_some() && cfg.reads_extend() {
                 w.enable_caps();
             }
-            w.schedule(t, d.when, d.cap);
-            self.slab.get_mut(t).set_deadline(Some(d.when));
+            let when = storable(d.when);
+            w.schedule(t, when, d.cap);
+            self.slab.get_mut(t).set_deadline(Some(when));
         }
     }
 
@@ -597,8 +599,9 @@ impl<K, V> ShardState<K, V> {
                 if d.cap.is_some() && cfg.reads_extend() {
                     w.enable_caps();
                 }
-                w.schedule(t, d.when, d.cap);
-                self.slab.get_mut(t).set_deadline(Some(d.when));
+                let when = storable(d.when);
+                w.schedule(t, when, d.cap);
+                self.slab.get_mut(t).set_deadline(Some(when));
             }
             None => {
                 if let Some(w) = &mut self.wheel {

@@ -68,6 +68,17 @@ pub(crate) fn deadline_word(tick: u64) -> u32 {
     if d == NO_DEADLINE { d - 1 } else { d }
 }
 
+/// The tick a deadline at `tick` really takes effect, the one its word says: the wheel files
+/// entries by it, so that removal, `len` and reads all agree.
+#[inline]
+pub(crate) fn storable(tick: u64) -> u64 {
+    if tick as u32 == NO_DEADLINE {
+        tick - 1
+    } else {
+        tick
+    }
+}
+
 /// Which policy queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -435,5 +446,61 @@ impl<K, V> Slab<K, V> {
             return Err("weights and entries differ in length".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_hold_every_token_and_marker() {
+        for t in [
+            0,
+            1,
+            255,
+            256,
+            65_535,
+            65_536,
+            MAX_ENTRIES as Token - 1,
+            NIL - 1,
+            NIL,
+        ] {
+            assert_eq!(Link::new(t).get(), t);
+        }
+        assert_eq!(Link::NIL.get(), NIL);
+        // The markers the timer wheel needs sit above every entry token.
+        assert!(MAX_ENTRIES < NIL as usize - 386);
+    }
+
+    #[test]
+    fn deadline_words_never_read_as_no_deadline() {
+        assert_eq!(deadline_word(5), 5);
+        assert_eq!(deadline_word((1 << 32) + 5), 5);
+        assert_eq!(deadline_word(u64::from(u32::MAX)), u32::MAX - 1);
+        assert_eq!(deadline_word((1 << 33) - 1), u32::MAX - 1);
+        assert_eq!(deadline_word(1 << 32), 0);
+        for tick in [5, u64::from(u32::MAX), (1 << 33) - 1, 1 << 32] {
+            assert_eq!(deadline_word(storable(tick)), storable(tick) as u32);
+            assert!(tick - storable(tick) <= 1);
+        }
+    }
+
+    #[test]
+    fn links_survive_removal_of_every_position() {
+        // Remove from the head, the middle and the tail, so the moved last entry is repointed
+        // from each neighbour position, with tokens beyond one byte.
+        let mut slab: Slab<u32, u32> = Slab::new(false);
+        for i in 0..600u32 {
+            let q = [Queue::Window, Queue::Probation, Queue::Protected][i as usize % 3];
+            slab.push(i, i, i, 1, q);
+        }
+        slab.validate().unwrap();
+        for t in [0, 299, 597, 5, 500, 256, 1] {
+            let (e, _) = slab.remove(t);
+            assert!(e.key < 600);
+            slab.validate().unwrap();
+        }
+        assert_eq!(slab.len(), 593);
     }
 }

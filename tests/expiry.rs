@@ -522,6 +522,31 @@ fn ttl_lifetimes_crossing_2_pow_32_ms() {
     t2.valid();
 }
 
+/// A deadline whose low 32 bits are all ones is the one value the entry's deadline word cannot
+/// hold as is (it means "no deadline"): it is stored a tick earlier, so the entry expires 1 ms
+/// early rather than never. Neighbouring deadlines are exact.
+#[test]
+fn a_deadline_at_the_no_deadline_word_expires_one_tick_early_not_never() {
+    let special = (1u64 << 32) - 1; // low 32 bits = u32::MAX
+    for (offset, expected) in [(special, special - 1), (special + 1, special + 1)] {
+        for extra in [0, 1u64 << 32] {
+            let deadline = offset + extra;
+            let start = deadline - 5000;
+            let t = Timed::at(start, 1, |b| b.time_to_live(ms(5000)));
+            t.cache.insert(1, 1);
+            t.advance_to(expected + extra - 1);
+            t.assert_present(1, 1);
+            assert_eq!(t.cache.len(), 1);
+            t.advance_to(expected + extra);
+            t.assert_absent(1);
+            // Removal agrees with reads: the wheel filed it at the tick its word says.
+            assert_eq!(t.cache.len(), 0, "deadline {deadline}");
+            assert_eq!(t.take(), [(1, 1, Expired)], "deadline {deadline}");
+            t.valid();
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // `Expiry`: per-entry lifetimes.
 
