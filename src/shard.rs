@@ -429,7 +429,9 @@ impl<K, V> ShardState<K, V> {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     let deadline = if timed {
-                        match guarded(|| time.cfg.on_write(&key, &value, hash, now, life, None)) {
+                        match decide(time.cfg, || {
+                            time.cfg.on_write(&key, &value, hash, now, life, None)
+                        }) {
                             Ok(d) => d,
                             Err(p) => {
                                 // Nothing changed for this key; what was removed on the way
@@ -474,7 +476,7 @@ impl<K, V> ShardState<K, V> {
         let deadline = if timed {
             // The user's `Expiry` may panic here: nothing has changed for this key yet.
             let current = self.remaining(found, now);
-            match guarded(|| {
+            match decide(time.cfg, || {
                 time.cfg
                     .on_write(&key, &value, hash, now, life, Some(current))
             }) {
@@ -547,7 +549,7 @@ impl<K, V> ShardState<K, V> {
             let mut w = Wheel::new(now, cfg.caps_upfront());
             w.reserve_exact(room);
             for _ in 0..len {
-                w.push();
+                w.push(room);
             }
             w
         })
@@ -566,10 +568,7 @@ impl<K, V> ShardState<K, V> {
         }
         let room = self.slab.capacity();
         match &mut self.wheel {
-            Some(w) => {
-                w.match_capacity(room);
-                w.push();
-            }
+            Some(w) => w.push(room),
             // Created with a timer for every entry, `t` included.
             None => {
                 self.wheel_for(now, cfg);
@@ -1168,4 +1167,19 @@ fn hash_of<K, V>(slab: &Slab<K, V>, pending: &[Pending<K, V>], t: Token) -> u32 
 #[inline]
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Panic> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// A write's deadline from `f` (`on_write`), `guarded` only when it can run user code (an
+/// `Expiry`): a plain time-to-live or time-to-idle is arithmetic, and skipping the unwinding
+/// frame keeps it inline on every insert.
+#[inline]
+fn decide<K, V>(
+    cfg: &ExpireConfig<K, V>,
+    f: impl FnOnce() -> Option<Deadline>,
+) -> Result<Option<Deadline>, Panic> {
+    if cfg.expiry.is_some() {
+        guarded(f)
+    } else {
+        Ok(f())
+    }
 }

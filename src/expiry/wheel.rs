@@ -153,8 +153,13 @@ impl Wheel {
         }
     }
 
-    /// Adds an unfiled timer for the entry the slab just pushed.
-    pub(crate) fn push(&mut self) {
+    /// Adds an unfiled timer for the entry the slab just pushed; `room` is the slab's capacity,
+    /// which the timers' grows to match when they are full.
+    #[inline]
+    pub(crate) fn push(&mut self, room: usize) {
+        if self.timers.len() == self.timers.capacity() {
+            self.match_capacity(room);
+        }
         self.timers.push(Timer::DETACHED);
         if self.capped {
             self.caps.push(NO_CAP);
@@ -520,7 +525,7 @@ mod tests {
     fn wheel_with(deadlines: &[u64], now: u64) -> Fixture {
         let mut w = Wheel::new(now, false);
         for (t, &d) in deadlines.iter().enumerate() {
-            w.push();
+            w.push(deadlines.len());
             w.schedule(t as Token, d, None);
         }
         let f = Fixture {
