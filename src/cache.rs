@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::hits::HitCounter;
 use crate::listener::{self, Listener, RemovalCause, Removed};
+use crate::policy::{Climber, initial_window};
 use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
 use crate::stats::{CacheStats, ShardStats};
 use crate::sync::RwLock;
@@ -129,6 +130,8 @@ where
         let timed = expire
             .is_active()
             .then(|| (clock.now_ticks(), expire.caps_upfront()));
+        // One window climber for the whole cache (`policy/climb.rs`).
+        let climber = Arc::new(Climber::new(capacity, initial_window(capacity), shards));
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 // Spread the remainder so shard capacities differ by at most one.
@@ -136,7 +139,12 @@ where
                 let seed = b.hasher.hash_one(i);
                 Shard {
                     state: CachePadded::new(RwLock::new(ShardState::new(
-                        cap, weighted, initial, seed, timed,
+                        cap,
+                        weighted,
+                        initial,
+                        seed,
+                        timed,
+                        Arc::clone(&climber),
                     ))),
                     hits: HitCounter::new(),
                     due: AtomicU64::new(u64::MAX),

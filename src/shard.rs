@@ -30,7 +30,7 @@ use std::sync::Arc;
 use crate::hits::HitCounter;
 use crate::listener::{RemovalCause, Removed};
 use crate::loader::Flight;
-use crate::policy::Policy;
+use crate::policy::{Climber, Policy};
 use crate::slab::{Entry, MAX_ENTRIES, Queue, Slab, Token, deadline_word, storable};
 
 /// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
@@ -155,6 +155,7 @@ impl<K, V> ShardState<K, V> {
         initial: usize,
         seed: u64,
         timed: Option<(u64, bool)>,
+        climber: Arc<Climber>,
     ) -> Self {
         let max_entries = if weighted {
             MAX_ENTRIES
@@ -183,7 +184,7 @@ impl<K, V> ShardState<K, V> {
         ShardState {
             index,
             slab,
-            policy: Policy::new(capacity, sketch_entries, seed),
+            policy: Policy::new(capacity, sketch_entries, seed, climber),
             weight: 0,
             capacity,
             max_entries,

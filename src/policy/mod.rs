@@ -25,10 +25,14 @@
 // second chances approximates LRU (it is CLOCK), so the structure above keeps its hit ratio while
 // reads stay free of policy work.
 
+mod climb;
 mod sketch;
+
+use std::sync::Arc;
 
 use crate::hits::HitCounter;
 use crate::slab::{NIL, Queue, Slab, Token};
+pub(crate) use climb::Climber;
 pub(crate) use sketch::FrequencySketch;
 
 /// Share of the capacity given to the main space (probation + protected) at start; the window
@@ -65,7 +69,8 @@ const CLIMB_STEP_DECAY: f64 = 0.98;
 // Caffeine also restarts with a full step when the hit ratio jumps by 5 points; here that fired
 // on noise more than on workload changes (small shards, short samples), and dropping it gained
 // 0.4 to 1.2 points on OLTP with nothing lost elsewhere, so steps only decay.
-/// Hill climber: requests per sample, per unit of capacity. Caffeine uses 10; traces shorter than
+/// Hill climber: requests per sample, per unit of capacity (of the cache; divided by the shard
+/// count, up to 4, in `climb.rs`). Caffeine uses 10; traces shorter than
 /// ten times the cache (scarab-recs at 100,000 entries) then end before the window has moved.
 const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
 // What limits the climber (measured on the traces in `../shared/traces/`, means of 3 seeded runs):
@@ -88,8 +93,17 @@ const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
 //   ignoring the first 3 or 10 samples after the shard fills (sprite@512 -2.5 to -3.6); exact
 //   per-shard hit counts (hit batch of 1 instead of 16: within +-0.7 everywhere, so the batching
 //   noise of `hits.rs` is not what misleads it).
-// A sharper signal than consecutive hit ratios (or one climber per cache instead of per shard,
-// which would see all the traffic) is what the targets need.
+// A sharper signal than consecutive hit ratios is what the targets need. One climber per cache
+// instead of per shard (`climb.rs`, with its measurements) gains on the multi-shard rows
+// (P3@160k +0.7, P12@160k +0.3 to +0.9, scarab +0.4 to +0.7) but does not reach them, and
+// cannot move the single-shard ones (OLTP, gli, loop, sprite, multi2: capacity < 8,192).
+// Tried there without a gain: dueling shard groups (odd and even shards run the window at
+// +-2%, 5% or 10% of capacity around the climber's, roles swapped every sample, the climber
+// following the better group; also with the difference of consecutive samples' gaps to cancel
+// each group's own bias): P3@20k -1.6 to -3.4 at +-5% and +-10%, P12@20k -0.3 to -2.5,
+// P12@160k up to -1.6, nothing above +1.1 (P3@160k). The groups' hit ratios differ by 1 to 40
+// points per sample: the swap's transient and each group's share of the phases, far above the
+// window's effect (about 0.07 points per 1% of window on P3@160k).
 /// Hill climber: misses between two looks at the hit count (which sums per-thread stripes).
 const CLIMB_CHECK_EVERY: u64 = 16;
 /// Hill climber: smallest sample. The hit ratio of a sample of n requests has a standard error of
@@ -103,38 +117,56 @@ pub(crate) struct Policy {
     window_target: f64,
     window_max: u64,
     protected_max: u64,
-    climber: Climber,
+    climb: ShardClimb,
     rng: u64,
 }
 
-struct Climber {
-    sample_size: u64,
+/// This shard's side of the cache's [`Climber`].
+struct ShardClimb {
+    climber: Arc<Climber>,
+    /// This shard's capacity over the cache's: the share of the cache's window it applies.
+    scale: f64,
+    /// The climber's window (bits) this shard applied last; the initial one until it first moves.
+    applied: u64,
     /// Started once the shard is full: before that, hit ratios only reflect warm-up.
     started: bool,
-    hits_at_start: u64,
+    /// The shard's hit count at its last report.
+    reported_hits: u64,
+    /// Misses since the last report.
     misses: u64,
-    previous_rate: f64,
-    step: f64,
+}
+
+/// The window's initial target for a cache (or shard) of `capacity`.
+pub(crate) fn initial_window(capacity: u64) -> f64 {
+    let main = (capacity as f64 * INITIAL_MAIN_PERCENT).floor();
+    (capacity as f64 - main).max(1.0).min(capacity as f64)
 }
 
 impl Policy {
-    pub(crate) fn new(capacity: u64, initial_entries: usize, seed: u64) -> Self {
-        let main = (capacity as f64 * INITIAL_MAIN_PERCENT).floor();
-        let window = (capacity as f64 - main).max(1.0).min(capacity as f64);
-        let sample = (capacity as f64 * CLIMB_SAMPLE_FACTOR) as u64;
+    pub(crate) fn new(
+        capacity: u64,
+        initial_entries: usize,
+        seed: u64,
+        climber: Arc<Climber>,
+    ) -> Self {
+        let scale = if capacity == climber.capacity() {
+            1.0 // exactly, so that a single shard's window is the climber's
+        } else {
+            capacity as f64 / climber.capacity().max(1) as f64
+        };
         let mut p = Policy {
             sketch: FrequencySketch::new(initial_entries),
             capacity,
-            window_target: window,
+            window_target: initial_window(capacity),
             window_max: 0,
             protected_max: 0,
-            climber: Climber {
-                sample_size: sample.max(CLIMB_MIN_SAMPLE),
+            climb: ShardClimb {
+                applied: climber.window_bits(),
+                climber,
+                scale,
                 started: false,
-                hits_at_start: 0,
+                reported_hits: 0,
                 misses: 0,
-                previous_rate: 0.0,
-                step: capacity as f64 * CLIMB_STEP_PERCENT,
             },
             rng: seed | 1,
         };
@@ -154,45 +186,37 @@ impl Policy {
     pub(crate) fn on_insert(&mut self, hash: u32, hits: &HitCounter, len: usize) {
         self.sketch.ensure_capacity(len);
         self.sketch.increment(hash, 1);
-        if self.climber.started {
-            self.climber.misses += 1;
-            // Summing the hit stripes reads lines other threads write: do it now and then.
-            if self.climber.misses % CLIMB_CHECK_EVERY == 0 {
-                let hits = hits.total();
-                let requests = hits.wrapping_sub(self.climber.hits_at_start) + self.climber.misses;
-                if requests >= self.climber.sample_size {
-                    self.climb(hits, requests);
-                }
+        if self.climb.started {
+            self.climb.misses += 1;
+            // Summing the hit stripes reads lines other threads write, and reporting writes the
+            // climber's line that every shard writes: do it now and then.
+            if self.climb.misses == CLIMB_CHECK_EVERY {
+                self.report(hits);
             }
         }
     }
 
-    /// The shard became full (first eviction): start sampling hit ratios.
-    fn start_climbing(&mut self, hits: u64) {
-        self.climber.started = true;
-        self.climber.hits_at_start = hits;
-        self.climber.misses = 0;
+    #[cold]
+    fn report(&mut self, hits: &HitCounter) {
+        let c = &mut self.climb;
+        let total = hits.total();
+        let new_hits = total.wrapping_sub(c.reported_hits);
+        c.reported_hits = total;
+        c.climber.report(new_hits, c.misses);
+        c.misses = 0;
+        let window = c.climber.window_bits();
+        if window != c.applied {
+            c.applied = window;
+            self.window_target = f64::from_bits(window) * c.scale;
+            self.apply_window();
+        }
     }
 
-    fn climb(&mut self, hits: u64, requests: u64) {
-        let c = &mut self.climber;
-        let rate = hits.wrapping_sub(c.hits_at_start) as f64 / requests as f64;
-        let change = rate - c.previous_rate;
-        if change == 0.0 {
-            // No information (typically no hits at all, as under pure churn): hold still rather
-            // than drift. Drifting to a full window would also make every eviction touch the
-            // coldest entry instead of one inserted moments ago.
-            c.hits_at_start = hits;
-            c.misses = 0;
-            return;
-        }
-        let amount = if change > 0.0 { c.step } else { -c.step };
-        c.step = CLIMB_STEP_DECAY * amount;
-        c.previous_rate = rate;
-        c.hits_at_start = hits;
-        c.misses = 0;
-        self.window_target += amount;
-        self.apply_window();
+    /// The shard became full (first eviction): start reporting to the climber.
+    fn start_climbing(&mut self, hits: u64) {
+        self.climb.started = true;
+        self.climb.reported_hits = hits;
+        self.climb.misses = 0;
     }
 
     fn next_random(&mut self) -> u64 {
@@ -237,7 +261,7 @@ impl Policy {
         slab: &mut Slab<K, V>,
         hits: &HitCounter,
     ) -> Option<Token> {
-        if !self.climber.started {
+        if !self.climb.started {
             self.start_climbing(hits.total());
         }
         let mut chances = MAX_SECOND_CHANCES;
