@@ -14,7 +14,7 @@
 
 #[path = "../benches/common/mod.rs"]
 #[macro_use]
-#[allow(unused_macros, dead_code)]
+#[allow(unused_macros)]
 mod common;
 
 use std::hint::black_box;
