@@ -20,7 +20,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::BenchCache;
+use common::{BenchCache, arg, median};
 
 const KEYS: u64 = 100_000;
 const STREAM_LEN: usize = 1 << 16;
@@ -51,16 +51,6 @@ fn insert_evict<C: BenchCache>(ops: usize) -> f64 {
         cache.insert(black_box(k), k);
     }
     started.elapsed().as_nanos() as f64 / ops as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
 }
 
 const NAMES: [&str; 3] = ["cachet", "cachet_ttl", "quick_cache"];

@@ -18,7 +18,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::BenchCache;
+use common::{BenchCache, arg, median};
 
 const KEYS: u64 = 100_000;
 const CAPACITY: usize = 100_000;
@@ -73,16 +73,6 @@ fn round<C: BenchCache>(streams: &[Vec<u64>], ops: usize, workload: Workload) ->
         }
     });
     (ops * streams.len()) as f64 / started.elapsed().as_secs_f64() / 1e6
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let i = args.iter().position(|a| a == name)?;
-    args.get(i + 1)?.parse().ok()
 }
 
 fn main() {

@@ -278,3 +278,16 @@ pub fn prefill<C: BenchCache>(cache: &C, keys: impl IntoIterator<Item = u64>) {
 pub fn count_resident<C: BenchCache>(cache: &C, keys: &[u64]) -> usize {
     keys.iter().filter(|&&k| cache.get(k).is_some()).count()
 }
+
+/// The median of `v` (sorted in place; the upper middle for an even length). For the examples
+/// that time interleaved rounds.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The value after `--name` on a command line, if present and parseable.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
