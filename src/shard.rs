@@ -576,12 +576,7 @@ impl<K, V> ShardState<K, V> {
             }
         }
         if let (Some(d), Some(w)) = (deadline, &mut self.wheel) {
-            if d.cap.is_some() && cfg.reads_extend() {
-                w.enable_caps();
-            }
-            let when = storable(d.when);
-            w.schedule(t, when, d.cap);
-            self.slab.get_mut(t).set_deadline(Some(when));
+            file(w, &mut self.slab, t, d, cfg);
         }
     }
 
@@ -595,13 +590,11 @@ impl<K, V> ShardState<K, V> {
     ) {
         match deadline {
             Some(d) => {
-                let w = self.wheel_for(now, cfg);
-                if d.cap.is_some() && cfg.reads_extend() {
-                    w.enable_caps();
+                // Created if need be; `file` also borrows the slab, hence the second look.
+                self.wheel_for(now, cfg);
+                if let Some(w) = &mut self.wheel {
+                    file(w, &mut self.slab, t, d, cfg);
                 }
-                let when = storable(d.when);
-                w.schedule(t, when, d.cap);
-                self.slab.get_mut(t).set_deadline(Some(when));
             }
             None => {
                 if let Some(w) = &mut self.wheel {
@@ -1161,6 +1154,23 @@ fn hash_of<K, V>(slab: &Slab<K, V>, pending: &[Pending<K, V>], t: Token) -> u32 
     } else {
         pending[(t & !PENDING) as usize].hash
     }
+}
+
+/// Files entry `t` in `w` at its write's deadline `d` (as the deadline takes effect, see
+/// `storable`), and stores the matching deadline word in the entry.
+fn file<K, V>(
+    w: &mut Wheel,
+    slab: &mut Slab<K, V>,
+    t: Token,
+    d: Deadline,
+    cfg: &ExpireConfig<K, V>,
+) {
+    if d.cap.is_some() && cfg.reads_extend() {
+        w.enable_caps();
+    }
+    let when = storable(d.when);
+    w.schedule(t, when, d.cap);
+    slab.get_mut(t).set_deadline(Some(when));
 }
 
 /// Runs user code that may panic (an `Expiry` hook) under the lock, before any change: the

@@ -59,17 +59,9 @@ impl Link {
 /// The deadline word of an entry that has none (see `Entry::deadline`).
 pub(crate) const NO_DEADLINE: u32 = u32::MAX;
 
-/// The deadline word for a deadline at `tick`: its low 32 bits, except that a deadline whose
-/// low bits are `NO_DEADLINE` is stored one tick earlier (expiring 1 ms early, once in 2^32
-/// ticks, rather than never).
-#[inline]
-pub(crate) fn deadline_word(tick: u64) -> u32 {
-    let d = tick as u32;
-    if d == NO_DEADLINE { d - 1 } else { d }
-}
-
-/// The tick a deadline at `tick` really takes effect, the one its word says: the wheel files
-/// entries by it, so that removal, `len` and reads all agree.
+/// The tick a deadline at `tick` really takes effect: `tick`, except that a deadline whose low
+/// 32 bits are `NO_DEADLINE` takes effect one tick earlier (1 ms early, once in 2^32 ticks,
+/// rather than never). The wheel files entries by it, so that removal, `len` and reads agree.
 #[inline]
 pub(crate) fn storable(tick: u64) -> u64 {
     if tick as u32 == NO_DEADLINE {
@@ -77,6 +69,12 @@ pub(crate) fn storable(tick: u64) -> u64 {
     } else {
         tick
     }
+}
+
+/// The deadline word for a deadline at `tick`: the low 32 bits of `storable(tick)`.
+#[inline]
+pub(crate) fn deadline_word(tick: u64) -> u32 {
+    storable(tick) as u32
 }
 
 /// Which policy queue an entry is in.

@@ -388,11 +388,7 @@ impl Wheel {
         budget: &mut u32,
         deadline: impl Fn(Token) -> u32,
     ) -> Option<Token> {
-        if now < self.due {
-            // Nothing filed is due yet (the common case on a write): no need to scan the levels.
-            // The time may move to `now`: a slot starting before it holds only entries due
-            // after it, so it cannot be passed over, only entered.
-            self.elapsed = self.elapsed.max(now);
+        if self.idle_until(now) {
             return None;
         }
         while *budget > 0 {
