@@ -557,6 +557,7 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// Adds the timer of entry `t`, just pushed to the slab.
+    #[inline]
     fn push_timer(
         &mut self,
         t: Token,
@@ -564,19 +565,25 @@ impl<K, V> ShardState<K, V> {
         now: u64,
         cfg: &ExpireConfig<K, V>,
     ) {
-        if self.wheel.is_none() && deadline.is_none() {
-            return;
-        }
         let room = self.slab.capacity();
-        match &mut self.wheel {
-            Some(w) => w.push(room),
-            // Created with a timer for every entry, `t` included.
-            None => {
-                self.wheel_for(now, cfg);
+        match (&mut self.wheel, deadline) {
+            (None, None) => {}
+            (Some(w), None) => w.push(room),
+            (Some(w), Some(d)) => {
+                if d.cap.is_some() && cfg.reads_extend() {
+                    w.enable_caps();
+                }
+                let when = storable(d.when);
+                w.push_filed(room, t, when, d.cap);
+                self.slab.get_mut(t).set_deadline(Some(when));
             }
-        }
-        if let (Some(d), Some(w)) = (deadline, &mut self.wheel) {
-            file(w, &mut self.slab, t, d, cfg);
+            (None, Some(d)) => {
+                // Created with a timer for every entry, `t` included.
+                self.wheel_for(now, cfg);
+                if let Some(w) = &mut self.wheel {
+                    file(w, &mut self.slab, t, d, cfg);
+                }
+            }
         }
     }
 
@@ -1157,7 +1164,9 @@ fn hash_of<K, V>(slab: &Slab<K, V>, pending: &[Pending<K, V>], t: Token) -> u32 
 }
 
 /// Files entry `t` in `w` at its write's deadline `d` (as the deadline takes effect, see
-/// `storable`), and stores the matching deadline word in the entry.
+/// `storable`), and stores the matching deadline word in the entry. On every insert of an
+/// expiring cache: always inlined (a call costs a fifth of the filing).
+#[inline(always)]
 fn file<K, V>(
     w: &mut Wheel,
     slab: &mut Slab<K, V>,

@@ -180,6 +180,7 @@ impl<K, V> ExpireConfig<K, V> {
     /// The deadline of a write at `now`. `current` is the remaining lifetime of the entry
     /// being updated (`None` for a create, `Some(None)` for an update of an entry without a
     /// deadline). Returns `None` when the entry gets no deadline. May call the user's `Expiry`.
+    #[inline]
     pub(crate) fn on_write(
         &self,
         key: &K,

@@ -74,6 +74,16 @@ fn head_tag(bucket: usize) -> u32 {
     FIRST_HEAD_TAG + bucket as u32
 }
 
+/// The stored form of a cap (`None`: no cap; a real cap equal to `NO_CAP` is a tick earlier).
+#[inline]
+fn cap_word(cap: Option<u64>) -> u32 {
+    match cap {
+        Some(c) if c as u32 == NO_CAP => NO_CAP - 1,
+        Some(c) => c as u32,
+        None => NO_CAP,
+    }
+}
+
 /// Whether the deadline `d` (low 32 bits of a tick) has passed at tick `now`.
 #[inline]
 pub(crate) fn is_due(d: u32, now: u64) -> bool {
@@ -166,6 +176,21 @@ impl Wheel {
         }
     }
 
+    /// Adds the timer of the entry the slab just pushed, `t`, filed at `when` with `cap` (as
+    /// `schedule`): `push` and `schedule` in one, for every insert of an expiring cache.
+    #[inline(always)]
+    pub(crate) fn push_filed(&mut self, room: usize, t: Token, when: u64, cap: Option<u64>) {
+        debug_assert_eq!(t as usize, self.timers.len());
+        if self.timers.len() == self.timers.capacity() {
+            self.match_capacity(room);
+        }
+        if self.capped {
+            self.caps.push(cap_word(cap));
+        }
+        let timer = self.attach(t, when);
+        self.timers.push(timer);
+    }
+
     /// Whether reads must respect a time-to-live cap.
     pub(crate) fn capped(&self) -> bool {
         self.capped
@@ -211,16 +236,13 @@ impl Wheel {
     /// Files `t` to expire at tick `when` (which must not be before the wheel's time), refiling
     /// it if it was filed. When the wheel keeps caps, `cap` is the entry's new cap (`None`: the
     /// longest lifetime). The caller stores `when` in the entry's deadline word.
+    #[inline(always)]
     pub(crate) fn schedule(&mut self, t: Token, when: u64, cap: Option<u64>) {
         if self.timers[t as usize].filed() {
             self.unlink(t);
         }
         if self.capped {
-            self.caps[t as usize] = match cap {
-                Some(c) if c as u32 == NO_CAP => NO_CAP - 1,
-                Some(c) => c as u32,
-                None => NO_CAP,
-            };
+            self.caps[t as usize] = cap_word(cap);
         }
         self.link(t, when);
     }
@@ -241,6 +263,7 @@ impl Wheel {
         }
     }
 
+    #[inline]
     fn bucket_for(&self, when: u64) -> usize {
         let when = when.max(self.elapsed);
         let masked = (self.elapsed ^ when) | (SLOTS as u64 - 1);
@@ -250,7 +273,14 @@ impl Wheel {
         level * SLOTS + slot
     }
 
+    #[inline(always)]
     fn link(&mut self, t: Token, when: u64) {
+        self.timers[t as usize] = self.attach(t, when);
+    }
+
+    /// Puts `t` at the head of the bucket for `when` and returns the timer `t` must store.
+    #[inline(always)]
+    fn attach(&mut self, t: Token, when: u64) -> Timer {
         let b = self.bucket_for(when);
         let old = self.heads[b];
         self.heads[b] = t;
@@ -259,14 +289,15 @@ impl Wheel {
         } else {
             self.timers[old as usize].prev = Link::new(t);
         }
-        self.timers[t as usize] = Timer {
-            next: Link::new(old),
-            prev: Link::new(head_tag(b)),
-        };
         self.filed += 1;
         self.due = self.due.min(when);
+        Timer {
+            next: Link::new(old),
+            prev: Link::new(head_tag(b)),
+        }
     }
 
+    #[inline(always)]
     fn unlink(&mut self, t: Token) {
         let Timer { next, prev } = self.timers[t as usize];
         debug_assert_ne!(prev.get(), DETACHED);
@@ -287,20 +318,22 @@ impl Wheel {
     }
 
     /// Removes `t`'s timer; the last timer moves into its place, as the slab's last entry does.
+    #[inline]
     pub(crate) fn swap_remove(&mut self, t: Token) {
         if self.timers[t as usize].filed() {
             self.unlink(t);
         }
-        let last = self.timers.len() - 1;
-        self.timers.swap_remove(t as usize);
         if self.capped {
             self.caps.swap_remove(t as usize);
         }
-        if t as usize == last {
+        let Some(moved) = self.timers.pop() else {
             return;
+        };
+        if t as usize >= self.timers.len() {
+            return; // `t` was the last
         }
-        let Timer { next, prev } = self.timers[t as usize];
-        let (next, prev) = (next.get(), prev.get());
+        self.timers[t as usize] = moved;
+        let (next, prev) = (moved.next.get(), moved.prev.get());
         if prev == DETACHED {
             return;
         }
@@ -518,11 +551,22 @@ mod tests {
         }
     }
 
+    /// Files every other entry through `push_filed` and the rest through `push` + `schedule`,
+    /// so every test covers both ways in; odd entries get a cap in the capped variant.
     fn wheel_with(deadlines: &[u64], now: u64) -> Fixture {
-        let mut w = Wheel::new(now, false);
+        wheel_capped(deadlines, now, false)
+    }
+
+    fn wheel_capped(deadlines: &[u64], now: u64, capped: bool) -> Fixture {
+        let mut w = Wheel::new(now, capped);
         for (t, &d) in deadlines.iter().enumerate() {
-            w.push(deadlines.len());
-            w.schedule(t as Token, d, None);
+            let cap = (t % 2 == 1).then_some(d + 5);
+            if t % 2 == 0 {
+                w.push_filed(deadlines.len(), t as Token, d, cap);
+            } else {
+                w.push(deadlines.len());
+                w.schedule(t as Token, d, cap);
+            }
         }
         let f = Fixture {
             w,
@@ -625,6 +669,24 @@ mod tests {
         w.unschedule(1);
         w.validate();
         assert_eq!(drain(&mut w, 100), vec![0, 2]);
+    }
+
+    #[test]
+    fn caps_follow_their_timers_through_both_ways_in_and_swap_remove() {
+        let mut w = wheel_capped(&[50, 60, 70, 80, 90], 0, true);
+        // Even tokens came in through `push_filed` without a cap, odd ones with `d + 5`.
+        let caps: Vec<u32> = (0..5).map(|t| w.w.cap(t)).collect();
+        assert_eq!(caps, vec![NO_CAP, 65, NO_CAP, 85, NO_CAP]);
+        w.swap_remove(1); // token 4 (deadline 90, no cap) moves to 1
+        w.validate();
+        assert_eq!((w.deadline(1), w.w.cap(1)), (Some(90), NO_CAP));
+        w.swap_remove(3); // token 3 is the last: nothing moves
+        w.validate();
+        assert_eq!(drain(&mut w, 100), vec![0, 1, 2]);
+        // A cap whose low bits read as "no cap" is kept a tick earlier, never lost.
+        let mut w = Wheel::new(0, true);
+        w.push_filed(1, 0, 10, Some(u64::from(NO_CAP)));
+        assert_eq!(w.cap(0), NO_CAP - 1);
     }
 
     #[test]
