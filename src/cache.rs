@@ -230,10 +230,11 @@ where
         self.read_at(i, h, key, &time)
     }
 
-    /// Counts a hit on shard `i`: for the policy's climber, and in the statistics if kept.
+    /// Counts a hit on `shard` (number `i`): for the policy's climber, and in the statistics
+    /// if kept. Takes the shard the caller already indexed (one bounds check per read).
     #[inline]
-    fn record_hit(&self, i: usize) {
-        self.inner.shards[i].hits.record();
+    fn record_hit(&self, shard: &Shard<K, V>, i: usize) {
+        shard.hits.record();
         if let Some(stats) = self.shard_stats(i) {
             stats.hit();
         }
@@ -253,19 +254,19 @@ where
                 Read::Hit(v) => {
                     let v = v.clone();
                     drop(state);
-                    self.record_hit(i);
+                    self.record_hit(shard, i);
                     Some((v, false))
                 }
                 Read::Refresh(v) => {
                     let v = v.clone();
                     drop(state);
-                    self.record_hit(i);
+                    self.record_hit(shard, i);
                     Some((v, true))
                 }
                 Read::Refile(v, when) => {
                     let v = v.clone();
                     drop(state);
-                    self.record_hit(i);
+                    self.record_hit(shard, i);
                     self.refile(i, h, key, when);
                     Some((v, false))
                 }
