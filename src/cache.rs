@@ -975,6 +975,7 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
+    #[inline]
     fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
         self.count_removed(i, removed.causes());
         removed.deliver(self.inner.listener.as_ref(), returned);

@@ -124,6 +124,7 @@ impl<K, V> Removed<K, V> {
 
     /// Reports everything to `listener` (if any) and drops it. Call with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
+    #[inline]
     pub(crate) fn deliver(self, listener: Option<&Listener<K, V>>, returned: Option<&V>) {
         let mut panic = self.panic;
         let Some(listener) = listener else {
