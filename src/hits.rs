@@ -27,8 +27,10 @@ pub(crate) struct HitCounter {
     stripes: [CachePadded<AtomicU64>; STRIPES],
 }
 
-/// Hits a thread counts locally before adding them to a stripe.
+/// Hits a thread counts locally before adding them to a stripe (a power of two, so that 2^32
+/// is a multiple of it and the wrapping count keeps batches whole).
 const BATCH: u32 = 16;
+const _: () = assert!(BATCH.is_power_of_two());
 
 /// Hands out stripe numbers to threads, round robin.
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
@@ -63,12 +65,13 @@ impl HitCounter {
     /// Counts one hit (read lock held, or no lock at all).
     #[inline]
     pub(crate) fn record(&self) {
+        // A free-running count: every `BATCH`-th hit (a power of two: one test) adds the batch.
         let pending = PENDING.with(|p| {
-            let n = p.get() + 1;
-            p.set(if n == BATCH { 0 } else { n });
+            let n = p.get().wrapping_add(1);
+            p.set(n);
             n
         });
-        if pending == BATCH {
+        if pending % BATCH == 0 {
             self.add(u64::from(BATCH));
         }
     }
