@@ -182,7 +182,6 @@ where
             clock: &self.inner.clock,
             cfg: &self.inner.expire,
             read: std::cell::Cell::new(None),
-            refresh: None,
         }
     }
 
@@ -208,7 +207,7 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        self.read_at(i, h, key, &self.timing()).map(|(v, _)| v)
+        self.read_at(i, h, key, None).map(|(v, _)| v)
     }
 
     /// A read of a loading cache: also says whether this reader claimed the entry's refresh
@@ -225,9 +224,7 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        let mut time = self.timing();
-        time.refresh = Some(refresh);
-        self.read_at(i, h, key, &time)
+        self.read_at(i, h, key, Some(refresh))
     }
 
     /// Counts a hit on `shard` (number `i`): for the policy's climber, and in the statistics
@@ -241,7 +238,13 @@ where
     }
 
     #[inline(always)]
-    fn read_at<Q>(&self, i: usize, h: u32, key: &Q, time: &Timing<'_, K, V>) -> Option<(V, bool)>
+    fn read_at<Q>(
+        &self,
+        i: usize,
+        h: u32,
+        key: &Q,
+        refresh: Option<&dyn Fn(u64) -> bool>,
+    ) -> Option<(V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
@@ -250,7 +253,8 @@ where
         // A loop rather than a recursive retry after `Stale`, so this inlines into `get`.
         loop {
             let state = shard.state.read();
-            return match state.get(h, key, time) {
+            let inner = &self.inner;
+            return match state.get(h, key, &inner.clock, &inner.expire, refresh) {
                 Read::Hit(v) => {
                     let v = v.clone();
                     drop(state);

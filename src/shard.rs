@@ -47,9 +47,6 @@ pub(crate) struct Timing<'a, K, V> {
     pub(crate) clock: &'a Clock,
     pub(crate) cfg: &'a ExpireConfig<K, V>,
     pub(crate) read: std::cell::Cell<Option<u64>>,
-    /// For reads of a loading cache: whether an entry with this many ticks left should be
-    /// refreshed now (`refresh.rs`). `None` for plain reads.
-    pub(crate) refresh: Option<&'a dyn Fn(u64) -> bool>,
 }
 
 impl<K, V> Timing<'_, K, V> {
@@ -280,7 +277,18 @@ impl<K, V> ShardState<K, V> {
     /// Looks up `key`, records the access and, with time-to-idle or an `Expiry`, moves the
     /// deadline (read lock).
     #[inline]
-    pub(crate) fn get<Q>(&self, hash: u32, key: &Q, time: &Timing<'_, K, V>) -> Read<'_, V>
+    ///
+    /// `refresh` is for reads of a loading cache: whether an entry with this many ticks left
+    /// should be refreshed now (`refresh.rs`). The clock and configuration are passed apart
+    /// (not as a `Timing`), so a hit on a shard without a wheel builds nothing for them.
+    pub(crate) fn get<Q>(
+        &self,
+        hash: u32,
+        key: &Q,
+        clock: &Clock,
+        cfg: &ExpireConfig<K, V>,
+        refresh: Option<&dyn Fn(u64) -> bool>,
+    ) -> Read<'_, V>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -288,17 +296,16 @@ impl<K, V> ShardState<K, V> {
             return Read::Miss;
         };
         if let Some(w) = &self.wheel {
-            let cfg = time.cfg;
             match e.deadline() {
                 Some(d) => {
-                    let now = time.now();
+                    let now = clock.now_ticks();
                     if w.lagging(now) {
                         return Read::Stale;
                     }
                     if is_due(d, now) {
                         return Read::Miss;
                     }
-                    if let Some(due) = time.refresh {
+                    if let Some(due) = refresh {
                         let left = widen(d, now) - now;
                         if !e.refresh_claimed() && due(left) && e.claim_refresh() {
                             e.touch();
@@ -327,7 +334,7 @@ impl<K, V> ShardState<K, V> {
                 }
                 None if cfg.expiry.is_some() => {
                     // The read hook may give an entry without a deadline one.
-                    let now = time.now();
+                    let now = clock.now_ticks();
                     let cap = now + MAX_LIFETIME;
                     if let Some(when) = cfg.on_read(&e.key, &e.value, now, None, cap) {
                         e.touch();
