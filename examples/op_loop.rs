@@ -6,9 +6,10 @@
 //!     target/release/examples/op_loop insert cachet_ttl
 //! ```
 //!
-//! `op_loop <insert|get> <cachet|cachet_ttl|cachet_tti|quick_cache>`. `insert`: 1,000,000 new keys
-//! into a cache full at 100,000 (warmed up with 200,000 inserts first); `get`: 1,000,000 hits,
-//! keys uniform over 100,000 resident ones. Only the measured loop (`measured_*`) is collected,
+//! `op_loop <insert|update|get> <cachet|cachet_ttl|cachet_tti|quick_cache>`. `insert`: 1,000,000
+//! new keys into a cache full at 100,000 (warmed up with 200,000 inserts first); `update`:
+//! 1,000,000 inserts of resident keys (a new value each) into a cache with room for twice
+//! them; `get`: 1,000,000 hits; keys uniform over 100,000 resident ones. Only the measured loop (`measured_*`) is collected,
 //! so the totals divided by 1,000,000 are per operation. Wall-clock belongs to
 //! `examples/latency.rs`; callgrind's counts are deterministic (up to the per-cache random hash
 //! seed, a few instructions either way), which makes them the tool for A/B comparisons on a noisy
@@ -41,6 +42,13 @@ fn measured_insert<C: BenchCache>(cache: &C, keys: std::ops::Range<u64>) {
 }
 
 #[inline(never)]
+fn measured_update<C: BenchCache>(cache: &C, keys: &[u64]) {
+    for &k in keys {
+        cache.insert(black_box(k), k + 1);
+    }
+}
+
+#[inline(never)]
 fn measured_get<C: BenchCache>(cache: &C, keys: &[u64]) -> u64 {
     let mut sum = 0;
     for &k in keys {
@@ -59,17 +67,26 @@ fn run<C: BenchCache>(op: &str) {
         let cache = C::with_capacity(2 * KEYS as usize);
         fill(&cache, 0..KEYS);
         let keys = common::uniform_keys(0..KEYS, OPS as usize, common::SEED);
-        let sum = measured_get(&cache, &keys);
-        println!("{} gets, checksum {sum}", keys.len());
+        if op == "update" {
+            measured_update(&cache, &keys);
+            println!("{} updates, {} resident", keys.len(), cache.len());
+        } else {
+            let sum = measured_get(&cache, &keys);
+            println!("{} gets, checksum {sum}", keys.len());
+        }
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (op, cache) = match args.as_slice() {
-        [op, cache] if op == "insert" || op == "get" => (op.as_str(), cache.as_str()),
+        [op, cache] if ["insert", "get", "update"].contains(&op.as_str()) => {
+            (op.as_str(), cache.as_str())
+        }
         _ => {
-            eprintln!("usage: op_loop <insert|get> <cachet|cachet_ttl|cachet_tti|quick_cache>");
+            eprintln!(
+                "usage: op_loop <insert|update|get> <cachet|cachet_ttl|cachet_tti|quick_cache>"
+            );
             std::process::exit(2);
         }
     };

@@ -979,8 +979,19 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
     /// `returned` is the value the operation gives back to its caller, if any.
-    #[inline]
+    #[inline(always)]
     fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
+        // No listener, no statistics, no panic to resume (most writes): just drop what left,
+        // here, without moving it into a call.
+        if self.inner.listener.is_none() && self.inner.stats.is_none() && !removed.panicked() {
+            drop(removed);
+            return;
+        }
+        self.deliver_slow(i, removed, returned);
+    }
+
+    #[inline(never)]
+    fn deliver_slow(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
         self.count_removed(i, removed.causes());
         removed.deliver(self.inner.listener.as_ref(), returned);
     }

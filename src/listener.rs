@@ -94,6 +94,12 @@ impl<K, V> Removed<K, V> {
     }
 
     /// Keeps a caught panic, to resume after delivery.
+    /// Whether a panic waits to be resumed once the removals are delivered.
+    #[inline]
+    pub(crate) fn panicked(&self) -> bool {
+        self.panic.is_some()
+    }
+
     pub(crate) fn set_panic(&mut self, p: Panic) {
         self.panic.get_or_insert(p);
     }

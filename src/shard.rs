@@ -499,7 +499,12 @@ impl<K, V> ShardState<K, V> {
             None
         };
         let old = self.replace(found, key, value, w, deadline, now, time.cfg, removed);
-        self.finish_write(now, hits, removed);
+        // An update adds no entry: the policy's queues are as the last insert left them, so
+        // only a heavier value can call for an eviction (skipping `fill_main` then).
+        self.expire(now, EXPIRE_BUDGET, removed);
+        if self.weight > self.capacity {
+            self.evict(now, hits, removed);
+        }
         old
     }
 
@@ -1185,7 +1190,14 @@ fn file<K, V>(
         w.enable_caps();
     }
     let when = storable(d.when);
-    w.schedule(t, when, d.cap);
+    match slab.get(t).deadline() {
+        // Not earlier than the deadline it is filed by (an update, with a time-to-live): it
+        // stays in its bucket and is filed again when that bucket comes up, as after a
+        // time-to-idle read. The unlink and link would touch neighbours at random places in
+        // memory (callgrind, update with a TTL: 569 -> 478 instructions, 1.8 -> 0 L1 write misses).
+        Some(old) if is_due(old, when) => w.set_cap(t, d.cap),
+        _ => w.schedule(t, when, d.cap),
+    }
     slab.get_mut(t).set_deadline(Some(when));
 }
 

@@ -277,6 +277,33 @@ fn insert_with_ttl_shortens_and_extends_on_update() {
 }
 
 #[test]
+fn an_update_that_extends_a_deadline_is_reclaimed_at_the_new_one_not_the_old() {
+    // The update leaves the entry in the wheel bucket of its old deadline (it is filed again
+    // when that bucket comes up): maintenance at the old deadline must keep it, at the new one
+    // remove it.
+    let t = Timed::new(1, |b| b.time_to_live(ms(100)));
+    t.cache.insert(1, 10);
+    t.cache.insert(2, 20);
+    t.advance_to(60);
+    assert_eq!(t.cache.insert(1, 11), Some(10)); // now due at 160
+    t.advance_to(100);
+    t.cache.run_pending_maintenance();
+    t.valid();
+    t.assert_present(1, 11);
+    t.assert_absent(2);
+    assert_eq!(t.take(), [(1, 10, Replaced), (2, 20, Expired)]);
+    t.advance_to(159);
+    t.cache.run_pending_maintenance();
+    t.assert_present(1, 11);
+    assert_eq!(t.take(), []);
+    t.advance_to(160);
+    t.cache.run_pending_maintenance();
+    assert_eq!(t.take(), [(1, 11, Expired)]);
+    assert_eq!(t.cache.len(), 0);
+    t.valid();
+}
+
+#[test]
 fn insert_with_ttl_works_without_configured_expiration() {
     for shards in [1, 4] {
         let t = Timed::new(shards, |b| b);

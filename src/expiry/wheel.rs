@@ -247,6 +247,16 @@ impl Wheel {
         self.link(t, when);
     }
 
+    /// Sets the cap of `t`, filed already, whose deadline moved later without refiling
+    /// (`None`: the longest lifetime); only when the wheel keeps caps.
+    #[inline]
+    pub(crate) fn set_cap(&mut self, t: Token, cap: Option<u64>) {
+        debug_assert!(self.timers[t as usize].filed());
+        if self.capped {
+            self.caps[t as usize] = cap_word(cap);
+        }
+    }
+
     /// Files `t` again at `when` (a read moved its deadline earlier, or gave it one), keeping
     /// its cap. The caller stores `when` in the entry's deadline word.
     pub(crate) fn refile(&mut self, t: Token, when: u64) {
