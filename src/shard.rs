@@ -464,7 +464,7 @@ impl<K, V> ShardState<K, V> {
                     v.insert(t);
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, now, time.cfg);
-                    self.policy.on_insert(hash, hits, self.slab.len());
+                    self.policy.on_insert(hash, w, hits, self.slab.len());
                     self.finish_write(now, hits, removed);
                     return None;
                 }

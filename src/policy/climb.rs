@@ -1,4 +1,6 @@
-// The window hill climber, one per cache, fed by all of its shards.
+// The window hill climber, one per cache, fed by all of its shards. With ghost sizing (the
+// default, see `mod.rs`) only its shared window is used: shards `nudge` it by their ghost hits
+// every `CLIMB_CHECK_EVERY` misses and apply it as below.
 //
 // Each shard used to run its own climber on its own hit ratio. A large cache's shards then each
 // see an eighth of the traffic; their moves are independent random walks (see the notes in
@@ -112,6 +114,21 @@ impl Climber {
     #[inline]
     pub(crate) fn window_bits(&self) -> u64 {
         self.shared.window.load(Ordering::Relaxed)
+    }
+
+    /// Moves the window by `delta` (units of the cache's capacity), within the capacity.
+    pub(crate) fn nudge(&self, delta: f64) {
+        let cap = self.capacity as f64;
+        let _ = self
+            .shared
+            .window
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(
+                    (f64::from_bits(w) + delta)
+                        .clamp(1.0_f64.min(cap), cap)
+                        .to_bits(),
+                )
+            });
     }
 
     /// A started shard reports `hits` and `misses` since its last report; the report that

@@ -14,9 +14,11 @@
 //   what makes the cache resist scans and keep the frequently used working set.
 // - An entry of probation that was read since it entered is promoted to protected (80% of the main
 //   space); protected overflow is demoted back to probation.
-// - A hill climber resizes the window: every sample of requests it compares the hit ratio with the
-//   previous sample's and keeps moving the window size in the direction that helped, so recency-
-//   friendly workloads get a large window and frequency-friendly ones a small one.
+// - Ghost entries resize the window (`ghost.rs`): a miss on a key that left the window recently
+//   unadmitted moves it up, a miss on a key recently evicted from the main space moves it down,
+//   so recency-friendly workloads get a large window and frequency-friendly ones a small one.
+//   (A hill climber on consecutive samples' hit ratios did this before; it stays behind
+//   `GHOST_SIZING` for comparison.)
 //
 // Concurrency shapes the bookkeeping: readers hold only the shard's read lock, so a hit cannot
 // reorder a queue or touch the sketch. It bumps the entry's `access` counter instead. Writers,
@@ -26,6 +28,7 @@
 // reads stay free of policy work.
 
 mod climb;
+mod ghost;
 mod sketch;
 
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use std::sync::Arc;
 use crate::hits::HitCounter;
 use crate::slab::{NIL, Queue, Slab, Token};
 pub(crate) use climb::Climber;
+use ghost::{Found, Ghosts};
 pub(crate) use sketch::FrequencySketch;
 
 /// Share of the capacity given to the main space (probation + protected) at start; the window
@@ -110,6 +114,38 @@ const CLIMB_CHECK_EVERY: u64 = 16;
 /// about 0.5/sqrt(n); 4,096 keeps it under 0.8 points so small caches do not chase noise.
 const CLIMB_MIN_SAMPLE: u64 = 4096;
 
+// Ghost sizing (`ghost.rs`) replaced the climber as the window's driver. Measured on the traces
+// in `../shared/traces/` (means of 3 seeded runs, climber -> ghosts): P3@20k 10.29 -> 11.68,
+// P3@160k 50.98 -> 52.5 to 53.3 (between builds), OLTP@500/1000 32.47/39.81 -> 33.48/40.67,
+// loop@512/768 49.76/75.04 -> 50.13/75.60, gli@500 +0.9, multi2 +0.35 to +0.6, scan +0.3 to
+// +0.7, sprite@128/256 +0.5/+0.8, orm-busy@2500 +0.7; lost: OLTP@250 24.60 -> 23.99, sprite@768
+// 86.51 -> 86.07, sprite@512 -0.25 (sum over the 37 rows +12.3). Cost: +38 instructions per
+// insert with eviction (1,027 -> 1,065, callgrind, 100k entries, churn), 16 KiB per large shard.
+// What did not work, or not yet:
+// - One table for both sides' ghosts: the window's (a rejected candidate per insert under churn)
+//   overwrote the main space's before they aged out, so the window grew to 72% on OLTP@250
+//   (21.4) and P12@20k lost 2.2. Each side has its own half now.
+// - The equilibrium is biased on the smallest caches: OLTP@250 settles at about 55% (fixed 30%
+//   gives 24.8: at 30% window ghosts hit 3x as often as main ghosts, yet 30% beats 50%), and
+//   sprite@768 at about 24% (fixed 30% 87.2). A deeper main ghost (1.3 / 2 / 3 x) fixes OLTP@250
+//   (24.2 / 24.65 / 23.5) but costs sprite@512/768 and scarab@25k up to 1 point each.
+// - Depth 5% / 20% of capacity (10% kept): sums -1.6 / -2.5 against 10%, sprite and P12 worst.
+//   Steps of 0.2% / 0.4% per hit (0.1% kept): P12@160k -0.5 / -0.9, sprite@768 a little better.
+// - A 10% / 25% starting window: gli -1.3 to -7.9, scan and multi2 down; 1% stays.
+// - Per-shard windows, or a shared window moved by the whole shard's share per hit (eight
+//   shards then drift eight times faster): P3@20k -1.2, P12@160k -1.2 against the shared window
+//   moved by each shard's own share.
+// - A shadow simulation of other window sizes (the brief's "mini-sim") was not built: hits are
+//   invisible to the policy until their `access` counts are folded at a queue's head, so a
+//   shadow cannot replay the request stream, and three shadows cost more than the 5% allowed.
+/// Ghost sizing: how far back a ghost counts, as a fraction of the shard's capacity.
+const GHOST_DEPTH: f64 = 0.10;
+/// Ghost sizing: the window's move per ghost hit, as a fraction of the shard's capacity (times
+/// the sampling divisor, so the drift per request does not depend on the sampling).
+const GHOST_STEP: f64 = 0.001;
+/// Ghost sizing instead of the hill climber (which `CLIMB_*` above configure).
+const GHOST_SIZING: bool = true;
+
 pub(crate) struct Policy {
     sketch: FrequencySketch,
     capacity: u64,
@@ -118,6 +154,11 @@ pub(crate) struct Policy {
     window_max: u64,
     protected_max: u64,
     climb: ShardClimb,
+    ghosts: Ghosts,
+    /// The window's move per ghost hit.
+    ghost_step: f64,
+    /// Window ghost hits minus main ghost hits since the last nudge.
+    ghost_net: i32,
     rng: u64,
 }
 
@@ -154,7 +195,16 @@ impl Policy {
         } else {
             capacity as f64 / climber.capacity().max(1) as f64
         };
+        let ghosts = Ghosts::new((capacity as f64 * GHOST_DEPTH) as u64);
+        // In units of the cache's capacity, as the climber keeps the window: a shard of an
+        // eighth of the cache moves it by an eighth as much per ghost hit, so the cache's window
+        // drifts per request as one shard's would alone (moving it by the shard's full share
+        // per hit, eight shards drifted eight times faster: P3@20k -1.2, P12@160k -1.2).
+        let ghost_step = capacity as f64 * GHOST_STEP * f64::from(1u32 << ghosts.sample_bits());
         let mut p = Policy {
+            ghosts,
+            ghost_step,
+            ghost_net: 0,
             sketch: FrequencySketch::new(initial_entries),
             capacity,
             window_target: initial_window(capacity),
@@ -183,9 +233,22 @@ impl Policy {
     }
 
     /// A new key was inserted (a miss); `len` is the shard's entry count after the insert.
-    pub(crate) fn on_insert(&mut self, hash: u32, hits: &HitCounter, len: usize) {
+    pub(crate) fn on_insert(&mut self, hash: u32, weight: u32, hits: &HitCounter, len: usize) {
         self.sketch.ensure_capacity(len);
         self.sketch.increment(hash, 1);
+        if GHOST_SIZING {
+            match self.ghosts.on_miss(hash, weight) {
+                Found::Nothing => {}
+                Found::Window => self.ghost_net += 1,
+                Found::Main => self.ghost_net -= 1,
+            }
+            self.climb.misses += 1;
+            // Nudging writes the climber's line that every shard writes: batch it.
+            if self.climb.misses >= CLIMB_CHECK_EVERY {
+                self.nudge();
+            }
+            return;
+        }
         if self.climb.started {
             self.climb.misses += 1;
             // Summing the hit stripes reads lines other threads write, and reporting writes the
@@ -193,6 +256,24 @@ impl Policy {
             if self.climb.misses == CLIMB_CHECK_EVERY {
                 self.report(hits);
             }
+        }
+    }
+
+    /// Moves the cache's window by this shard's ghost hits since the last nudge, and applies
+    /// the window it now has.
+    #[cold]
+    fn nudge(&mut self) {
+        let c = &mut self.climb;
+        c.misses = 0;
+        if self.ghost_net != 0 {
+            c.climber.nudge(f64::from(self.ghost_net) * self.ghost_step);
+            self.ghost_net = 0;
+        }
+        let window = c.climber.window_bits();
+        if window != c.applied {
+            c.applied = window;
+            self.window_target = f64::from_bits(window) * c.scale;
+            self.apply_window();
         }
     }
 
@@ -261,6 +342,14 @@ impl Policy {
         slab: &mut Slab<K, V>,
         hits: &HitCounter,
     ) -> Option<Token> {
+        let v = self.choose_victim(slab, hits)?;
+        let e = slab.get(v);
+        let w = slab.weight(v) as u32;
+        self.ghosts.on_evict(e.hash, w, e.queue != Queue::Window);
+        Some(v)
+    }
+
+    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>, hits: &HitCounter) -> Option<Token> {
         if !self.climb.started {
             self.start_climbing(hits.total());
         }

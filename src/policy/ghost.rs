@@ -1,0 +1,159 @@
+// Ghost entries that size the window by marginal utility.
+//
+// The question the window's size answers is: would `d` more units of window, or `d` more units
+// of main space, have turned more misses into hits? Both can be read off the miss stream, which
+// is all the policy sees (hits only bump the entry's `access` counter under the read lock):
+// - An entry that leaves the window without being admitted (the filter rejected it, or the main
+//   space was empty) would have stayed `d` more inserts in a window larger by `d`. A miss on it
+//   within `d` inserts of its leaving is a hit a larger window would have had.
+// - An entry evicted from the main space would have stayed about `d` more main evictions in a
+//   main space larger by `d`. A miss on it within that many main evictions is a hit a larger
+//   main space would have had.
+// Moving `d` from one to the other trades these two counts, so each ghost hit nudges the window
+// towards its side, and the window settles where both margins are equal (utility-based
+// partitioning, as in Qureshi and Patt's UCP; ARC adapts on its ghost lists the same way, but
+// over the whole cache's depth, which sends it to pure recency on loops). Both counts come from
+// the same stretch of requests, so the workload's phases, which swamp the comparison of
+// consecutive samples' hit ratios (see `mod.rs`), move both alike.
+//
+// The ghosts are a direct-mapped table of (hash, time) words over a hash-sampled subset of the
+// keys, so a large shard keeps a fixed, small table: all keys are sampled while `d` is small, one
+// in 2^k beyond. A collision overwrites; both sides lose alike.
+
+/// Most ghost slots per shard: 8 bytes each.
+const MAX_SLOTS: usize = 1024;
+
+/// The sampled keys' ghosts live at most this many per slot of the table, on average, before the
+/// sampling thins: live ghosts are those of the last `depth` inserts and main evictions.
+const LIVE_PER_SLOT: u64 = 1;
+
+pub(super) struct Ghosts {
+    /// Window ghosts in the first half, main ghosts in the second: each side's ghosts arrive at
+    /// their own rate, and sharing slots let the faster one (under churn nearly every insert
+    /// leaves a rejected candidate) overwrite the other's before they aged out.
+    table: Vec<u64>,
+    slot_mask: u64,
+    /// A key is sampled when these bits of its spread hash are zero.
+    sample_mask: u64,
+    /// Log2 of the sampling divisor.
+    sample_bits: u32,
+    /// Weight inserted so far: the window's clock.
+    window_clock: u32,
+    /// Weight evicted from the main space so far: its clock.
+    main_clock: u32,
+    /// How far back (in each clock's units) a ghost counts.
+    depth: u32,
+}
+
+/// What a miss found among the ghosts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Found {
+    Nothing,
+    /// A larger window would have hit.
+    Window,
+    /// A larger main space would have hit.
+    Main,
+}
+
+impl Ghosts {
+    pub(super) fn new(depth: u64) -> Self {
+        let depth = depth.clamp(1, u64::from(u32::MAX >> 2));
+        // Up to `depth` live ghosts a side, thinned to fit the table.
+        let live = depth;
+        let mut sample_bits = 0;
+        while (live >> sample_bits) > MAX_SLOTS as u64 * LIVE_PER_SLOT {
+            sample_bits += 1;
+        }
+        let slots = ((live >> sample_bits) / LIVE_PER_SLOT)
+            .max(16)
+            .next_power_of_two()
+            .min(MAX_SLOTS as u64 * 2) as usize;
+        Ghosts {
+            table: vec![0; 2 * slots],
+            slot_mask: slots as u64 - 1,
+            sample_mask: (1u64 << sample_bits) - 1,
+            sample_bits,
+            window_clock: 0,
+            main_clock: 0,
+            depth: depth as u32,
+        }
+    }
+
+    /// Log2 of the sampling divisor: a ghost hit stands for this power of two of them.
+    pub(super) fn sample_bits(&self) -> u32 {
+        self.sample_bits
+    }
+
+    /// The slot of a sampled key's hash; `None` when the key is not sampled.
+    #[inline]
+    fn slot(&self, hash: u32, main: bool) -> Option<usize> {
+        // The key's hash is uniform already: its low bits sample, the next ones pick the slot.
+        // (Spreading it first, as the sketch does, cost 6 more instructions per insert.)
+        let x = u64::from(hash);
+        if x & self.sample_mask != 0 {
+            return None;
+        }
+        let s = ((x >> self.sample_bits) & self.slot_mask) as usize;
+        Some(if main {
+            s + self.slot_mask as usize + 1
+        } else {
+            s
+        })
+    }
+
+    /// A miss on `hash`, inserted with `weight`.
+    #[inline]
+    pub(super) fn on_miss(&mut self, hash: u32, weight: u32) -> Found {
+        self.window_clock = self.window_clock.wrapping_add(weight);
+        let Some(s) = self.slot(hash, false) else {
+            return Found::Nothing;
+        };
+        let (s, g) = {
+            let m = s + self.slot_mask as usize + 1;
+            let (gw, gm) = (self.table[s], self.table[m]);
+            // A key is in at most one: the later eviction wins.
+            if (gw >> 32) as u32 == hash && gw != 0 {
+                (s, gw)
+            } else if (gm >> 32) as u32 == hash && gm != 0 {
+                (m, gm)
+            } else {
+                return Found::Nothing;
+            }
+        };
+        self.table[s] = 0;
+        let main = g & 1 == 1;
+        let when = (g as u32) >> 1;
+        let now = if main {
+            self.main_clock
+        } else {
+            self.window_clock
+        };
+        let age = (now >> 1).wrapping_sub(when) & (u32::MAX >> 1);
+        if age >= self.depth >> 1 {
+            Found::Nothing
+        } else if main {
+            Found::Main
+        } else {
+            Found::Window
+        }
+    }
+
+    /// An entry of `hash` and `weight` leaves the cache from the window (`main` false) or the
+    /// main space.
+    #[inline]
+    pub(super) fn on_evict(&mut self, hash: u32, weight: u32, main: bool) {
+        if main {
+            self.main_clock = self.main_clock.wrapping_add(weight);
+        }
+        let Some(s) = self.slot(hash, main) else {
+            return;
+        };
+        let now = if main {
+            self.main_clock
+        } else {
+            self.window_clock
+        };
+        // Clocks are kept at half resolution so the side fits in the low bit.
+        self.table[s] = (u64::from(hash) << 32) | u64::from((now >> 1) << 1) | u64::from(main);
+    }
+}
