@@ -227,11 +227,13 @@ where
         self.read_at(i, h, key, Some(refresh))
     }
 
-    /// Counts a hit on `shard` (number `i`): for the policy's climber, and in the statistics
-    /// if kept. Takes the shard the caller already indexed (one bounds check per read).
+    /// Counts a hit on `shard` (number `i`): for the policy's climber (only when it, not ghost
+    /// sizing, drives the window), and in the statistics if kept. Takes the shard the caller already indexed (one bounds check per read).
     #[inline]
     fn record_hit(&self, shard: &Shard<K, V>, i: usize) {
-        shard.hits.record();
+        if !crate::policy::GHOST_SIZING {
+            shard.hits.record();
+        }
         if let Some(stats) = self.shard_stats(i) {
             stats.hit();
         }

@@ -143,8 +143,9 @@ const GHOST_DEPTH: f64 = 0.10;
 /// Ghost sizing: the window's move per ghost hit, as a fraction of the shard's capacity (times
 /// the sampling divisor, so the drift per request does not depend on the sampling).
 const GHOST_STEP: f64 = 0.001;
-/// Ghost sizing instead of the hill climber (which `CLIMB_*` above configure).
-const GHOST_SIZING: bool = true;
+/// Ghost sizing instead of the hill climber (which `CLIMB_*` above configure). Only the climber
+/// reads the shards' hit counts, so with ghost sizing reads do not count hits at all.
+pub(crate) const GHOST_SIZING: bool = true;
 
 pub(crate) struct Policy {
     sketch: FrequencySketch,
