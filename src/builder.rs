@@ -18,10 +18,8 @@ use std::future::Future;
 /// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
 /// so a shard must be large enough for frequencies and the window to mean something, and every
 /// cache of up to 8,191 entries is a single shard. Sharding a large cache moves its hit ratio by
-/// up to a few points either way (P3 at 20,000 entries: 9.4% as one shard, 10.4% as eight): each
-/// shard's hill climber walks its window from noisy samples (a trace's phases swing the sampled
-/// hit ratio far more than the window does), and where each walk ends is partly chance (see the
-/// notes in `policy/mod.rs`).
+/// up to a few points either way: the shards share one window (nudged by each shard's ghost
+/// hits), but each has its own queues and sketch (see the notes in `policy/mod.rs`).
 pub const MIN_SHARD_CAPACITY: u64 = 4096;
 
 /// Shards per hardware thread when the shard count is picked automatically: enough that two

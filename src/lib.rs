@@ -26,16 +26,18 @@
 //! When the window overflows, its oldest entry competes with probation's oldest: a count-min
 //! sketch of 4-bit counters, aged by halving, estimates how often each was seen recently, and the
 //! less frequent one leaves. This filter is what makes the cache resist scans and keep the
-//! popular working set. A **hill climber** resizes the window from the measured hit ratio, so a
-//! recency-friendly workload gets a large window (behaving close to LRU) and a frequency-friendly
-//! one a small window.
+//! popular working set. **Ghost entries** size the window: a miss on a key that recently left the
+//! window unadmitted grows it, a miss on a key recently evicted from the main space shrinks it, so
+//! a recency-friendly workload gets a large window (behaving close to LRU) and a
+//! frequency-friendly one a small window.
 //!
 //! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and scans
 //! (OLTP, loop, gli in the README's table), and the adaptive window is what keeps it near LRU on
 //! recency-biased traces where a fixed small window loses (on scarab-recs at 100,000 entries,
 //! moka's TinyLFU scores 69% against LRU's 76%; cachet scores 75%). The README's table, produced
 //! by `examples/hit_ratio.rs` on real traces beside moka, quick_cache, LRU and the optimum, is the
-//! evidence, including where cachet still trails (P3 and P12 at 160,000 entries, sprite at 768).
+//! evidence, including where cachet still trails (OLTP at 250 and 500 entries, P3 and P12 at
+//! 160,000, sprite at 512 and 768).
 //!
 //! ## Concurrency
 //!
@@ -44,9 +46,8 @@
 //!
 //! - A **hit** takes the shard's read lock, bumps the entry's access counter (a relaxed atomic,
 //!   no longer written once it saturates), clones the value and leaves. No queue is reordered
-//!   and no buffer is filled, so there is nothing to drain later. The hill climber's hit count
-//!   is kept thread-locally and added in batches to per-thread stripes beside the lock, so two
-//!   readers never write the same cache line besides the lock word itself.
+//!   and no buffer is filled, so there is nothing to drain later: the window is sized from
+//!   misses alone, so a hit counts nothing else (unless statistics are on).
 //! - **Policy work happens on writes**, under the write lock: the queues are run as second-chance
 //!   FIFOs (CLOCK), and an entry's accesses are folded into the frequency sketch when it comes up
 //!   for eviction. There is no background thread and no maintenance call to make.
