@@ -252,48 +252,64 @@ where
         V: Clone,
     {
         let shard = &self.inner.shards[i];
-        // A loop rather than a recursive retry after `Stale`, so this inlines into `get`.
-        loop {
-            let state = shard.state.read();
-            let inner = &self.inner;
-            return match state.get(h, key, &inner.clock, &inner.expire, refresh) {
-                Read::Hit(v) => {
-                    let v = v.clone();
-                    drop(state);
-                    self.record_hit(shard, i);
-                    Some((v, false))
+        let state = shard.state.read();
+        let inner = &self.inner;
+        match state.get(h, key, &inner.clock, &inner.expire, refresh) {
+            Read::Hit(v) => {
+                let v = v.clone();
+                drop(state);
+                self.record_hit(shard, i);
+                Some((v, false))
+            }
+            Read::Refresh(v) => {
+                let v = v.clone();
+                drop(state);
+                self.record_hit(shard, i);
+                Some((v, true))
+            }
+            Read::Refile(v, when) => {
+                let v = v.clone();
+                drop(state);
+                self.record_hit(shard, i);
+                self.refile(i, h, key, when);
+                Some((v, false))
+            }
+            Read::Miss => {
+                let timed = state.is_timed();
+                drop(state);
+                if let Some(stats) = self.shard_stats(i) {
+                    stats.miss();
                 }
-                Read::Refresh(v) => {
-                    let v = v.clone();
-                    drop(state);
-                    self.record_hit(shard, i);
-                    Some((v, true))
+                if timed {
+                    self.help(i);
                 }
-                Read::Refile(v, when) => {
-                    let v = v.clone();
-                    drop(state);
-                    self.record_hit(shard, i);
-                    self.refile(i, h, key, when);
-                    Some((v, false))
-                }
-                Read::Miss => {
-                    let timed = state.is_timed();
-                    drop(state);
-                    if let Some(stats) = self.shard_stats(i) {
-                        stats.miss();
-                    }
-                    if timed {
-                        self.help(i);
-                    }
-                    None
-                }
-                Read::Stale => {
-                    drop(state);
-                    self.catch_up(i);
-                    continue;
-                }
-            };
+                None
+            }
+            Read::Stale => {
+                drop(state);
+                self.read_stale(i, h, key, refresh)
+            }
         }
+    }
+
+    /// `read_at` after the shard's wheel was found too far behind to read deadlines (a shard
+    /// idle for days): catch up, then read again. Out of line, rather than a retry loop in
+    /// `read_at`, so the hit path keeps nothing alive across iterations.
+    #[cold]
+    #[inline(never)]
+    fn read_stale<Q>(
+        &self,
+        i: usize,
+        h: u32,
+        key: &Q,
+        refresh: Option<&dyn Fn(u64) -> bool>,
+    ) -> Option<(V, bool)>
+    where
+        Q: ?Sized + Equivalent<K>,
+        V: Clone,
+    {
+        self.catch_up(i);
+        self.read_at(i, h, key, refresh)
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no

@@ -520,6 +520,26 @@ fn deadlines_on_every_wheel_level_expire_exactly() {
 }
 
 #[test]
+fn a_read_of_a_shard_idle_for_a_week_catches_up_first() {
+    // More than 2^29 ms (6.2 days) without an operation: the first read finds the wheel too far
+    // behind to compare 32-bit deadlines, brings it up to date, then reads.
+    let t = Timed::new(1, |b| b.time_to_live(ms(10 * DAY)));
+    t.cache.insert(1, 10);
+    t.cache.insert_with_ttl(2, 20, ms(DAY));
+    t.advance_to(7 * DAY);
+    assert_eq!(t.cache.get(&1), Some(10));
+    assert_eq!(t.cache.get(&2), None);
+    assert_eq!(t.take(), [(2, 20, Expired)]);
+    t.valid();
+    // The same after another idle week, the entry now past its 10 days.
+    t.advance_to(14 * DAY);
+    assert_eq!(t.cache.get(&1), None);
+    assert_eq!(t.take(), [(1, 10, Expired)]);
+    assert_eq!(t.cache.len(), 0);
+    t.valid();
+}
+
+#[test]
 fn ttl_lifetimes_crossing_2_pow_32_ms() {
     let start = (1u64 << 32) - 3000;
     let t = Timed::at(start, 4, |b| b.time_to_live(ms(5000)));
