@@ -81,6 +81,8 @@ pub(crate) enum Read<'a, V> {
 /// Index tokens with this bit set are in-flight loads (`pending[token & !PENDING]`), not entries.
 /// Entry tokens stay below it (`MAX_ENTRIES`).
 pub(crate) const PENDING: Token = 1 << 31;
+// A pending token is past the end of every slab, which `lookup` relies on.
+const _: () = assert!(MAX_ENTRIES <= PENDING as usize);
 
 /// A load in flight for a key that has no entry: it sits in the index like an entry, so a
 /// miss, and the decision to lead or join a load, is one probe under the write lock.
@@ -261,10 +263,10 @@ impl<K, V> ShardState<K, V> {
         let slab = &self.slab;
         let mut found = None;
         self.index.find(index_hash(hash), |&t| {
-            if t >= PENDING {
+            // A load in flight (`t >= PENDING`) is past the slab's end too.
+            let Some(e) = slab.try_get(t) else {
                 return false;
-            }
-            let e = slab.get(t);
+            };
             let hit = key.equivalent(&e.key);
             if hit {
                 found = Some((t, e));

@@ -224,6 +224,13 @@ impl<K, V> Slab<K, V> {
         &self.entries[t as usize]
     }
 
+    /// The entry of `t`, or `None` for a token past the end (such as an index's in-flight-load
+    /// token, which has the top bit set): one bounds check serves as both tests.
+    #[inline]
+    pub(crate) fn try_get(&self, t: Token) -> Option<&Entry<K, V>> {
+        self.entries.get(t as usize)
+    }
+
     #[inline]
     pub(crate) fn get_mut(&mut self, t: Token) -> &mut Entry<K, V> {
         &mut self.entries[t as usize]
