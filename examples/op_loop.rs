@@ -6,10 +6,11 @@
 //!     target/release/examples/op_loop insert cachet_ttl
 //! ```
 //!
-//! `op_loop <insert|update|get> <cachet|cachet_ttl|cachet_tti|quick_cache>`. `insert`: 1,000,000
-//! new keys into a cache full at 100,000 (warmed up with 200,000 inserts first); `update`:
+//! `op_loop <insert|update|get|miss> <cachet|cachet_ttl|cachet_tti|quick_cache>`. `insert`:
+//! 1,000,000 new keys into a cache full at 100,000 (warmed up with 200,000 inserts first); `update`:
 //! 1,000,000 inserts of resident keys (a new value each) into a cache with room for twice
-//! them; `get`: 1,000,000 hits; keys uniform over 100,000 resident ones. Only the measured loop (`measured_*`) is collected,
+//! them; `get`: 1,000,000 hits; keys uniform over 100,000 resident ones (`miss`: over 100,000
+//! absent ones). Only the measured loop (`measured_*`) is collected,
 //! so the totals divided by 1,000,000 are per operation. Wall-clock belongs to
 //! `examples/latency.rs`; callgrind's counts are deterministic (up to the per-cache random hash
 //! seed, a few instructions either way), which makes them the tool for A/B comparisons on a noisy
@@ -66,7 +67,12 @@ fn run<C: BenchCache>(op: &str) {
     } else {
         let cache = C::with_capacity(2 * KEYS as usize);
         fill(&cache, 0..KEYS);
-        let keys = common::uniform_keys(0..KEYS, OPS as usize, common::SEED);
+        let range = if op == "miss" {
+            KEYS..2 * KEYS
+        } else {
+            0..KEYS
+        };
+        let keys = common::uniform_keys(range, OPS as usize, common::SEED);
         if op == "update" {
             measured_update(&cache, &keys);
             println!("{} updates, {} resident", keys.len(), cache.len());
@@ -80,12 +86,12 @@ fn run<C: BenchCache>(op: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (op, cache) = match args.as_slice() {
-        [op, cache] if ["insert", "get", "update"].contains(&op.as_str()) => {
+        [op, cache] if ["insert", "get", "miss", "update"].contains(&op.as_str()) => {
             (op.as_str(), cache.as_str())
         }
         _ => {
             eprintln!(
-                "usage: op_loop <insert|update|get> <cachet|cachet_ttl|cachet_tti|quick_cache>"
+                "usage: op_loop <insert|update|get|miss> <cachet|cachet_ttl|cachet_tti|quick_cache>"
             );
             std::process::exit(2);
         }
