@@ -7,14 +7,13 @@
 //! ```
 //!
 //! `op_loop <insert|update|get|miss> <cachet|cachet_ttl|cachet_tti|quick_cache>`. `insert`:
-//! 1,000,000 new keys into a cache full at 100,000 (warmed up with 200,000 inserts first); `update`:
-//! 1,000,000 inserts of resident keys (a new value each) into a cache with room for twice
+//! 1,000,000 new keys into a cache full at 100,000 (warmed up with 200,000 inserts first);
+//! `update`: 1,000,000 inserts of resident keys (a new value each) into a cache with room for twice
 //! them; `get`: 1,000,000 hits; keys uniform over 100,000 resident ones (`miss`: over 100,000
-//! absent ones). Only the measured loop (`measured_*`) is collected,
-//! so the totals divided by 1,000,000 are per operation. Wall-clock belongs to
-//! `examples/latency.rs`; callgrind's counts are deterministic (up to the per-cache random hash
-//! seed, a few instructions either way), which makes them the tool for A/B comparisons on a noisy
-//! machine.
+//! absent ones). Only the measured loop (`measured_*`) is collected, so the totals divided by
+//! 1,000,000 are per operation. Wall-clock belongs to `examples/latency.rs`; callgrind's counts are
+//! deterministic (up to the per-cache random hash seed, a few instructions either way), which makes
+//! them the tool for A/B comparisons on a noisy machine.
 
 #[path = "../benches/common/mod.rs"]
 #[macro_use]
