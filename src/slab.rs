@@ -270,11 +270,16 @@ impl<K, V> Slab<K, V> {
 
     /// Reserves room for `additional` more entries, growing by doubling but never past `limit`
     /// entries in total, so a count-bounded shard ends with no slack at its capacity.
+    #[inline]
     pub(crate) fn reserve(&mut self, additional: usize, limit: usize) {
-        let len = self.entries.len();
-        if self.entries.capacity() - len >= additional {
-            return;
+        if self.entries.capacity() - self.entries.len() < additional {
+            self.grow(additional, limit);
         }
+    }
+
+    #[cold]
+    fn grow(&mut self, additional: usize, limit: usize) {
+        let len = self.entries.len();
         let want = (len * 2).max(len + additional).max(4);
         let want = if limit >= len + additional {
             want.min(limit)
@@ -288,6 +293,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Adds an entry at the tail of queue `q` and returns its token.
+    #[inline]
     pub(crate) fn push(&mut self, key: K, value: V, hash: u32, weight: u32, q: Queue) -> Token {
         debug_assert!(self.entries.len() < MAX_ENTRIES);
         let t = self.entries.len() as Token;
@@ -364,6 +370,7 @@ impl<K, V> Slab<K, V> {
 
     /// Unlinks and removes `t`. The last entry moves into its slot: when that happens the return
     /// value is `Some((old_token, hash))` of the moved entry, so the caller can repoint its index.
+    #[inline]
     pub(crate) fn remove(&mut self, t: Token) -> (Entry<K, V>, Option<(Token, u32)>) {
         self.unlink(t);
         let last = (self.entries.len() - 1) as Token;
