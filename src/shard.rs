@@ -684,6 +684,7 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// Removes `t` for the policy: an entry past its deadline is reported as expired.
+    #[inline]
     fn evict_token(&mut self, t: Token, now: u64, removed: &mut Removed<K, V>) {
         let cause = if self.expired_at(t, now) {
             RemovalCause::Expired
@@ -694,6 +695,7 @@ impl<K, V> ShardState<K, V> {
         removed.push(e.key, e.value, cause);
     }
 
+    #[inline]
     fn evict(&mut self, now: u64, hits: &HitCounter, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
@@ -741,6 +743,7 @@ impl<K, V> ShardState<K, V> {
 
     /// Removes entry `t` from the index, its queue, the wheel and the slab, repointing the
     /// entry that moves into its slot.
+    #[inline]
     fn remove_token(&mut self, t: Token) -> Entry<K, V> {
         let hash = self.slab.get(t).hash;
         if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
