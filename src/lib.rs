@@ -21,7 +21,7 @@
 //! - a small **window** that every new entry enters, so a burst of new keys can prove itself;
 //! - a **probation** queue, fed by the window's oldest entries when they win admission (or were
 //!   read while in the window);
-//! - a **protected** queue (80% of the main space) for probation entries that were read again.
+//! - a **protected** queue (75% of the main space) for probation entries that were read again.
 //!
 //! When the window overflows, its oldest entry competes with probation's oldest: a count-min
 //! sketch of 4-bit counters, aged by halving, estimates how often each was seen recently, and the

@@ -6,9 +6,11 @@
 // - An entry that leaves the window without being admitted (the filter rejected it, or the main
 //   space was empty) would have stayed `d` more inserts in a window larger by `d`. A miss on it
 //   within `d` inserts of its leaving is a hit a larger window would have had.
-// - An entry evicted from the main space would have stayed about `d` more main evictions in a
-//   main space larger by `d`. A miss on it within that many main evictions is a hit a larger
-//   main space would have had.
+// - An entry evicted from the main space would have stayed longer in a main space larger by `d`.
+//   Probation, where evictions happen, is a FIFO that entries leave by eviction or by promotion,
+//   so its clock runs on both (all probation departures), and a main ghost counts for twice as
+//   many of them as a window ghost counts inserts (`GHOST_MAIN_DEPTH`, measured in `mod.rs`). A
+//   miss on it within that reach is a hit a larger main space would have had.
 // Moving `d` from one to the other trades these two counts, so each ghost hit nudges the window
 // towards its side, and the window settles where both margins are equal (utility-based
 // partitioning, as in Qureshi and Patt's UCP; ARC adapts on its ghost lists the same way, but
@@ -39,10 +41,12 @@ pub(super) struct Ghosts {
     sample_bits: u32,
     /// Weight inserted so far: the window's clock.
     window_clock: u32,
-    /// Weight evicted from the main space so far: its clock.
+    /// Weight that left probation so far (evicted or promoted): the main space's clock.
     main_clock: u32,
-    /// How far back (in each clock's units) a ghost counts.
+    /// How far back (in the window's clock) a window ghost counts.
     depth: u32,
+    /// How far back (in the main space's clock) a main ghost counts.
+    main_depth: u32,
 }
 
 /// What a miss found among the ghosts.
@@ -56,7 +60,10 @@ pub(super) enum Found {
 }
 
 impl Ghosts {
-    pub(super) fn new(depth: u64) -> Self {
+    /// `depth` is the window ghosts' reach; main ghosts reach `main_mult` times as far. The
+    /// table is sized for the window's: the main half holds more live ghosts, and loses more of
+    /// them to collisions.
+    pub(super) fn new(depth: u64, main_mult: f64) -> Self {
         let depth = depth.clamp(1, u64::from(u32::MAX >> 2));
         // Up to `depth` live ghosts a side, thinned to fit the table.
         let live = depth;
@@ -76,6 +83,8 @@ impl Ghosts {
             window_clock: 0,
             main_clock: 0,
             depth: depth as u32,
+            main_depth: ((depth as f64 * main_mult) as u64).clamp(1, u64::from(u32::MAX >> 2))
+                as u32,
         }
     }
 
@@ -129,13 +138,21 @@ impl Ghosts {
             self.window_clock
         };
         let age = (now >> 1).wrapping_sub(when) & (u32::MAX >> 1);
-        if age >= self.depth >> 1 {
+        let depth = if main { self.main_depth } else { self.depth };
+        if age >= depth >> 1 {
             Found::Nothing
         } else if main {
             Found::Main
         } else {
             Found::Window
         }
+    }
+
+    /// An entry of `weight` leaves probation for protected: the main space's clock runs on all
+    /// of probation's departures.
+    #[inline]
+    pub(super) fn on_promote(&mut self, weight: u32) {
+        self.main_clock = self.main_clock.wrapping_add(weight);
     }
 
     /// An entry of `hash` and `weight` leaves the cache from the window (`main` false) or the
