@@ -280,8 +280,13 @@ where
                 if let Some(stats) = self.shard_stats(i) {
                     stats.miss();
                 }
+                // Help only if this shard has expired entries waiting (checked here, inline:
+                // most misses of an expiring cache find none).
                 if timed {
-                    self.help(i);
+                    let due = shard.due.load(Ordering::Relaxed);
+                    if due != u64::MAX && due <= self.inner.clock.now_ticks() {
+                        self.help(i);
+                    }
                 }
                 None
             }
