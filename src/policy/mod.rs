@@ -153,6 +153,23 @@ const CLIMB_MIN_SAMPLE: u64 = 4096;
 // - A shadow simulation of other window sizes (the brief's "mini-sim") was not built: hits are
 //   invisible to the policy until their `access` counts are folded at a queue's head, so a
 //   shadow cannot replay the request stream, and three shadows cost more than the 5% allowed.
+// - Round 3, not adopted (means of 3 seeded runs, against 24.19 / 33.60 / 53.29 / 14.87 /
+//   78.52 / 86.03 on OLTP@250 / OLTP@500 / P3@160k / gli@250 / sprite@512 / sprite@768): the sketch's reset
+//   period 15x its size instead of 10x (`sketch.rs`) and protected 77%: 24.51 / 33.74 / 53.59
+//   (over 8 seeds 52.96 -> 53.12) / 14.75 / 78.45 / 85.90 (gap sum +0.44; OLTP@500 meets its
+//   target); lost: scan@256/512/768 -0.33/-0.47/-0.32, loop@256 -0.30, scan@128 -0.18,
+//   multi2@512/768 -0.12/-0.16 (sum of all 37 -1.50: kept out, a worse cache overall for one
+//   more target); -2.6 instructions per insert (fewer halvings). On the way: protected 77% alone +0.29 (P3@160k +0.20, over 8 seeds +0.13; all
+//   37 +0.00); reset period 5x / 8x / 12x / 20x alone: gap sums -1.47 / -0.90 / -0.29 / -0.20
+//   (OLTP rises with the period: 20x 24.50 / 33.78, but scan@128 5.18, P12@160k 44.59, under
+//   their targets); warm-candidate jitter 1/512 / 1/1024 (now with ghost sizing): +0.17 / -0.66,
+//   both through P3@160k's noise, P12@160k 44.79 at 1/512; ADMIT_WARM_FREQUENCY 4 / 9: -0.45 /
+//   -0.72 (scan -0.3 to -0.5 at 4); main ghost hits weighted 2x / 1.5x against window hits
+//   (OLTP@250 24.72 / 24.57, sprite@512 -1.21 / -0.36, web07@2500 and OLTP@2000 under their
+//   targets) and window hits 1.5x (sprite@512 79.22, P12@160k 43.68, sprite@128 and P3@20k under
+//   theirs): the global balance trades OLTP for sprite and the 1:1 one is near its best; ghost
+//   hits weighted by their distance to the margin, (depth - age) / depth (OLTP@250 +0.21,
+//   P3@160k -0.94, sprite -0.2 to -0.3: -1.21) or age / depth (-1.84, P12@160k 43.87).
 /// Ghost sizing: how far back a window ghost counts, as a fraction of the shard's capacity.
 const GHOST_DEPTH: f64 = 0.10;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
