@@ -153,13 +153,6 @@ pub(crate) struct ShardState<K, V> {
     wheel: Option<Wheel>,
 }
 
-// Lock word (8 bytes) + index header + the slab's entry vector within one 64-byte line.
-const _: () = assert!(
-    8 + std::mem::offset_of!(ShardState<u64, u64>, slab)
-        + std::mem::size_of::<Vec<crate::slab::Entry<u64, u64>>>()
-        <= 64
-);
-
 impl<K, V> ShardState<K, V> {
     /// `timed` is `Some((now, capped))` to start with a timer wheel.
     pub(crate) fn new(
