@@ -120,15 +120,8 @@ pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
 }
 
-/// The state behind a shard's lock. Readers write nothing here but entries' access counters.
-///
-/// Field order is fixed (`repr(C)`) for the readers' sake: what a read needs sits where writes
-/// do not keep invalidating it. The index header and the slab's entry vector come first, so
-/// with the lock word before them they fill the lock's own cache line (8 + 32 + 24 bytes),
-/// which changes hands on every lock anyway. The wheel, whose presence every read checks, comes
-/// last, after fields only loads write, so a cache without expiration reads it from a line that
-/// stays shared.
-#[repr(C)]
+/// The state behind a shard's lock. Readers write nothing here but entries' access counters;
+/// hits are counted beside the lock, in a [`HitCounter`].
 pub(crate) struct ShardState<K, V> {
     index: HashTable<Token>,
     slab: Slab<K, V>,
@@ -138,6 +131,8 @@ pub(crate) struct ShardState<K, V> {
     /// Most entries this shard's slab is allowed to grow to: its capacity plus the one entry that
     /// is briefly over the bound during an insert, when count-bounded. Sizes allocations.
     max_entries: usize,
+    /// Deadlines, once any entry of this shard has one.
+    wheel: Option<Wheel>,
     /// Loads in flight, indexed by `PENDING | position`.
     pending: Vec<Pending<K, V>>,
     /// Generation of the next load, so a leader can tell its own slot from a newer one.
@@ -149,8 +144,6 @@ pub(crate) struct ShardState<K, V> {
     /// Background refreshes in flight (loading caches): the keys keep their entries, so the
     /// loads cannot be pending slots in the index. Few at a time; searched linearly.
     refreshing: Vec<Pending<K, V>>,
-    /// Deadlines, once any entry of this shard has one.
-    wheel: Option<Wheel>,
 }
 
 impl<K, V> ShardState<K, V> {

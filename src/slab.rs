@@ -195,8 +195,6 @@ impl List {
     };
 }
 
-/// `repr(C)`, `entries` first: see `ShardState`'s layout.
-#[repr(C)]
 pub(crate) struct Slab<K, V> {
     entries: Vec<Entry<K, V>>,
     /// Per-entry weights, parallel to `entries`; empty when the cache has no weigher.
