@@ -305,12 +305,7 @@ impl Policy {
             c.climber.nudge(f64::from(self.ghost_net) * self.ghost_step);
             self.ghost_net = 0;
         }
-        let window = c.climber.window_bits();
-        if window != c.applied {
-            c.applied = window;
-            self.window_target = f64::from_bits(window) * c.scale;
-            self.apply_window();
-        }
+        self.follow_window();
     }
 
     #[cold]
@@ -321,6 +316,12 @@ impl Policy {
         c.reported_hits = total;
         c.climber.report(new_hits, c.misses);
         c.misses = 0;
+        self.follow_window();
+    }
+
+    /// Applies the cache's window, as this shard's share of it, if it moved since last time.
+    fn follow_window(&mut self) {
+        let c = &mut self.climb;
         let window = c.climber.window_bits();
         if window != c.applied {
             c.applied = window;
