@@ -61,6 +61,13 @@ struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
+    /// The tick at or after which this shard has expiration work, if it has any (no lock).
+    #[inline]
+    fn pending_due(&self) -> Option<u64> {
+        let due = self.due.load(Ordering::Relaxed);
+        (due != u64::MAX).then_some(due)
+    }
+
     /// Publishes when the shard next has expiration work (write lock held).
     #[inline]
     fn publish_due(&self, state: &ShardState<K, V>) {
@@ -228,7 +235,8 @@ where
     }
 
     /// Counts a hit on `shard` (number `i`): for the policy's climber (only when it, not ghost
-    /// sizing, drives the window), and in the statistics if kept. Takes the shard the caller already indexed (one bounds check per read).
+    /// sizing, drives the window), and in the statistics if kept. Takes the shard the caller
+    /// already indexed (one bounds check per read).
     #[inline]
     fn record_hit(&self, shard: &Shard<K, V>, i: usize) {
         if !crate::policy::GHOST_SIZING {
@@ -283,9 +291,11 @@ where
                 // Help only if this shard has expired entries waiting (checked here, inline:
                 // most misses of an expiring cache find none).
                 if timed {
-                    let due = shard.due.load(Ordering::Relaxed);
-                    if due != u64::MAX && due <= self.inner.clock.now_ticks() {
-                        self.help(i);
+                    if let Some(due) = shard.pending_due() {
+                        let now = self.inner.clock.now_ticks();
+                        if due <= now {
+                            self.maintain(i, false, Some(now));
+                        }
                     }
                 }
                 None
@@ -920,10 +930,9 @@ impl<K, V, S> Cache<K, V, S> {
     fn maintain(&self, i: usize, all: bool, known_now: Option<u64>) {
         let shard = &self.inner.shards[i];
         loop {
-            let due = shard.due.load(Ordering::Relaxed);
-            if due == u64::MAX {
+            let Some(due) = shard.pending_due() else {
                 return;
-            }
+            };
             let now = match known_now {
                 Some(now) if !all => now,
                 _ => self.inner.clock.now_ticks(),
@@ -951,11 +960,6 @@ impl<K, V, S> Cache<K, V, S> {
         }
     }
 
-    /// After a miss: if shard `i` has expired entries waiting, remove a batch.
-    fn help(&self, i: usize) {
-        self.maintain(i, false, None);
-    }
-
     /// After a write to shard `i`: also help one other shard, picked by the key's hash, if it
     /// has expired entries waiting and its lock is free, so a backlog in a shard that is
     /// rarely written still drains with the cache's overall traffic.
@@ -965,9 +969,9 @@ impl<K, V, S> Cache<K, V, S> {
         if j == i {
             return;
         }
-        let due = self.inner.shards[j].due.load(Ordering::Relaxed);
         // With the time known (any write to an expiring cache), most calls end here.
-        if due != u64::MAX && now.is_none_or(|now| due <= now) {
+        let due = self.inner.shards[j].pending_due();
+        if due.is_some_and(|due| now.is_none_or(|now| due <= now)) {
             self.maintain(j, false, now);
         }
     }

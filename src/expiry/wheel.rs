@@ -167,12 +167,18 @@ impl Wheel {
     /// which the timers' grows to match when they are full.
     #[inline]
     pub(crate) fn push(&mut self, room: usize) {
-        if self.timers.len() == self.timers.capacity() {
-            self.match_capacity(room);
-        }
+        self.room_for_one(room);
         self.timers.push(Timer::DETACHED);
         if self.capped {
             self.caps.push(NO_CAP);
+        }
+    }
+
+    /// Room for one more timer: when full, grows to the slab's capacity `room`.
+    #[inline]
+    fn room_for_one(&mut self, room: usize) {
+        if self.timers.len() == self.timers.capacity() {
+            self.match_capacity(room);
         }
     }
 
@@ -181,9 +187,7 @@ impl Wheel {
     #[inline(always)]
     pub(crate) fn push_filed(&mut self, room: usize, t: Token, when: u64, cap: Option<u64>) {
         debug_assert_eq!(t as usize, self.timers.len());
-        if self.timers.len() == self.timers.capacity() {
-            self.match_capacity(room);
-        }
+        self.room_for_one(room);
         if self.capped {
             self.caps.push(cap_word(cap));
         }
@@ -241,9 +245,7 @@ impl Wheel {
         if self.timers[t as usize].filed() {
             self.unlink(t);
         }
-        if self.capped {
-            self.caps[t as usize] = cap_word(cap);
-        }
+        self.store_cap(t, cap);
         self.link(t, when);
     }
 
@@ -252,6 +254,11 @@ impl Wheel {
     #[inline]
     pub(crate) fn set_cap(&mut self, t: Token, cap: Option<u64>) {
         debug_assert!(self.timers[t as usize].filed());
+        self.store_cap(t, cap);
+    }
+
+    #[inline]
+    fn store_cap(&mut self, t: Token, cap: Option<u64>) {
         if self.capped {
             self.caps[t as usize] = cap_word(cap);
         }
