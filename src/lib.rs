@@ -117,7 +117,6 @@ mod cache;
 mod clock;
 mod error;
 mod expiry;
-mod hits;
 mod listener;
 mod loader;
 #[cfg(feature = "metrics")]

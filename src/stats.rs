@@ -5,21 +5,46 @@
 //   `None` per shard and pays one predictable branch per operation.
 // - Reads (hits and misses) are the hot counters, written by many threads under a shared read
 //   lock. Each shard has a few stripes of them on their own cache lines, and a thread always adds
-//   to the stripe its thread-local number picks (the same stripes the policy's hit counter uses),
-//   so threads on different stripes never share a line. The adds are `fetch_add`: exact, even
-//   when two threads share a stripe.
+//   to the stripe its thread-local number picks, so threads on different stripes never share a
+//   line. The adds are `fetch_add`: exact, even when two threads share a stripe.
 // - Everything else (inserts, loads, removals) happens on write paths that already took the
 //   shard's write lock or ran a loader; one padded block of counters per shard is enough.
 // - A snapshot sums the stripes and shards with relaxed loads: each counter is exact, but a
 //   snapshot taken during traffic is not an atomic cut across counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::hits::{STRIPES, stripe};
 use crate::listener::RemovalCause;
+
+/// Read-counter stripes per shard. Four covers the common case of a few threads hammering the
+/// same hot shard; each costs one cache line per shard.
+const STRIPES: usize = 4;
+
+/// Hands out stripe numbers to threads, round robin.
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// This thread's stripe number, below `STRIPES`.
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let v = s.get();
+        if v < STRIPES {
+            v
+        } else {
+            let v = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(v);
+            v
+        }
+    })
+}
 
 #[derive(Default)]
 struct Reads {

@@ -129,6 +129,11 @@ pub(crate) enum Lifetime {
 }
 
 impl<K, V> ExpireConfig<K, V> {
+    /// Whether a read never moves a deadline: no time-to-idle and no `Expiry` read hook.
+    pub(crate) fn ttl_only(&self) -> bool {
+        self.tti.is_none() && self.expiry.is_none()
+    }
+
     pub(crate) fn new(
         ttl: Option<Duration>,
         tti: Option<Duration>,

@@ -17,8 +17,8 @@
 // - Ghost entries resize the window (`ghost.rs`): a miss on a key that left the window recently
 //   unadmitted moves it up, a miss on a key recently evicted from the main space moves it down,
 //   so recency-friendly workloads get a large window and frequency-friendly ones a small one.
-//   (A hill climber on consecutive samples' hit ratios did this before; it stays behind
-//   `GHOST_SIZING` for comparison.)
+//   (A hill climber on consecutive samples' hit ratios did this before; it was removed once
+//   ghost sizing beat it, and its measurements stay in the notes below.)
 //
 // Concurrency shapes the bookkeeping: readers hold only the shard's read lock, so a hit cannot
 // reorder a queue or touch the sketch. It bumps the entry's `access` counter instead. Writers,
@@ -27,17 +27,16 @@
 // second chances approximates LRU (it is CLOCK), so the structure above keeps its hit ratio while
 // reads stay free of policy work.
 
-mod climb;
 mod ghost;
 mod sketch;
+mod window;
 
 use std::sync::Arc;
 
-use crate::hits::HitCounter;
 use crate::slab::{NIL, Queue, Slab, Token};
-pub(crate) use climb::Climber;
 use ghost::{Found, Ghosts};
 pub(crate) use sketch::FrequencySketch;
+pub(crate) use window::SharedWindow;
 
 /// Share of the capacity given to the main space (probation + protected) at start; the window
 /// gets the rest, at least one unit. 99% is Caffeine's starting point. Measured on the traces in
@@ -68,17 +67,16 @@ const ADMIT_WARM_FREQUENCY: u8 = 6;
 /// read, so the work is O(1) amortised; the bound caps the worst single eviction.
 const MAX_SECOND_CHANCES: u32 = 64;
 
-/// Hill climber: size of the first step, as a fraction of capacity.
-const CLIMB_STEP_PERCENT: f64 = 0.0625;
-/// Hill climber: each step is this fraction of the previous one, so the window settles.
-const CLIMB_STEP_DECAY: f64 = 0.98;
+// The hill climber that sized the window before ghost sizing (removed; its history): it compared
+// the hit ratios of consecutive samples of 0.5x the cache's capacity in requests (divided by the
+// shard count, up to 4; at least 4,096), stepped the window by 6.25% of capacity at first, each
+// step 0.98 of the previous one, and counted hits in per-shard striped counters that reads
+// bumped in thread-local batches of 16 (one `HitCounter` of 512 bytes per shard).
 // Caffeine also restarts with a full step when the hit ratio jumps by 5 points; here that fired
 // on noise more than on workload changes (small shards, short samples), and dropping it gained
 // 0.4 to 1.2 points on OLTP with nothing lost elsewhere, so steps only decay.
-/// Hill climber: requests per sample, per unit of capacity (of the cache; divided by the shard
-/// count, up to 4, in `climb.rs`). Caffeine uses 10; traces shorter than
-/// ten times the cache (scarab-recs at 100,000 entries) then end before the window has moved.
-const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
+// Caffeine samples 10x the capacity; traces shorter than ten times the cache (scarab-recs at
+// 100,000 entries) then end before the window has moved, hence 0.5x.
 // What limits the climber (measured on the traces in `../shared/traces/`, means of 3 seeded runs):
 // - It, not the queues, is most of the gap to the targets. With the climber off and the window
 //   fixed, the best fixed share reaches P3@160,000 53.7 (50%; climber 50.3), P3@20,000 11.9 (1%;
@@ -110,11 +108,9 @@ const CLIMB_SAMPLE_FACTOR: f64 = 0.5;
 // P12@160k up to -1.6, nothing above +1.1 (P3@160k). The groups' hit ratios differ by 1 to 40
 // points per sample: the swap's transient and each group's share of the phases, far above the
 // window's effect (about 0.07 points per 1% of window on P3@160k).
-/// Hill climber: misses between two looks at the hit count (which sums per-thread stripes).
-const CLIMB_CHECK_EVERY: u64 = 16;
-/// Hill climber: smallest sample. The hit ratio of a sample of n requests has a standard error of
-/// about 0.5/sqrt(n); 4,096 keeps it under 0.8 points so small caches do not chase noise.
-const CLIMB_MIN_SAMPLE: u64 = 4096;
+/// Misses of a shard between two nudges of the cache's window: nudging writes the line every
+/// shard writes, so it is batched.
+const NUDGE_EVERY: u64 = 16;
 
 // Ghost sizing (`ghost.rs`) replaced the climber as the window's driver. Measured on the traces
 // in `../shared/traces/` (means of 3 seeded runs, climber -> ghosts): P3@20k 10.29 -> 11.68,
@@ -178,9 +174,6 @@ const GHOST_MAIN_DEPTH: f64 = 2.0;
 /// Ghost sizing: the window's move per ghost hit, as a fraction of the shard's capacity (times
 /// the sampling divisor, so the drift per request does not depend on the sampling).
 const GHOST_STEP: f64 = 0.001;
-/// Ghost sizing instead of the hill climber (which `CLIMB_*` above configure). Only the climber
-/// reads the shards' hit counts, so with ghost sizing reads do not count hits at all.
-pub(crate) const GHOST_SIZING: bool = true;
 
 pub(crate) struct Policy {
     sketch: FrequencySketch,
@@ -189,7 +182,7 @@ pub(crate) struct Policy {
     window_target: f64,
     window_max: u64,
     protected_max: u64,
-    climb: ShardClimb,
+    shared: ShardWindow,
     ghosts: Ghosts,
     /// The window's move per ghost hit.
     ghost_step: f64,
@@ -198,18 +191,14 @@ pub(crate) struct Policy {
     rng: u64,
 }
 
-/// This shard's side of the cache's [`Climber`].
-struct ShardClimb {
-    climber: Arc<Climber>,
+/// This shard's side of the cache's [`SharedWindow`].
+struct ShardWindow {
+    window: Arc<SharedWindow>,
     /// This shard's capacity over the cache's: the share of the cache's window it applies.
     scale: f64,
-    /// The climber's window (bits) this shard applied last; the initial one until it first moves.
+    /// The cache's window (bits) this shard applied last; the initial one until it first moves.
     applied: u64,
-    /// Started once the shard is full: before that, hit ratios only reflect warm-up.
-    started: bool,
-    /// The shard's hit count at its last report.
-    reported_hits: u64,
-    /// Misses since the last report.
+    /// Misses since the last nudge.
     misses: u64,
 }
 
@@ -224,15 +213,15 @@ impl Policy {
         capacity: u64,
         initial_entries: usize,
         seed: u64,
-        climber: Arc<Climber>,
+        window: Arc<SharedWindow>,
     ) -> Self {
-        let scale = if capacity == climber.capacity() {
-            1.0 // exactly, so that a single shard's window is the climber's
+        let scale = if capacity == window.capacity() {
+            1.0 // exactly, so that a single shard's window is the cache's
         } else {
-            capacity as f64 / climber.capacity().max(1) as f64
+            capacity as f64 / window.capacity().max(1) as f64
         };
         let ghosts = Ghosts::new((capacity as f64 * GHOST_DEPTH) as u64, GHOST_MAIN_DEPTH);
-        // In units of the cache's capacity, as the climber keeps the window: a shard of an
+        // In units of the cache's capacity, as `SharedWindow` keeps the window: a shard of an
         // eighth of the cache moves it by an eighth as much per ghost hit, so the cache's window
         // drifts per request as one shard's would alone (moving it by the shard's full share
         // per hit, eight shards drifted eight times faster: P3@20k -1.2, P12@160k -1.2).
@@ -246,12 +235,10 @@ impl Policy {
             window_target: initial_window(capacity),
             window_max: 0,
             protected_max: 0,
-            climb: ShardClimb {
-                applied: climber.window_bits(),
-                climber,
+            shared: ShardWindow {
+                applied: window.window_bits(),
+                window,
                 scale,
-                started: false,
-                reported_hits: 0,
                 misses: 0,
             },
             rng: seed | 1,
@@ -269,29 +256,17 @@ impl Policy {
     }
 
     /// A new key was inserted (a miss); `len` is the shard's entry count after the insert.
-    pub(crate) fn on_insert(&mut self, hash: u32, weight: u32, hits: &HitCounter, len: usize) {
+    pub(crate) fn on_insert(&mut self, hash: u32, weight: u32, len: usize) {
         self.sketch.ensure_capacity(len);
         self.sketch.increment(hash, 1);
-        if GHOST_SIZING {
-            match self.ghosts.on_miss(hash, weight) {
-                Found::Nothing => {}
-                Found::Window => self.ghost_net += 1,
-                Found::Main => self.ghost_net -= 1,
-            }
-            self.climb.misses += 1;
-            // Nudging writes the climber's line that every shard writes: batch it.
-            if self.climb.misses >= CLIMB_CHECK_EVERY {
-                self.nudge();
-            }
-            return;
+        match self.ghosts.on_miss(hash, weight) {
+            Found::Nothing => {}
+            Found::Window => self.ghost_net += 1,
+            Found::Main => self.ghost_net -= 1,
         }
-        if self.climb.started {
-            self.climb.misses += 1;
-            // Summing the hit stripes reads lines other threads write, and reporting writes the
-            // climber's line that every shard writes: do it now and then.
-            if self.climb.misses == CLIMB_CHECK_EVERY {
-                self.report(hits);
-            }
+        self.shared.misses += 1;
+        if self.shared.misses >= NUDGE_EVERY {
+            self.nudge();
         }
     }
 
@@ -299,42 +274,24 @@ impl Policy {
     /// the window it now has.
     #[cold]
     fn nudge(&mut self) {
-        let c = &mut self.climb;
+        let c = &mut self.shared;
         c.misses = 0;
         if self.ghost_net != 0 {
-            c.climber.nudge(f64::from(self.ghost_net) * self.ghost_step);
+            c.window.nudge(f64::from(self.ghost_net) * self.ghost_step);
             self.ghost_net = 0;
         }
         self.follow_window();
     }
 
-    #[cold]
-    fn report(&mut self, hits: &HitCounter) {
-        let c = &mut self.climb;
-        let total = hits.total();
-        let new_hits = total.wrapping_sub(c.reported_hits);
-        c.reported_hits = total;
-        c.climber.report(new_hits, c.misses);
-        c.misses = 0;
-        self.follow_window();
-    }
-
     /// Applies the cache's window, as this shard's share of it, if it moved since last time.
     fn follow_window(&mut self) {
-        let c = &mut self.climb;
-        let window = c.climber.window_bits();
+        let c = &mut self.shared;
+        let window = c.window.window_bits();
         if window != c.applied {
             c.applied = window;
             self.window_target = f64::from_bits(window) * c.scale;
             self.apply_window();
         }
-    }
-
-    /// The shard became full (first eviction): start reporting to the climber.
-    fn start_climbing(&mut self, hits: u64) {
-        self.climb.started = true;
-        self.climb.reported_hits = hits;
-        self.climb.misses = 0;
     }
 
     fn next_random(&mut self) -> u64 {
@@ -374,22 +331,15 @@ impl Policy {
 
     /// Picks the next entry to evict from a shard that is over capacity. May move entries between
     /// queues on the way. `None` only if the shard holds no entry at all.
-    pub(crate) fn victim<K, V>(
-        &mut self,
-        slab: &mut Slab<K, V>,
-        hits: &HitCounter,
-    ) -> Option<Token> {
-        let v = self.choose_victim(slab, hits)?;
+    pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
+        let v = self.choose_victim(slab)?;
         let e = slab.get(v);
         let w = slab.weight(v) as u32;
         self.ghosts.on_evict(e.hash, w, e.queue != Queue::Window);
         Some(v)
     }
 
-    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>, hits: &HitCounter) -> Option<Token> {
-        if !self.climb.started {
-            self.start_climbing(hits.total());
-        }
+    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
         let mut chances = MAX_SECOND_CHANCES;
         let window = slab.list(Queue::Window);
         if window.weight > self.window_max && window.head != NIL {

@@ -1,0 +1,86 @@
+// The window's target, one per cache, shared by all of its shards.
+//
+// Ghost sizing (`ghost.rs`) decides in each shard whether the window should grow or shrink; the
+// shards then move one cache-wide target, and every shard applies it as the same share of its own
+// capacity. A large cache's shards each see an eighth of the traffic: windows of their own would
+// be independent random walks (measured with the hill climber that came before, and with ghosts:
+// per-shard windows lost P3@20k -1.2, P12@160k -1.2; see the notes in `mod.rs`).
+//
+// The shards never take each other's locks, and reads do not touch it:
+// - A shard counts its ghost hits in its own policy (under its write lock) and every
+//   `NUDGE_EVERY` misses adds their net to the shared target: one `fetch_update` on one cache
+//   line per 16 misses of a shard.
+// - Each shard compares the target with the value it last applied when it nudges, and resizes
+//   its window when it changed.
+//
+// With one shard this is exactly a per-shard window: the target is kept in units of the cache's
+// capacity, which is the shard's, and scaled by exactly 1.0.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+pub(crate) struct SharedWindow {
+    /// The cache's capacity (sum of the shards').
+    capacity: u64,
+    /// The window's target, in units of the cache's capacity, as `f64` bits.
+    window: CachePadded<AtomicU64>,
+}
+
+impl SharedWindow {
+    /// `window` is the initial target, in units of `capacity`.
+    pub(crate) fn new(capacity: u64, window: f64) -> Self {
+        SharedWindow {
+            capacity,
+            window: CachePadded::new(AtomicU64::new(window.to_bits())),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The current window target (units of the cache's capacity), as bits.
+    #[inline]
+    pub(crate) fn window_bits(&self) -> u64 {
+        self.window.load(Ordering::Relaxed)
+    }
+
+    /// Moves the window by `delta` (units of the cache's capacity), within the capacity.
+    pub(crate) fn nudge(&self, delta: f64) {
+        let cap = self.capacity as f64;
+        let _ = self
+            .window
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(
+                    (f64::from_bits(w) + delta)
+                        .clamp(1.0_f64.min(cap), cap)
+                        .to_bits(),
+                )
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nudges_stay_within_the_capacity() {
+        let w = SharedWindow::new(100, 1.0);
+        w.nudge(-5.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 1.0);
+        w.nudge(30.5);
+        assert_eq!(f64::from_bits(w.window_bits()), 31.5);
+        w.nudge(1e9);
+        assert_eq!(f64::from_bits(w.window_bits()), 100.0);
+        assert_eq!(w.capacity(), 100);
+    }
+
+    #[test]
+    fn a_cache_of_capacity_zero_keeps_a_window_of_zero() {
+        let w = SharedWindow::new(0, 0.0);
+        w.nudge(3.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 0.0);
+    }
+}
