@@ -183,8 +183,9 @@ const CLIMB_MIN_SAMPLE: u64 = 4096;
 //   of the capacity drops the admission margin to 0 and gives protected 82% of the main space
 //   (`RECENCY_*`): 24.84 / 33.63 / 52.76 (seeds 52.59 to 52.99) / 14.87 / 78.52 / 86.03, OLTP@250
 //   meets its target (sum of all 37 +0.17; P12@160k 44.97, 0.08 over its target); +10
-//   instructions per insert (951.8 -> 961.9 M per 1M, callgrind). Only OLTP and P3@160k run the
-//   window that large; sprite (about 23%) does not move. On the way: margin 0 alone above 20% /
+//   instructions per insert (951.8 -> 961.9 M per 1M, callgrind). Only OLTP@250/500, P3@160k and
+//   P12 (12.79 / 44.93 -> 12.77 / 44.97) move; sprite (window about 23%) does not. On the way:
+//   margin 0 alone above 20% /
 //   30% / 35% / 45%: 24.44 / 24.45 / 24.44 / 24.31 on OLTP@250, 33.71 / 33.68 / 33.66 / 33.60 on
 //   OLTP@500 (all 37 +0.00 / +0.40 / +0.13 / -0.16), at 20% P12@160k 44.76 and at 45% 44.85,
 //   under its 44.89; 30% with protected 82% 24.82 / 33.64 / P3@160k 52.55 (P12@160k 44.84), 35%
