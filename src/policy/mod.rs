@@ -49,6 +49,14 @@ const INITIAL_MAIN_PERCENT: f64 = 0.99;
 /// ghost sizing notes below), 70% and 60% trade OLTP for sprite.
 const PROTECTED_PERCENT: f64 = 0.75;
 
+/// A window above this share of the capacity marks a recency-friendly workload (the ghosts found
+/// more window paying, see `ghost.rs`): admission then drops its margin to 0 and protected gets
+/// `RECENCY_PROTECTED_PERCENT` of the main space. Loops and scans, where the margin matters (see
+/// `ADMIT_MARGIN`), run the window at its minimum. Measured in the notes below (session 7).
+const RECENCY_WINDOW_PERCENT: f64 = 0.35;
+/// Protected's share of the main space while the window is above `RECENCY_WINDOW_PERCENT`.
+const RECENCY_PROTECTED_PERCENT: f64 = 0.82;
+
 /// A candidate must be seen this many times more than the victim to be admitted. The candidate's
 /// latest access has just been counted, while the victim's next one has not happened yet, so a
 /// plain `>` favours the candidate by one; on a loop larger than the cache that bias evicts
@@ -166,6 +174,31 @@ const NUDGE_EVERY: u64 = 16;
 //   theirs): the global balance trades OLTP for sprite and the 1:1 one is near its best; ghost
 //   hits weighted by their distance to the margin, (depth - age) / depth (OLTP@250 +0.21,
 //   P3@160k -0.94, sprite -0.2 to -0.3: -1.21) or age / depth (-1.84, P12@160k 43.87).
+// - Session 7 (means of 3 seeded runs, against 24.19 / 33.60 / 53.29 / 14.87 / 78.52 / 86.03
+//   on OLTP@250 / OLTP@500 / P3@160k / gli@250 / sprite@512 / sprite@768): a window above 35%
+//   of the capacity drops the admission margin to 0 and gives protected 82% of the main space
+//   (`RECENCY_*`): 24.84 / 33.63 / 52.76 (seeds 52.59 to 52.99) / 14.87 / 78.52 / 86.03, OLTP@250
+//   meets its target (sum of all 37 +0.17; P12@160k 44.97, 0.08 over its target); +10
+//   instructions per insert (951.8 -> 961.9 M per 1M, callgrind). Only OLTP@250/500, P3@160k and
+//   P12 (12.79 / 44.93 -> 12.77 / 44.97) move; sprite (window about 23%) does not. On the way:
+//   margin 0 alone above 20% /
+//   30% / 35% / 45%: 24.44 / 24.45 / 24.44 / 24.31 on OLTP@250, 33.71 / 33.68 / 33.66 / 33.60 on
+//   OLTP@500 (all 37 +0.00 / +0.40 / +0.13 / -0.16), at 20% P12@160k 44.76 and at 45% 44.85,
+//   under its 44.89; 30% with protected 82% 24.82 / 33.64 / P3@160k 52.55 (P12@160k 44.84), 35%
+//   with 80% 24.72 / 33.61 (P12@160k 44.78). Margin 0 while window ghosts outnumber main ghosts
+//   (a saturating +-32 balance per shard): multi2@512/768 -1.16/-0.95 (all 37 -2.57). Fixed
+//   protected shares (gap rows' best): OLTP@250 0.85 (24.66, one seed), OLTP@500 0.8 (33.66),
+//   OLTP@2000 0.65 (46.67), sprite@512 0.65 (78.80), sprite@768 0.5 (86.65): sprite's targets
+//   are out of protected's reach. An adaptive share per shard (steps of 0.1% per signal, 50% to
+//   90%; demoted entries marked in a spare `access` bit, main ghosts carrying a "had been
+//   protected" bit in the hash's implied low bit) on a hit in probation of a demoted entry (up)
+//   against main ghost hits on never-protected keys (down): 24.06 / 33.36 / 52.58 / 14.90 /
+//   78.11 / 85.87 (all 37 -2.20); demoted hits alone send every trace to 90% (OLTP@250 24.57,
+//   sprite@768 85.21), ghost signals alone (demoted-ghost up, fresh-ghost down) to 50% on OLTP
+//   (23.14 / 32.86, all 37 -2.51); both signs reversed: OLTP@1000/2000 -0.9/-1.2, scarab@25k
+//   -1.6 (all 37 -6.3). Counts at 75% show why: per main ghost hit, sprite has 1.5 to 2.7
+//   demoted re-reads and OLTP 0.6, the reverse of what their best shares would need. gli@250
+//   moved with none of these (window at its minimum, protected insensitive: 14.82 to 14.89).
 /// Ghost sizing: how far back a window ghost counts, as a fraction of the shard's capacity.
 const GHOST_DEPTH: f64 = 0.10;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
@@ -182,6 +215,8 @@ pub(crate) struct Policy {
     window_target: f64,
     window_max: u64,
     protected_max: u64,
+    /// `ADMIT_MARGIN`, or 0 while the window is above `RECENCY_WINDOW_PERCENT`.
+    admit_margin: u8,
     shared: ShardWindow,
     ghosts: Ghosts,
     /// The window's move per ghost hit.
@@ -235,6 +270,7 @@ impl Policy {
             window_target: initial_window(capacity),
             window_max: 0,
             protected_max: 0,
+            admit_margin: ADMIT_MARGIN,
             shared: ShardWindow {
                 applied: window.window_bits(),
                 window,
@@ -252,7 +288,13 @@ impl Policy {
         self.window_target = self.window_target.clamp(1.0_f64.min(cap), cap);
         self.window_max = self.window_target.round() as u64;
         let main = self.capacity - self.window_max;
-        self.protected_max = (main as f64 * PROTECTED_PERCENT) as u64;
+        let (margin, protected) = if self.window_max as f64 > cap * RECENCY_WINDOW_PERCENT {
+            (0, RECENCY_PROTECTED_PERCENT)
+        } else {
+            (ADMIT_MARGIN, PROTECTED_PERCENT)
+        };
+        self.admit_margin = margin;
+        self.protected_max = (main as f64 * protected) as u64;
     }
 
     /// A new key was inserted (a miss); `len` is the shard's entry count after the insert.
@@ -348,7 +390,7 @@ impl Policy {
             // all went to probation and the main space gives the victim.)
             if let Some(c) = self.take_head(slab, Queue::Window, Queue::Probation, &mut chances) {
                 let fc = self.sketch.frequency(slab.get(c).hash);
-                if fc <= ADMIT_MARGIN {
+                if fc <= self.admit_margin {
                     // It cannot win whatever the victim: skip looking one up (one-hit wonders and
                     // scans, the common case under churn, then touch no main-space entry).
                     return Some(c);
@@ -445,7 +487,7 @@ impl Policy {
     /// Whether a candidate of frequency `c` replaces `victim`.
     fn admit(&mut self, c: u8, victim: u32) -> bool {
         let v = self.sketch.frequency(victim);
-        if c > v + ADMIT_MARGIN {
+        if c > v + self.admit_margin {
             true
         } else if c >= ADMIT_WARM_FREQUENCY {
             self.next_random() & 127 == 0
