@@ -87,14 +87,17 @@ impl<K, V> Shard<K, V> {
 /// cache built without expiration goes from `PLAIN` to `TTL` at its first
 /// [`insert_with_ttl`](Cache::insert_with_ttl).
 mod read_kind {
-    /// Nothing expires (yet): `read_plain`, which takes an entry with a deadline for a miss.
+    /// Nothing expires (yet), no statistics: `read_plain`, which takes an entry with a
+    /// deadline for a miss.
     pub(super) const PLAIN: u8 = 0;
+    /// `PLAIN` with statistics (out of line, so that `PLAIN` does not test for counters).
+    pub(super) const PLAIN_COUNTED: u8 = 3;
     /// Nothing moves a deadline on a read (no time-to-idle, no `Expiry`): `get_ttl`.
     pub(super) const TTL: u8 = 1;
     /// Time-to-idle or an `Expiry`: `read_timed`.
     pub(super) const FULL: u8 = 2;
 }
-use read_kind::{FULL, PLAIN, TTL};
+use read_kind::{FULL, PLAIN, PLAIN_COUNTED, TTL};
 
 struct Inner<K, V, S> {
     shards: Box<[Shard<K, V>]>,
@@ -184,6 +187,7 @@ where
                 capacity,
                 clock,
                 read: AtomicU8::new(match (timed.is_some(), expire.ttl_only()) {
+                    (false, _) if record_stats => PLAIN_COUNTED,
                     (false, _) => PLAIN,
                     (true, true) => TTL,
                     (true, false) => FULL,
@@ -229,11 +233,23 @@ where
         match self.inner.read.load(Ordering::Relaxed) {
             PLAIN => {
                 let (i, h) = self.hash(key);
-                self.read_plain(i, h, key)
+                self.read_plain::<_, false>(i, h, key)
             }
             TTL => self.get_ttl(key),
-            _ => self.get_timed(key),
+            FULL => self.get_timed(key),
+            _ => self.get_counted(key),
         }
+    }
+
+    /// [`get`](Self::get) of a cache without expiration that keeps statistics.
+    #[inline(never)]
+    fn get_counted<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+        V: Clone,
+    {
+        let (i, h) = self.hash(key);
+        self.read_plain::<_, true>(i, h, key)
     }
 
     /// [`get`](Self::get) with the key already hashed to shard `i` and hash `h`.
@@ -243,10 +259,11 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        if self.inner.read.load(Ordering::Relaxed) == PLAIN {
-            return self.read_plain(i, h, key);
+        match self.inner.read.load(Ordering::Relaxed) {
+            PLAIN => self.read_plain::<_, false>(i, h, key),
+            PLAIN_COUNTED => self.read_plain::<_, true>(i, h, key),
+            _ => self.get_timed_at(i, h, key),
         }
-        self.get_timed_at(i, h, key)
     }
 
     /// A read of a loading cache: also says whether this reader claimed the entry's refresh
@@ -263,10 +280,11 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        if self.inner.read.load(Ordering::Relaxed) == PLAIN {
-            return self.read_plain(i, h, key).map(|v| (v, false));
+        match self.inner.read.load(Ordering::Relaxed) {
+            PLAIN => self.read_plain::<_, false>(i, h, key).map(|v| (v, false)),
+            PLAIN_COUNTED => self.read_plain::<_, true>(i, h, key).map(|v| (v, false)),
+            _ => self.read_timed(i, h, key, Some(refresh)),
         }
-        self.read_timed(i, h, key, Some(refresh))
     }
 
     /// Counts a hit on `shard` in its statistics, if kept.
@@ -287,29 +305,28 @@ where
     /// An entry with a deadline reads as a miss: the caller read the cache's read kind before
     /// the cache's first `insert_with_ttl` (which moves it to `TTL`) was visible, so this read
     /// may be ordered before that insert, and before every later one whose entry it finds.
+    ///
+    /// `COUNTED`: whether the cache keeps statistics.
     #[inline(always)]
-    fn read_plain<Q>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    fn read_plain<Q, const COUNTED: bool>(&self, i: usize, h: u32, key: &Q) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
         let shard = &self.inner.shards[i];
         let state = shard.state.read();
-        match state.get_untimed(h, key) {
-            Some(v) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(shard);
-                Some(v)
-            }
-            None => {
-                drop(state);
-                if let Some(s) = &shard.stats {
+        let v = state.get_untimed(h, key).cloned();
+        drop(state);
+        if COUNTED {
+            if let Some(s) = &shard.stats {
+                if v.is_some() {
+                    s.hit();
+                } else {
                     s.miss();
                 }
-                None
             }
         }
+        v
     }
 
     /// [`get`](Self::get) of an expiring cache, out of line (see `read_plain`).
@@ -547,7 +564,12 @@ where
             shard.publish_due(&state);
             // The first deadline of a cache built without expiration: reads now check them
             // (`read_plain` also finds the wheel under the lock, so none is missed meanwhile).
-            if state.is_timed() && self.inner.read.load(Ordering::Relaxed) == PLAIN {
+            if state.is_timed()
+                && matches!(
+                    self.inner.read.load(Ordering::Relaxed),
+                    PLAIN | PLAIN_COUNTED
+                )
+            {
                 self.inner.read.store(TTL, Ordering::Relaxed);
             }
             old
@@ -1205,5 +1227,26 @@ mod tests {
         let (i, h) = cache.hash(&2);
         assert_eq!(cache.get_at(i, h, &2), None);
         assert!(cache.contains_key(&2)); // still stored; peek reads deadlines itself
+    }
+
+    /// A cache with statistics reads through its own plain path, and still moves to the
+    /// time-to-live one at its first `insert_with_ttl`; both count hits and misses.
+    #[test]
+    fn read_kinds_follow_statistics_and_the_first_deadline() {
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(100)
+            .record_stats()
+            .build()
+            .unwrap();
+        assert_eq!(cache.inner.read.load(Ordering::Relaxed), PLAIN_COUNTED);
+        cache.insert(1, 10);
+        assert_eq!((cache.get(&1), cache.get(&9)), (Some(10), None));
+        let (i, h) = cache.hash(&1);
+        assert_eq!(cache.get_at(i, h, &1), Some(10));
+        cache.insert_with_ttl(2, 20, Duration::from_secs(3600));
+        assert_eq!(cache.inner.read.load(Ordering::Relaxed), TTL);
+        assert_eq!((cache.get(&2), cache.get(&9)), (Some(20), None));
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses), (3, 2));
     }
 }
