@@ -199,6 +199,10 @@ const NUDGE_EVERY: u64 = 16;
 //   -1.6 (all 37 -6.3). Counts at 75% show why: per main ghost hit, sprite has 1.5 to 2.7
 //   demoted re-reads and OLTP 0.6, the reverse of what their best shares would need. gli@250
 //   moved with none of these (window at its minimum, protected insensitive: 14.82 to 14.89).
+//   Merged with the removal of the climber's remains (which also dropped the reset of the
+//   nudge counter at a shard's first eviction, so nudges fall a few misses apart from before),
+//   the same rows measure 24.82 / 33.60 / 52.90 (52.51 to 53.42) / 14.87 / 78.46 / 85.99, with
+//   sprite@128 36.36 -> 36.13 and P12@160k 44.91 (all 37: -0.06 against the session's start).
 /// Ghost sizing: how far back a window ghost counts, as a fraction of the shard's capacity.
 const GHOST_DEPTH: f64 = 0.10;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
