@@ -586,9 +586,7 @@ impl<K, V> ShardState<K, V> {
         self.slab.set_weight(t, w);
         self.weight = self.weight - old_w + u64::from(w);
         let e = self.slab.get_mut(t);
-        let a = e.access.get_mut();
-        // A new value: counted as an access, and its refresh (if one was claimed) is done.
-        *a = ((*a & crate::slab::ACCESS_COUNT) + 1).min(crate::slab::MAX_ACCESS);
+        e.replaced();
         let old = std::mem::replace(&mut e.value, value);
         self.set_deadline(t, deadline, now, cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
