@@ -365,7 +365,7 @@ where
             }
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, shard.index, Some(now));
+                self.timed_miss(shard, Some(now));
                 None
             }
             _ => {
@@ -379,14 +379,14 @@ where
     /// reclaimed if some are due at `now` (read here if `None`; checked inline: most misses
     /// find none).
     #[inline(always)]
-    fn timed_miss(&self, shard: &Shard<K, V>, i: usize, now: Option<u64>) {
+    fn timed_miss(&self, shard: &Shard<K, V>, now: Option<u64>) {
         if let Some(stats) = &shard.stats {
             stats.miss();
         }
         if let Some(due) = shard.pending_due() {
             let now = now.unwrap_or_else(|| self.inner.clock.now_ticks());
             if due <= now {
-                self.maintain(i, false, Some(now));
+                self.maintain(shard.index, false, Some(now));
             }
         }
     }
@@ -417,36 +417,28 @@ where
         let shard = &self.inner.shards[i];
         let state = shard.state.read();
         let inner = &self.inner;
-        match state.get(h, key, &inner.clock, &inner.expire, refresh) {
-            Read::Hit(v) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(shard);
-                Some((v, false))
-            }
-            Read::Refresh(v) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(shard);
-                Some((v, true))
-            }
-            Read::Refile(v, when) => {
-                let v = v.clone();
-                drop(state);
-                self.record_hit(shard);
-                self.refile(i, h, key, when);
-                Some((v, false))
-            }
+        // A hit: its value, whether this reader claimed its refresh, and an earlier deadline
+        // to file under the write lock.
+        let (v, claimed, refile) = match state.get(h, key, &inner.clock, &inner.expire, refresh) {
+            Read::Hit(v) => (v.clone(), false, None),
+            Read::Refresh(v) => (v.clone(), true, None),
+            Read::Refile(v, when) => (v.clone(), false, Some(when)),
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, i, None);
-                None
+                self.timed_miss(shard, None);
+                return None;
             }
             Read::Stale => {
                 drop(state);
-                self.read_stale(i, h, key, refresh)
+                return self.read_stale(i, h, key, refresh);
             }
+        };
+        drop(state);
+        self.record_hit(shard);
+        if let Some(when) = refile {
+            self.refile(i, h, key, when);
         }
+        Some((v, claimed))
     }
 
     /// `read_timed` after the shard's wheel was found too far behind to read deadlines (a shard
@@ -563,7 +555,7 @@ where
             let old = state.insert(h, key, value, w, life, &time, &mut removed);
             shard.publish_due(&state);
             // The first deadline of a cache built without expiration: reads now check them
-            // (`read_plain` also finds the wheel under the lock, so none is missed meanwhile).
+            // (a read that still took `read_plain` takes an entry with a deadline for a miss).
             if state.is_timed()
                 && matches!(
                     self.inner.read.load(Ordering::Relaxed),
