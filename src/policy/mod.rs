@@ -223,7 +223,20 @@ const NUDGE_EVERY: u64 = 16;
 //   to 20% (fixed 30% would meet 512). Offline simulations of the trace (exact lists, not this
 //   crate): LRU 87.82, CLOCK 87.86, segmented LRU with protected 40% 88.21 / 80% 87.15, ARC
 //   86.97. The admission filter costs sprite about 0.4 and a CLOCK-run segmented LRU about 0.5
-//   against an exact one.
+//   against an exact one. A textbook W-TinyLFU simulated the same way (exact LRU lists, margin
+//   0, no window-read bypass) scores at most 86.7 at 768 (window 50%; 85.7 at 30%, 81.0 at 1%):
+//   sprite's LRU bar is above what this family of policies reaches; this one's 87.3 at a fixed
+//   30% is already above the textbook's.
+//   Also tried then, not adopted (against the small-shard sketch with 77% / 84%): a faster window
+//   in a shard's first misses (the window starts at 1% and needs the same number of ghost hits
+//   to travel at any capacity): steps 4x / 8x for the first 5 or 10 capacities of misses, P3@160k
+//   -2.6 / -3.5; 4x for the first 3,000 misses +0.89, 8x decaying linearly over 6,000 +0.68,
+//   over the first 300 to 1,000 ghost hits about the same: sprite@256/512/768 +0.3 to +0.4 each
+//   (sprite@512 78.85 to 78.90 over 8 seeds, still under LRU's 78.94), multi2@768 -0.1 to -0.3.
+//   Main ghosts only from entries that had been protected (a probation entry never promoted
+//   leaves no main ghost): the window grows on OLTP (OLTP@250 17.2, all 37 -30.4), sprite@768
+//   86.69; only from never-protected ones -0.85; never-protected ones recorded with probability
+//   0.5 / 0.75 / 0.9: -0.71 / +0.74 / -0.39 (P3@160k and P12@160k noise; sprite +0.2 at most).
 /// Ghost sizing: how far back a window ghost counts, as a fraction of the shard's capacity.
 const GHOST_DEPTH: f64 = 0.10;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
