@@ -11,9 +11,10 @@
 //
 // Size: the table grows with the shard's entry count (`ensure_capacity`), up to its capacity, so a
 // cache that never fills never pays for a full-size sketch. At full size it holds
-// `COUNTERS_PER_ENTRY` counters per entry (half a byte each). Small shards start with a table
-// for more entries than they hold (`SMALL_TABLE_FACTOR`): their reset period stays that of their
-// entry count, only the counters are more numerous.
+// `COUNTERS_PER_ENTRY` counters per entry (half a byte each). Every shard starts with a table
+// for 4 times its capacity or 4,096 entries, whichever is less (`SMALL_TABLE_FACTOR`, 16 KiB at
+// most): a small shard's table never grows and has 4 times the counters its capacity would give,
+// while its reset period stays that of its entry count; a large shard's grows from there.
 
 /// Counters per entry the sketch is sized for (each key touches four). Measured on the traces in
 /// `../shared/traces/` (means of 2 to 3 runs): sixteen (8 bytes per entry, Caffeine's size) lost
