@@ -30,7 +30,9 @@
 //! popular working set. **Ghost entries** size the window: a miss on a key that recently left the
 //! window unadmitted grows it, a miss on a key recently evicted from the main space shrinks it, so
 //! a recency-friendly workload gets a large window (behaving close to LRU) and a
-//! frequency-friendly one a small window. While the window is large (above 35% of the
+//! frequency-friendly one a small window. "Recently" is the last 10% of the shard's capacity in
+//! departures, or up to 25% (at most 512 keys) in a shard of 512 to 5,120 entries, whose ghosts
+//! would otherwise be too few to tell the two margins apart. While the window is large (above 35% of the
 //! capacity), a candidate wins admission on any frequency above the victim's instead of by a
 //! margin of one, since such a workload rewards newcomers.
 //!
@@ -39,7 +41,7 @@
 //! recency-biased traces where a fixed small window loses (on scarab-recs at 100,000 entries,
 //! moka's TinyLFU scores 69% against LRU's 76%; cachet scores 75%). The README's table, produced
 //! by `examples/hit_ratio.rs` on real traces beside moka, quick_cache, LRU and the optimum, is the
-//! evidence, including where cachet still trails (sprite at 512 and 768 entries, below LRU; P3
+//! evidence, including where cachet still trails (sprite at 768 entries, below LRU; P3
 //! at 160,000, 0.4 points under quick_cache's minus half a point over 16 hasher seeds).
 //! A shard below 4,096 entries gives its sketch 4 times as many counters as its capacity would
 //! (its reset period unchanged): less collision noise, which gained most on the smallest caches

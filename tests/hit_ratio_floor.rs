@@ -71,9 +71,10 @@ const FLOORS: &[Floor] = &[
     // sprite (recency-friendly): at least LRU, README LRU column.
     floor("sprite", 128, 27.37),
     floor("sprite", 256, 49.90),
-    // Measured (mean over SEEDS): 78.49 / 85.95 at 512 / 768: short of LRU.
-    short_of("sprite", 512, 78.0, 78.94),
-    short_of("sprite", 768, 85.0, 87.82),
+    // Measured (mean over 8 seeds, with the small-shard ghost reach): 79.10 at 512 (78.50
+    // before it); 86.51 at 768 (85.97 before): short of LRU.
+    floor("sprite", 512, 78.94),
+    short_of("sprite", 768, 85.5, 87.82),
     // scarab-recs (recency-biased, frequency hurts): README LRU 75.91, ARC 76.09, OPT 79.25 at
     // 100,000 (caffeine issue #106); the target asks for LRU-level minus ~1 point. Measured
     // 75.62 over SEEDS.

@@ -237,8 +237,56 @@ const NUDGE_EVERY: u64 = 16;
 //   leaves no main ghost): the window grows on OLTP (OLTP@250 17.2, all 37 -30.4), sprite@768
 //   86.69; only from never-protected ones -0.85; never-protected ones recorded with probability
 //   0.5 / 0.75 / 0.9: -0.71 / +0.74 / -0.39 (P3@160k and P12@160k noise; sprite +0.2 at most).
+// - Session 8 (means of 3 seeded runs, against the session 7 rows: sprite@128/256/512/768
+//   36.81 / 56.05 / 78.53 / 85.92, OLTP@250 25.31): window ghosts reaching 25% of a small
+//   shard's capacity, up to 512 entries (`SMALL_GHOST_*`; 10% beyond): sprite 36.23 / 56.20 /
+//   79.18 / 86.55 (8 seeds: 36.21 / 56.18 / 79.10, range 79.01 to 79.32, / 86.51), OLTP@250
+//   25.11, orm-busy@2500 +0.26, all 37 +1.11; sprite@512 meets LRU. The smallest caches lose
+//   with it (OLTP@64 10.87 -> 9.54, sprite@64 22.23 -> 21.48, sprite@128 -0.58, OLTP@250
+//   -0.2), so the reach stays 10% up to 256 entries and ramps to 25% at 512: those come back
+//   exactly, sprite@384 / 1024 +0.25 / +0.57, multi2@1536 +0.22, OLTP@500 33.71 (8 seeds
+//   33.72), all 37 +1.62. At 512 the 10% reach kept
+//   51 ghosts a side; sprite's window now swings 9% to 31% at 768 (13% to 19% before). On the
+//   way: 15% / 25% everywhere -0.81 / -1.34 (P12@160k -0.61 / -1.66: its 20,000-entry shards
+//   then sample their ghosts 1 in 8); 25% up to 1,024 entries +0.59 (orm-busy's gain gone); 20% /
+//   30% up to 512 +0.84 / +0.97; an absolute minimum of 32 / 64 / 128 ghosts -0.67 / -1.06 /
+//   -3.06 (sprite@128 -0.6 to -2.7); 25% with steps of 0.04% / 0.06% (fewer per deeper ghost):
+//   P12@160k -0.8 / -1.4; main depth 1.5x / 2.5x with it: sprite@768 86.58 / 86.48.
+//   Tried without a gain (against session 7): a miss on a window ghost (or a main ghost) skipping
+//   the filter when it reaches the window's head, as S3-FIFO sends ghost hits to its main queue:
+//   P3@160k -0.78, sprite +0.2 at most (window ghosts only); main ghosts too: loop@512/768
+//   -11/-16, scan@128 -4.5. A window entry read going to protected, or to probation with one
+//   access pending (so it is promoted there): OLTP -1.1 to -4.8, P3@160k -1.2 to -1.4, sprite@768
+//   +0.4 but sprite@128 to 512 -0.5 to -1.3. Folding at most 1 / 2 / 4 accesses per visit into
+//   the sketch: +0.26 / -0.32 / -1.15, P3@160k -0.8 to -1.3, sprite unmoved. Admission margins
+//   0 / -1 / -2 / always admit everywhere: sprite@768 86.05 / 85.97 / 85.97 / 86.91, multi2 and
+//   OLTP down up to 8 points from -1 on; margin 0 alone -3.56 (loop@512 -1.8, scan@128 -2.7).
+//   What sprite@768 needs: with the window fixed at 30%, margins 1 to -15 and protected 30% to
+//   77% all score 87.2 to 87.5; only a CLOCK-like cache reaches LRU there: window 1%, every
+//   candidate admitted, protected 0% to 10% scores 87.89 / 79.10 at 768 / 512 (above LRU), but
+//   the same setting loses everywhere else (all 37 -454: loop -25 to -75, gli -16 to -35, scan,
+//   multi2, OLTP -3 to -9; only scarab@100k +0.57 besides sprite). A switch between the two would
+//   need a signal that fires on sprite@512/768 alone. Counted per departure (within one capacity
+//   of inserts): rejected candidates come back 46% / 48% on sprite@768 / 512, admitted-over
+//   victims 27% / 36%, but P3@160k shows 38% / 30%, orm-busy@10k 37% / 24%, scarab 24% / 15%
+//   (OLTP 6% to 10% / 5% to 6%): no threshold on these separates sprite. Shadow caches cannot
+//   give the signal either (hits are invisible to the policy), and set-dueling key partitions
+//   would cost OLTP@500 its 0.05 of headroom (a 1/32 partition running the CLOCK-like setting
+//   alone costs it about 0.3).
 /// Ghost sizing: how far back a window ghost counts, as a fraction of the shard's capacity.
 const GHOST_DEPTH: f64 = 0.10;
+/// Ghost sizing in a small shard: its ghosts reach `SMALL_GHOST_DEPTH` of its capacity, up to
+/// `SMALL_GHOST_REACH` entries (and never less than `GHOST_DEPTH`). At 10% a shard of 512
+/// entries remembers 51 departures a side, too few ghost hits to find sprite's margin (see the
+/// notes of session 8 above); large shards keep 10% (25% there sampled the ghosts 1 in 8 on
+/// P12@160k's 20,000-entry shards: -1.66), and so do the smallest (25% at 64 entries: OLTP
+/// -1.3, sprite -0.75), with a ramp between (`SMALL_GHOST_FROM`).
+const SMALL_GHOST_DEPTH: f64 = 0.25;
+/// Below this capacity a shard's ghosts reach `GHOST_DEPTH`; from it the reach grows by half an
+/// entry per entry of capacity until it is `SMALL_GHOST_DEPTH` (at twice this capacity).
+const SMALL_GHOST_FROM: f64 = 256.0;
+/// The reach, in entries, up to which a shard's ghosts follow `SMALL_GHOST_DEPTH`.
+const SMALL_GHOST_REACH: f64 = 512.0;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
 /// probation departures (evictions and promotions; see the notes above).
 const GHOST_MAIN_DEPTH: f64 = 2.0;
@@ -277,6 +325,15 @@ struct ShardWindow {
     started: bool,
 }
 
+/// How far back a window ghost of a shard of `capacity` counts, in inserted weight.
+fn ghost_depth(capacity: u64) -> u64 {
+    let cap = capacity as f64;
+    let small = (cap * SMALL_GHOST_DEPTH)
+        .min(SMALL_GHOST_REACH)
+        .min((cap - SMALL_GHOST_FROM) * 0.5);
+    (cap * GHOST_DEPTH).max(small) as u64
+}
+
 /// The window's initial target for a cache (or shard) of `capacity`.
 pub(crate) fn initial_window(capacity: u64) -> f64 {
     let main = (capacity as f64 * INITIAL_MAIN_PERCENT).floor();
@@ -295,7 +352,7 @@ impl Policy {
         } else {
             capacity as f64 / window.capacity().max(1) as f64
         };
-        let ghosts = Ghosts::new((capacity as f64 * GHOST_DEPTH) as u64, GHOST_MAIN_DEPTH);
+        let ghosts = Ghosts::new(ghost_depth(capacity), GHOST_MAIN_DEPTH);
         // In units of the cache's capacity, as `SharedWindow` keeps the window: a shard of an
         // eighth of the cache moves it by an eighth as much per ghost hit, so the cache's window
         // drifts per request as one shard's would alone (moving it by the shard's full share
@@ -541,5 +598,25 @@ impl Policy {
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_shards_remember_a_quarter_of_their_capacity_up_to_512_ghosts() {
+        assert_eq!(ghost_depth(0), 0);
+        // Up to 256 entries, 10%; then the reach ramps up to 25% at 512.
+        assert_eq!(ghost_depth(100), 10);
+        assert_eq!(ghost_depth(256), 25);
+        assert_eq!(ghost_depth(384), 64);
+        assert_eq!(ghost_depth(512), 128);
+        assert_eq!(ghost_depth(2_048), 512);
+        // Between 2,048 and 5,120 entries the reach stays at 512, then 10% takes over.
+        assert_eq!(ghost_depth(4_000), 512);
+        assert_eq!(ghost_depth(5_120), 512);
+        assert_eq!(ghost_depth(20_000), 2_000);
     }
 }
