@@ -32,7 +32,10 @@
 //! a recency-friendly workload gets a large window (behaving close to LRU) and a
 //! frequency-friendly one a small window. "Recently" is the last 10% of the shard's capacity in
 //! departures, or up to 25% (at most 512 keys) in a shard of 512 to 5,120 entries, whose ghosts
-//! would otherwise be too few to tell the two margins apart. While the window is large (above 35% of the
+//! would otherwise be too few to tell the two margins apart. While the window is at its floor
+//! (below 1% of the capacity), window ghosts reach 25% back, so that reuse farther away than
+//! the usual reach can still pull it up again (on P3 at 160,000 entries the window otherwise
+//! stayed at its floor through a recency phase on half of the hasher seeds). While the window is large (above 35% of the
 //! capacity), a candidate wins admission on any frequency above the victim's instead of by a
 //! margin of one, since such a workload rewards newcomers.
 //!
@@ -41,8 +44,8 @@
 //! recency-biased traces where a fixed small window loses (on scarab-recs at 100,000 entries,
 //! moka's TinyLFU scores 69% against LRU's 76%; cachet scores 75%). The README's table, produced
 //! by `examples/hit_ratio.rs` on real traces beside moka, quick_cache, LRU and the optimum, is the
-//! evidence, including where cachet still trails (sprite at 768 entries, below LRU; P3
-//! at 160,000, 0.4 points under quick_cache's minus half a point over 16 hasher seeds).
+//! evidence, including where cachet still trails (sprite at 768 entries, 1.3 points below
+//! LRU).
 //! A shard below 4,096 entries gives its sketch 4 times as many counters as its capacity would
 //! (its reset period unchanged): less collision noise, which gained most on the smallest caches
 //! (gli at 250 entries 14.9% -> 16.8%).

@@ -252,6 +252,23 @@ const NUDGE_EVERY: u64 = 16;
 //   30% up to 512 +0.84 / +0.97; an absolute minimum of 32 / 64 / 128 ghosts -0.67 / -1.06 /
 //   -3.06 (sprite@128 -0.6 to -2.7); 25% with steps of 0.04% / 0.06% (fewer per deeper ghost):
 //   P12@160k -0.8 / -1.4; main depth 1.5x / 2.5x with it: sprite@768 86.58 / 86.48.
+//   Then the floor's far reach (`FLOOR_*`): P3@160k over 16 seeds 52.90 -> 53.74 (52.94 to
+//   54.77; seeds 1 to 3 53.69 -> 53.45), P12@160k 45.06 -> 45.10, every other row within 0.1,
+//   P3 / P12 / scarab / OLTP at 10k to 320k within -0.12 to +0.32. Found by printing hit ratio
+//   and window per 50,000 requests for each seed: the seeds agree to 2.8M requests, then half of
+//   them let the window fall from about 30% to its floor at 2.9M and keep it there, and at 3.3M
+//   a recency phase comes that the others meet by growing it to 85-100% within 20,000 requests
+//   (hit ratio 94 against 55 per segment); the whole 1.7-point spread is those 300,000
+//   requests. From the floor, window ghosts see only reuse within 10% of the capacity of an
+//   entry's arrival, and that phase's lies farther. On the way (8 seeds, against 53.15 /
+//   45.08 on P3@160k / P12@160k): a floor for the window itself of 0.5% / 1% / 2% / 5%: 53.19
+//   / 51.52 / 51.43 / 51.54 and P12 44.71 to 44.02 (the floor phases are worth keeping); window
+//   ghosts always at 25% (main at 20% as before): 53.59 / 43.37 (P12 wants the usual reach);
+//   25% everywhere 53.62 / 43.22, also with 4x / 8x the ghost slots (no sampling): 53.53 /
+//   43.26, 53.71 / 43.15 (depth, not sampling, costs P12); 2x slots alone 52.92 / 44.96; the far
+//   reach below a 2% / 3% / 5% / 10% window 53.41 / 53.30 / 52.93 / 52.76 (P12 45.02 to
+//   44.96), below 2% at 18% / 40% 53.43 / 53.66 (loop@768 -1.9 at 40%). 1% is the starting
+//   window, so the far reach never applies before the window first shrinks.
 //   Tried without a gain (against session 7): a miss on a window ghost (or a main ghost) skipping
 //   the filter when it reaches the window's head, as S3-FIFO sends ghost hits to its main queue:
 //   P3@160k -0.78, sprite +0.2 at most (window ghosts only); main ghosts too: loop@512/768
@@ -285,6 +302,15 @@ const SMALL_GHOST_DEPTH: f64 = 0.25;
 /// Below this capacity a shard's ghosts reach `GHOST_DEPTH`; from it the reach grows by half an
 /// entry per entry of capacity until it is `SMALL_GHOST_DEPTH` (at twice this capacity).
 const SMALL_GHOST_FROM: f64 = 256.0;
+/// A window below this share of the shard's capacity (its starting share) is at its floor:
+/// window ghosts then reach `FLOOR_GHOST_DEPTH` of the capacity (main ghosts keep theirs), so
+/// reuse beyond the usual reach can still pull the window back up. Without it P3@160k's
+/// window falls to its floor on half of the hasher seeds at about 2.9M requests and stays there
+/// through the recency phase at 3.3M that the other seeds meet with an 85% to 100% window
+/// (16 seeds: 52.90 -> 53.74; see the notes of session 8).
+const FLOOR_WINDOW_PERCENT: f64 = 0.01;
+/// How far back window ghosts reach while the window is at its floor.
+const FLOOR_GHOST_DEPTH: f64 = 0.25;
 /// The reach, in entries, up to which a shard's ghosts follow `SMALL_GHOST_DEPTH`.
 const SMALL_GHOST_REACH: f64 = 512.0;
 /// Ghost sizing: how far back a main-space ghost counts, as a multiple of `GHOST_DEPTH`, in
@@ -352,7 +378,9 @@ impl Policy {
         } else {
             capacity as f64 / window.capacity().max(1) as f64
         };
-        let ghosts = Ghosts::new(ghost_depth(capacity), GHOST_MAIN_DEPTH);
+        let depth = ghost_depth(capacity);
+        let far = depth.max((capacity as f64 * FLOOR_GHOST_DEPTH) as u64);
+        let ghosts = Ghosts::new(depth, far, GHOST_MAIN_DEPTH);
         // In units of the cache's capacity, as `SharedWindow` keeps the window: a shard of an
         // eighth of the cache moves it by an eighth as much per ghost hit, so the cache's window
         // drifts per request as one shard's would alone (moving it by the shard's full share
@@ -393,6 +421,8 @@ impl Policy {
         };
         self.admit_margin = margin;
         self.protected_max = (main as f64 * protected) as u64;
+        self.ghosts
+            .reach_far((self.window_max as f64) < cap * FLOOR_WINDOW_PERCENT);
     }
 
     /// A new key was inserted (a miss); `len` is the shard's entry count after the insert.
