@@ -4,6 +4,7 @@
 //! cargo run --release --example hit_ratio -- [--trace NAME_OR_PATH ...] [--capacity N ...]
 //!     [--zipf N_KEYS,EXPONENT,REQUESTS] [--seed N] [--policies cachet,moka,quick_cache,lru,opt]
 //!     [--shards N] [--threads N] [--runs N] [--seeded] [--plot DIR] [--check] [--all]
+//!     [--segments N]
 //! ```
 //!
 //! With no trace selected (or with `--all`), every trace of the README runs at the README's
@@ -111,6 +112,8 @@ struct Args {
     plot: Option<PathBuf>,
     check: bool,
     all: bool,
+    /// `--segments`: instead of the table, cachet's hit ratio per `N` requests, one line per run.
+    segments: Option<usize>,
 }
 
 /// How replays are run.
@@ -130,7 +133,7 @@ struct RunOptions {
 
 const USAGE: &str = "usage: hit_ratio [--trace NAME_OR_PATH ...] [--capacity N ...] \
 [--zipf N_KEYS,EXPONENT,REQUESTS] [--seed N] [--policies cachet,moka,quick_cache,lru,opt] \
-[--shards N] [--threads N] [--runs N] [--seeded] [--plot DIR] [--check] [--all]";
+[--shards N] [--threads N] [--runs N] [--seeded] [--plot DIR] [--check] [--all] [--segments N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -148,6 +151,7 @@ fn parse_args() -> Result<Args, String> {
         plot: None,
         check: false,
         all: false,
+        segments: None,
     };
     let mut it = std::env::args().skip(1);
     fn value(it: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
@@ -216,6 +220,7 @@ fn parse_args() -> Result<Args, String> {
             "--plot" => args.plot = Some(take("--plot")?.into()),
             "--check" => args.check = true,
             "--all" => args.all = true,
+            "--segments" => args.segments = Some(number(&take("--segments")?, "--segments")?),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -228,6 +233,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.capacities.contains(&0) {
         return Err("--capacity must be positive".into());
+    }
+    if args.segments == Some(0) {
+        return Err("--segments must be positive".into());
     }
     Ok(args)
 }
@@ -539,6 +547,52 @@ fn print_header(policies: &[Policy]) {
     println!("{line}\n{rule}");
 }
 
+/// `--segments N`: for each trace and capacity, cachet's `--runs` replays with the fixed hasher
+/// seeds 1, 2, ... (as `--seeded`; run in parallel, up to `--threads` at a time), each printed
+/// as its whole hit ratio and then its hit ratio (%) over every `n` requests in turn. The
+/// segments where runs part ways show what a seed-sensitive row depends on (this is how the
+/// window's floor trap on P3 at 160,000 was found; see `src/policy/mod.rs`).
+fn run_segments(args: &Args, sources: &[Source], n: usize) -> Result<(), String> {
+    for src in sources {
+        let trace = load_source(src, args.seed)?;
+        for capacity in capacities_for(src, &trace, args)? {
+            println!(
+                "{} @ {capacity}, hit ratio (%) per {n} requests:",
+                trace.name
+            );
+            let runs: Vec<u64> = (1..=args.run.runs as u64).collect();
+            for batch in runs.chunks(args.run.threads) {
+                let results: Vec<Vec<u64>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .map(|&seed| {
+                            let keys = &trace.keys;
+                            let shards = args.run.shards;
+                            s.spawn(move || {
+                                traces::replay_cachet_segments(keys, capacity, shards, seed, n)
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("replay thread"))
+                        .collect()
+                });
+                for (seed, segs) in batch.iter().zip(results) {
+                    let total = percent(segs.iter().sum(), trace.len());
+                    let cells: Vec<String> = segs
+                        .iter()
+                        .zip(trace.keys.chunks(n))
+                        .map(|(&h, chunk)| format!("{:.1}", percent(h, chunk.len())))
+                        .collect();
+                    println!("seed {seed:>2} {total:6.2} | {}", cells.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn run_table(args: &Args, sources: &[Source]) -> Result<(), String> {
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -701,7 +755,11 @@ fn main() -> ExitCode {
             .map(|t| Source::File(t.clone())),
     );
     sources.extend(args.zipf.iter().map(|&(n, s, c)| Source::Zipf(n, s, c)));
-    match run_table(&args, &sources) {
+    let run = match args.segments {
+        Some(n) => run_segments(&args, &sources, n),
+        None => run_table(&args, &sources),
+    };
+    match run {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -516,6 +516,44 @@ pub fn percent(hits: u64, requests: usize) -> f64 {
     }
 }
 
+/// Like [`replay_cachet`] with a fixed hasher `seed`, but returns the hits of every `segment`
+/// requests in turn (the last segment may be shorter): where a policy's runs part ways over a
+/// trace.
+pub fn replay_cachet_segments(
+    keys: &[u64],
+    capacity: usize,
+    shards: Option<usize>,
+    seed: u64,
+    segment: usize,
+) -> Vec<u64> {
+    keys.chunks(segment.max(1))
+        .scan(
+            {
+                let b = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
+                let b = match shards {
+                    Some(n) => b.shards(n),
+                    None => b,
+                };
+                // The same hasher as `replay_cachet` for the same seed, so runs match it.
+                b.hasher(SeededState(seed))
+                    .build()
+                    .expect("valid configuration")
+            },
+            |cache, chunk| {
+                let mut hits = 0;
+                for &k in chunk {
+                    if cache.get(&k).is_none() {
+                        let _ = cache.insert(k, k);
+                    } else {
+                        hits += 1;
+                    }
+                }
+                Some(hits)
+            },
+        )
+        .collect()
+}
+
 /// Replays `keys` through cachet (insert on every miss) and returns the hit count: default
 /// configuration, or `shards` passed to the builder, and a fixed hasher seed when `seed` is given.
 /// Used by `examples/hit_ratio.rs` and `tests/hit_ratio_floor.rs`, so their figures agree exactly.
