@@ -112,7 +112,8 @@ struct Args {
     plot: Option<PathBuf>,
     check: bool,
     all: bool,
-    /// `--segments`: instead of the table, cachet's hit ratio per `N` requests, one line per run.
+    /// `--segments`: instead of the table, cachet's hit ratio per `N` requests, one line per run
+    /// (seeded as with `--seeded`). Only cachet runs: `--policies` and `--plot` do not apply.
     segments: Option<usize>,
 }
 
@@ -236,6 +237,11 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.segments == Some(0) {
         return Err("--segments must be positive".into());
+    }
+    if args.segments.is_some() && (args.plot.is_some() || args.check) {
+        return Err(
+            "--segments prints no table: it does not combine with --plot or --check".into(),
+        );
     }
     Ok(args)
 }

@@ -30,14 +30,15 @@
 //! popular working set. **Ghost entries** size the window: a miss on a key that recently left the
 //! window unadmitted grows it, a miss on a key recently evicted from the main space shrinks it, so
 //! a recency-friendly workload gets a large window (behaving close to LRU) and a
-//! frequency-friendly one a small window. "Recently" is the last 10% of the shard's capacity in
-//! departures, or up to 25% (at most 512 keys) in a shard of 512 to 5,120 entries, whose ghosts
-//! would otherwise be too few to tell the two margins apart. While the window is at its floor
-//! (below 1% of the capacity), window ghosts reach 25% back, so that reuse farther away than
-//! the usual reach can still pull it up again (on P3 at 160,000 entries the window otherwise
-//! stayed at its floor through a recency phase on half of the hasher seeds). While the window is large (above 35% of the
-//! capacity), a candidate wins admission on any frequency above the victim's instead of by a
-//! margin of one, since such a workload rewards newcomers.
+//! frequency-friendly one a small window. "Recently", for a window ghost, is within the last 10%
+//! of the shard's capacity in inserts, or up to 25% (at most 512 keys) in a shard of 512 to 5,120
+//! entries, whose ghosts would otherwise be too few to tell the two margins apart; main ghosts
+//! reach twice as far, counted in probation departures. While the window is at its floor (below
+//! 1% of the capacity), window ghosts reach 25% back, so that reuse farther away than the usual
+//! reach can still pull it up again (on P3 at 160,000 entries the window otherwise stayed at its
+//! floor through a recency phase on half of the hasher seeds). While the window is large (above
+//! 35% of the capacity), a candidate wins admission on any frequency above the victim's instead
+//! of by a margin of one, since such a workload rewards newcomers.
 //!
 //! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and scans
 //! (OLTP, loop, gli in the README's table), and the adaptive window is what keeps it near LRU on

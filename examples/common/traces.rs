@@ -518,7 +518,7 @@ pub fn percent(hits: u64, requests: usize) -> f64 {
 
 /// Like [`replay_cachet`] with a fixed hasher `seed`, but returns the hits of every `segment`
 /// requests in turn (the last segment may be shorter): where a policy's runs part ways over a
-/// trace.
+/// trace. Runs on the calling thread; the totals equal `replay_cachet`'s for the same seed.
 pub fn replay_cachet_segments(
     keys: &[u64],
     capacity: usize,
@@ -581,9 +581,9 @@ pub fn replay_cachet(
     };
     match seed {
         None => replay(builder.build().expect("valid configuration"), keys),
-        // A fresh thread, because cachet batches hit counts in a thread-local cell: a replay that
-        // followed another on the same thread would inherit its partial batch, and the hill
-        // climber would sample at slightly different moments.
+        // A fresh thread per replay. This was needed while the hill climber batched hit counts in
+        // a thread-local cell (a replay would inherit the previous one's partial batch); cachet
+        // keeps no per-thread policy state now, so it is only a habit, and harmless.
         Some(seed) => std::thread::scope(|s| {
             s.spawn(|| {
                 let cache = builder

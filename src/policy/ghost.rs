@@ -103,6 +103,12 @@ impl Ghosts {
         self.depth = if far { self.far } else { self.near };
     }
 
+    /// How far back window ghosts count now.
+    #[cfg(test)]
+    pub(super) fn window_reach(&self) -> u32 {
+        self.depth
+    }
+
     /// Log2 of the sampling divisor: a ghost hit stands for this power of two of them.
     pub(super) fn sample_bits(&self) -> u32 {
         self.sample_bits
@@ -215,8 +221,19 @@ mod tests {
         assert_eq!(window_ghost_after(&mut g, 64, 60), Found::Nothing);
         g.reach_far(false);
         assert_eq!(window_ghost_after(&mut g, 64, 20), Found::Nothing);
-        // A ghost found once is gone.
+        // At the edges: half-resolution clocks, so the reach is `depth` to within one insert.
+        assert_eq!(window_ghost_after(&mut g, 64, 7), Found::Window);
+        assert_eq!(window_ghost_after(&mut g, 64, 10), Found::Nothing);
+    }
+
+    #[test]
+    fn a_ghost_counts_once() {
+        let mut g = Ghosts::new(10, 40, 2.0);
+        assert_eq!(window_ghost_after(&mut g, 64, 2), Found::Window);
         assert_eq!(g.on_miss(64, 1), Found::Nothing);
+        g.on_evict(192, 1, true);
+        assert_eq!(g.on_miss(192, 1), Found::Main);
+        assert_eq!(g.on_miss(192, 1), Found::Nothing);
     }
 
     #[test]

@@ -243,7 +243,7 @@ const NUDGE_EVERY: u64 = 16;
 //   79.18 / 86.55 (8 seeds: 36.21 / 56.18 / 79.10, range 79.01 to 79.32, / 86.51), OLTP@250
 //   25.11, orm-busy@2500 +0.26, all 37 +1.11; sprite@512 meets LRU. The smallest caches lose
 //   with it (OLTP@64 10.87 -> 9.54, sprite@64 22.23 -> 21.48, sprite@128 -0.58, OLTP@250
-//   -0.2), so the reach stays 10% up to 256 entries and ramps to 25% at 512: those come back
+//   -0.2), so the reach stays 10% up to 320 entries and ramps to 25% at 512: those come back
 //   exactly, sprite@384 / 1024 +0.25 / +0.57, multi2@1536 +0.22, OLTP@500 33.71 (8 seeds
 //   33.72), all 37 +1.62. At 512 the 10% reach kept
 //   51 ghosts a side; sprite's window now swings 9% to 31% at 768 (13% to 19% before). On the
@@ -304,8 +304,9 @@ const GHOST_DEPTH: f64 = 0.10;
 /// P12@160k's 20,000-entry shards: -1.66), and so do the smallest (25% at 64 entries: OLTP
 /// -1.3, sprite -0.75), with a ramp between (`SMALL_GHOST_FROM`).
 const SMALL_GHOST_DEPTH: f64 = 0.25;
-/// Below this capacity a shard's ghosts reach `GHOST_DEPTH`; from it the reach grows by half an
-/// entry per entry of capacity until it is `SMALL_GHOST_DEPTH` (at twice this capacity).
+/// From this capacity a shard's ghosts reach half an entry further per entry of capacity above
+/// it, once that is more than `GHOST_DEPTH` (from 320 entries), until it is `SMALL_GHOST_DEPTH`
+/// (at twice this capacity).
 const SMALL_GHOST_FROM: f64 = 256.0;
 /// A window below this share of the shard's capacity (its starting share) is at its floor:
 /// window ghosts then reach `FLOOR_GHOST_DEPTH` of the capacity (main ghosts keep theirs), so
@@ -643,9 +644,10 @@ mod tests {
     #[test]
     fn small_shards_remember_a_quarter_of_their_capacity_up_to_512_ghosts() {
         assert_eq!(ghost_depth(0), 0);
-        // Up to 256 entries, 10%; then the reach ramps up to 25% at 512.
+        // Up to 320 entries, 10%; then the reach ramps up to 25% at 512.
         assert_eq!(ghost_depth(100), 10);
         assert_eq!(ghost_depth(256), 25);
+        assert_eq!(ghost_depth(320), 32);
         assert_eq!(ghost_depth(384), 64);
         assert_eq!(ghost_depth(512), 128);
         assert_eq!(ghost_depth(2_048), 512);
@@ -653,5 +655,23 @@ mod tests {
         assert_eq!(ghost_depth(4_000), 512);
         assert_eq!(ghost_depth(5_120), 512);
         assert_eq!(ghost_depth(20_000), 2_000);
+    }
+
+    #[test]
+    fn window_ghosts_reach_a_quarter_of_the_capacity_while_the_window_is_at_its_floor() {
+        let window = Arc::new(SharedWindow::new(20_000, initial_window(20_000)));
+        let mut p = Policy::new(20_000, 0, 7, Arc::clone(&window));
+        // The starting window (1%) is not the floor.
+        assert_eq!(p.window_max, 200);
+        assert_eq!(p.ghosts.window_reach(), 2_000);
+        // Down to the floor, and the window ghosts reach far; back up, and they do not.
+        window.nudge(-150.0);
+        p.follow_window();
+        assert_eq!(p.window_max, 50);
+        assert_eq!(p.ghosts.window_reach(), 5_000);
+        window.nudge(1_000.0);
+        p.follow_window();
+        assert_eq!(p.window_max, 1_050);
+        assert_eq!(p.ghosts.window_reach(), 2_000);
     }
 }
