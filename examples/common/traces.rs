@@ -516,6 +516,28 @@ pub fn percent(hits: u64, requests: usize) -> f64 {
     }
 }
 
+/// Replays `keys` through `cache` (insert on every miss) and returns the hit count.
+fn replay_keys<S: std::hash::BuildHasher>(cache: &cachet::Cache<u64, u64, S>, keys: &[u64]) -> u64 {
+    let mut hits = 0;
+    for &k in keys {
+        if cache.get(&k).is_none() {
+            let _ = cache.insert(k, k);
+        } else {
+            hits += 1;
+        }
+    }
+    hits
+}
+
+/// The builder every cachet replay starts from: `capacity`, and `shards` if given.
+fn replay_builder(capacity: usize, shards: Option<usize>) -> cachet::CacheBuilder<u64, u64> {
+    let builder = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
+    match shards {
+        Some(n) => builder.shards(n),
+        None => builder,
+    }
+}
+
 /// Like [`replay_cachet`] with a fixed hasher `seed`, but returns the hits of every `segment`
 /// requests in turn (the last segment may be shorter): where a policy's runs part ways over a
 /// trace. Runs on the calling thread; the totals equal `replay_cachet`'s for the same seed.
@@ -526,31 +548,12 @@ pub fn replay_cachet_segments(
     seed: u64,
     segment: usize,
 ) -> Vec<u64> {
+    let cache = replay_builder(capacity, shards)
+        .hasher(SeededState(seed))
+        .build()
+        .expect("valid configuration");
     keys.chunks(segment.max(1))
-        .scan(
-            {
-                let b = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
-                let b = match shards {
-                    Some(n) => b.shards(n),
-                    None => b,
-                };
-                // The same hasher as `replay_cachet` for the same seed, so runs match it.
-                b.hasher(SeededState(seed))
-                    .build()
-                    .expect("valid configuration")
-            },
-            |cache, chunk| {
-                let mut hits = 0;
-                for &k in chunk {
-                    if cache.get(&k).is_none() {
-                        let _ = cache.insert(k, k);
-                    } else {
-                        hits += 1;
-                    }
-                }
-                Some(hits)
-            },
-        )
+        .map(|chunk| replay_keys(&cache, chunk))
         .collect()
 }
 
@@ -563,24 +566,9 @@ pub fn replay_cachet(
     shards: Option<usize>,
     seed: Option<u64>,
 ) -> u64 {
-    fn replay<S: std::hash::BuildHasher>(cache: cachet::Cache<u64, u64, S>, keys: &[u64]) -> u64 {
-        let mut hits = 0;
-        for &k in keys {
-            if cache.get(&k).is_none() {
-                let _ = cache.insert(k, k);
-            } else {
-                hits += 1;
-            }
-        }
-        hits
-    }
-    let builder = cachet::Cache::<u64, u64>::builder().max_capacity(capacity as u64);
-    let builder = match shards {
-        Some(n) => builder.shards(n),
-        None => builder,
-    };
+    let builder = replay_builder(capacity, shards);
     match seed {
-        None => replay(builder.build().expect("valid configuration"), keys),
+        None => replay_keys(&builder.build().expect("valid configuration"), keys),
         // A fresh thread per replay. This was needed while the hill climber batched hit counts in
         // a thread-local cell (a replay would inherit the previous one's partial batch); cachet
         // keeps no per-thread policy state now, so it is only a habit, and harmless.
@@ -590,7 +578,7 @@ pub fn replay_cachet(
                     .hasher(SeededState(seed))
                     .build()
                     .expect("valid configuration");
-                replay(cache, keys)
+                replay_keys(&cache, keys)
             })
             .join()
             .expect("replay thread")
