@@ -185,6 +185,25 @@ impl<K, V> Entry<K, V> {
         count
     }
 
+    /// Takes half of the accesses recorded since the last call, rounded up, and leaves the rest
+    /// for the next (write lock held): a CLOCK hand that passes an entry read `a` times gives it
+    /// `a / 2` more passes. Returns the accesses taken (0 when there were none).
+    #[inline]
+    pub(crate) fn take_half_access(&mut self) -> u8 {
+        let a = self.access.get_mut();
+        let count = *a / ACCESS_ONE;
+        let kept = count / 2;
+        *a = (*a & REFRESHING) | kept * ACCESS_ONE;
+        count - kept
+    }
+
+    /// Reads recorded since the policy last took them (write lock held; tests and the fill
+    /// estimate in `policy`).
+    #[inline]
+    pub(crate) fn pending_access(&self) -> u8 {
+        self.access.load(Ordering::Relaxed) / ACCESS_ONE
+    }
+
     /// A new value (write lock): counted as one more access, and a refresh claimed for the old
     /// value is done.
     #[inline]
@@ -528,6 +547,31 @@ mod tests {
         }
         e.replaced();
         assert_eq!(e.take_access(), MAX_ACCESS);
+    }
+
+    #[test]
+    fn a_clock_pass_takes_half_of_the_reads_rounded_up() {
+        let mut slab: Slab<u32, u32> = Slab::new(false);
+        let t = slab.push(1, 1, 0, 1, Queue::Window);
+        let e = slab.get_mut(t);
+        assert_eq!(e.take_half_access(), 0);
+        for _ in 0..5 {
+            e.touch();
+        }
+        assert!(e.claim_refresh());
+        assert_eq!(e.pending_access(), 5);
+        // 5 reads: 3 taken, 2 left for the next pass; then 1 and 1; then none.
+        assert_eq!(e.take_half_access(), 3);
+        assert_eq!(e.pending_access(), 2);
+        assert_eq!(e.take_half_access(), 1);
+        assert_eq!(e.take_half_access(), 1);
+        assert_eq!((e.take_half_access(), e.pending_access()), (0, 0));
+        assert!(e.refresh_claimed()); // the claim is not a read
+        for _ in 0..20 {
+            e.touch();
+        }
+        assert_eq!(e.take_half_access(), MAX_ACCESS - MAX_ACCESS / 2);
+        assert_eq!(e.take_access(), MAX_ACCESS / 2);
     }
 
     #[test]

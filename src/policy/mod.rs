@@ -58,6 +58,35 @@ const RECENCY_WINDOW_PERCENT: f64 = 0.35;
 /// Protected's share of the main space while the window is above `RECENCY_WINDOW_PERCENT`.
 const RECENCY_PROTECTED_PERCENT: f64 = 0.84;
 
+/// A window above this share of the capacity runs as a CLOCK: an entry read while in it goes
+/// back to the window's tail when it reaches the head, keeping half of its reads for the next
+/// pass, instead of moving to probation. Below it, the window is a FIFO whose read entries go
+/// to probation (see `take_head`): with a small window that gains, but a large FIFO window
+/// feeding a small main space evicts by insertion order. Measured in the notes below (session 9).
+const CLOCK_WINDOW_PERCENT: f64 = 0.5;
+/// While the window is a CLOCK, a main ghost hit counts as this many window ghost hits: a CLOCK
+/// window leaves a ghost for every entry its hand evicts, the main space only for the few
+/// candidates admitted, so window ghosts outnumber main ghosts 3 to 17 times at any window share
+/// and would hold the window at its largest whatever it gains (sprite at 256 entries: 51.9 at
+/// 80% against 56 in the filtered regime).
+const CLOCK_MAIN_GHOST_WEIGHT: i32 = 4;
+/// The largest share of the capacity the window is given, so that the main space keeps some
+/// room and main ghosts keep arriving. The cache's window target may still run up to the whole
+/// capacity: a target above this share is a reserve that main ghost hits must use up before
+/// the window shrinks, which keeps a recency workload in CLOCK mode through short runs of them
+/// (clamping the target at 80% too: sprite@768 88.0 -> 87.3).
+const MAX_WINDOW_PERCENT: f64 = 0.8;
+/// A shard whose fill (the requests before its first eviction) hit at least this share of its
+/// requests starts with the window at its largest, as a CLOCK; below it the window starts at
+/// `1 - INITIAL_MAIN_PERCENT`. Scans and loops hit nothing while the cache fills (loop, scan,
+/// gli below 2,000 entries: 0% to 2%), frequency-heavy mixes little (OLTP 10% to 34%, multi2
+/// 32%, P3 and P12 at 20,000 to 160,000 entries 5% to 41%), recency-heavy traces a lot (sprite
+/// at 256 to 1,024 entries 59% to 73%, orm-busy 58% to 66%). gli at 2,000 entries fills at 52%
+/// and loses 0.8 in CLOCK mode, hence 55%. Measured in the notes below (session 9).
+const CLOCK_START_HIT_PERCENT: f64 = 0.55;
+/// Entries sampled (evenly over the slab) to estimate a shard's fill hit ratio.
+const FILL_SAMPLE: usize = 1024;
+
 /// A candidate must be seen this many times more than the victim to be admitted. The candidate's
 /// latest access has just been counted, while the victim's next one has not happened yet, so a
 /// plain `>` favours the candidate by one; on a loop larger than the cache that bias evicts
@@ -335,6 +364,8 @@ pub(crate) struct Policy {
     protected_max: u64,
     /// `ADMIT_MARGIN`, or 0 while the window is above `RECENCY_WINDOW_PERCENT`.
     admit_margin: u8,
+    /// Whether the window is above `CLOCK_WINDOW_PERCENT`, and runs as a CLOCK.
+    clock_window: bool,
     shared: ShardWindow,
     ghosts: Ghosts,
     /// The window's move per ghost hit.
@@ -364,6 +395,18 @@ fn ghost_depth(capacity: u64) -> u64 {
         .min(SMALL_GHOST_REACH)
         .min((cap - SMALL_GHOST_FROM) * 0.5);
     (cap * GHOST_DEPTH).max(small) as u64
+}
+
+/// The share of requests that hit while `entries` filled a shard: each entry's reads (counted
+/// up to 15) over those reads plus one miss per entry, over an even sample of the entries.
+fn fill_hit_ratio<K, V>(entries: &[crate::slab::Entry<K, V>]) -> f64 {
+    let step = (entries.len() / FILL_SAMPLE).max(1);
+    let (mut hits, mut misses) = (0u64, 0u64);
+    for e in entries.iter().step_by(step) {
+        hits += u64::from(e.pending_access());
+        misses += 1;
+    }
+    hits as f64 / (hits + misses).max(1) as f64
 }
 
 /// The window's initial target for a cache (or shard) of `capacity`.
@@ -402,6 +445,7 @@ impl Policy {
             window_max: 0,
             protected_max: 0,
             admit_margin: ADMIT_MARGIN,
+            clock_window: false,
             shared: ShardWindow {
                 applied: window.window_bits(),
                 window,
@@ -418,7 +462,9 @@ impl Policy {
     fn apply_window(&mut self) {
         let cap = self.capacity as f64;
         self.window_target = self.window_target.clamp(1.0_f64.min(cap), cap);
-        self.window_max = self.window_target.round() as u64;
+        let largest = (cap * MAX_WINDOW_PERCENT).max(1.0_f64.min(cap));
+        self.window_max = self.window_target.min(largest).round() as u64;
+        self.clock_window = self.window_max as f64 > cap * CLOCK_WINDOW_PERCENT;
         let main = self.capacity - self.window_max;
         let (margin, protected) = if self.window_max as f64 > cap * RECENCY_WINDOW_PERCENT {
             (0, RECENCY_PROTECTED_PERCENT)
@@ -438,6 +484,7 @@ impl Policy {
         match self.ghosts.on_miss(hash, weight) {
             Found::Nothing => {}
             Found::Window => self.ghost_net += 1,
+            Found::Main if self.clock_window => self.ghost_net -= CLOCK_MAIN_GHOST_WEIGHT,
             Found::Main => self.ghost_net -= 1,
         }
         self.shared.misses += 1;
@@ -521,14 +568,21 @@ impl Policy {
             // first batch of nudges counts from here.
             self.shared.started = true;
             self.shared.misses = 0;
+            self.start_window(slab);
         }
         let mut chances = MAX_SECOND_CHANCES;
         let window = slab.list(Queue::Window);
         if window.weight > self.window_max && window.head != NIL {
             // The window's oldest entry must earn its place in the main space against the main
             // space's best victim; the loser leaves. (If every window entry had been read, they
-            // all went to probation and the main space gives the victim.)
-            if let Some(c) = self.take_head(slab, Queue::Window, Queue::Probation, &mut chances) {
+            // all went to probation, or back to the window's tail when it is a CLOCK, and the
+            // main space gives the victim.)
+            let retry = if self.clock_window {
+                Queue::Window
+            } else {
+                Queue::Probation
+            };
+            if let Some(c) = self.take_head(slab, Queue::Window, retry, &mut chances) {
                 let fc = self.sketch.frequency(slab.get(c).hash);
                 if fc <= self.admit_margin {
                     // It cannot win whatever the victim: skip looking one up (one-hit wonders and
@@ -551,6 +605,21 @@ impl Policy {
         self.take_head(slab, Queue::Window, Queue::Window, &mut chances)
     }
 
+    /// At a shard's first eviction: if the fill hit often (`CLOCK_START_HIT_PERCENT`), this
+    /// shard's share of the cache's window goes to the whole capacity, so the cache starts as a
+    /// CLOCK once its shards agree, and ghost sizing takes it down from there if that loses.
+    #[cold]
+    fn start_window<K, V>(&mut self, slab: &Slab<K, V>) {
+        if fill_hit_ratio(slab.entries()) < CLOCK_START_HIT_PERCENT {
+            return;
+        }
+        let c = &self.shared;
+        let from = initial_window(c.window.capacity());
+        c.window
+            .nudge((c.window.capacity() as f64 - from).max(0.0) * c.scale);
+        self.follow_window();
+    }
+
     /// Returns the head of `q` after giving accessed heads a second chance (moved to the tail of
     /// `retry`), folding their accesses into the sketch.
     ///
@@ -560,6 +629,11 @@ impl Policy {
     /// of 3 runs), this gained 1 to 2 points on sprite, P3 and P12 and lost nothing elsewhere,
     /// against cycling the entry back into the window as an LRU approximation would.
     ///
+    /// A window that cycles into itself (a CLOCK window, or the last resort of an empty main
+    /// space) takes only half of a head's reads, rounded up: an entry read `a` times gets `a / 2`
+    /// more passes, so a frequently read entry outlasts one read once (sprite@768 in CLOCK mode:
+    /// 87.86 taking all reads, 87.99 taking half).
+    ///
     /// `None` when `q` is empty, or becomes empty because every entry went to `retry`.
     fn take_head<K, V>(
         &mut self,
@@ -568,13 +642,18 @@ impl Policy {
         retry: Queue,
         chances: &mut u32,
     ) -> Option<Token> {
+        let cycle = q == Queue::Window && retry == Queue::Window;
         loop {
             let t = slab.list(q).head;
             if t == NIL {
                 return None;
             }
             let e = slab.get_mut(t);
-            let a = e.take_access();
+            let a = if cycle {
+                e.take_half_access()
+            } else {
+                e.take_access()
+            };
             if a == 0 {
                 return Some(t);
             }
@@ -655,6 +734,116 @@ mod tests {
         assert_eq!(ghost_depth(4_000), 512);
         assert_eq!(ghost_depth(5_120), 512);
         assert_eq!(ghost_depth(20_000), 2_000);
+    }
+
+    /// A one-shard policy of `capacity` and a slab holding `entries` window entries, the
+    /// first `read` of them read `reads` times each.
+    fn filled(capacity: u64, entries: u32, read: u32, reads: u32) -> (Policy, Slab<u32, u32>) {
+        let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
+        let p = Policy::new(capacity, 0, 7, window);
+        let mut slab = Slab::new(false);
+        for k in 0..entries {
+            let t = slab.push(k, k, k.wrapping_mul(0x9E37_79B9), 1, Queue::Window);
+            for _ in 0..if k < read { reads } else { 0 } {
+                slab.get(t).touch();
+            }
+        }
+        (p, slab)
+    }
+
+    #[test]
+    fn the_fill_hit_ratio_counts_reads_against_one_miss_per_entry() {
+        let (_, slab) = filled(100, 100, 50, 2);
+        assert!((fill_hit_ratio(slab.entries()) - 0.5).abs() < 1e-9);
+        let (_, slab) = filled(100, 0, 0, 0);
+        assert_eq!(fill_hit_ratio(slab.entries()), 0.0);
+        // Large slabs are sampled evenly: every other entry read 3 times, 3 / 4 either way.
+        let mut slab: Slab<u32, u32> = Slab::new(false);
+        for k in 0..10_000u32 {
+            let t = slab.push(k, k, k, 1, Queue::Window);
+            if k % 2 == 0 {
+                for _ in 0..6 {
+                    slab.get(t).touch();
+                }
+            }
+        }
+        assert!((fill_hit_ratio(slab.entries()) - 0.75).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_shard_that_filled_with_many_hits_starts_as_a_clock() {
+        // 100 entries read twice each while filling: 2 hits per miss, 67% > 55%.
+        let (mut p, mut slab) = filled(100, 101, 101, 2);
+        assert_eq!((p.window_max, p.clock_window), (1, false));
+        p.victim(&mut slab).expect("an entry to evict");
+        // The target went to the whole capacity; the window stops at 80%.
+        assert_eq!(f64::from_bits(p.shared.window.window_bits()), 100.0);
+        assert_eq!((p.window_max, p.clock_window), (80, true));
+        assert_eq!(p.admit_margin, 0);
+
+        // Half of them read once: 1 hit per 3 requests, under 55%; the window stays at 1%.
+        let (mut p, mut slab) = filled(100, 101, 50, 1);
+        p.victim(&mut slab).expect("an entry to evict");
+        assert_eq!((p.window_max, p.clock_window), (1, false));
+    }
+
+    #[test]
+    fn a_window_above_half_the_capacity_cycles_read_entries_and_weighs_main_ghosts() {
+        let (mut p, mut slab) = filled(100, 0, 0, 0);
+        let window = Arc::clone(&p.shared.window);
+        window.nudge(59.0); // 60%
+        p.follow_window();
+        assert_eq!((p.window_max, p.clock_window), (60, true));
+        // 61 window entries, the oldest read 5 times: the CLOCK hand sends it back to the
+        // window's tail with 2 reads left, and evicts the next one (never read).
+        for k in 0..61u32 {
+            let t = slab.push(k, k, k.wrapping_mul(0x9E37_79B9), 1, Queue::Window);
+            if k == 0 {
+                for _ in 0..5 {
+                    slab.get(t).touch();
+                }
+            }
+        }
+        let v = p.victim(&mut slab).expect("an entry to evict");
+        assert_eq!(slab.get(v).key, 1);
+        let tail = slab.list(Queue::Window).tail;
+        assert_eq!(slab.get(tail).key, 0);
+        assert_eq!(slab.get(tail).pending_access(), 2);
+        assert_eq!(slab.list(Queue::Probation).weight, 0);
+        // A main ghost hit now counts 4 window ghost hits.
+        let h = 0xABCD_0000;
+        p.ghosts.on_evict(h, 1, true);
+        p.on_insert(h, 1, 61);
+        assert_eq!(p.ghost_net, -CLOCK_MAIN_GHOST_WEIGHT);
+
+        // Below half, the same read head goes to probation instead.
+        window.nudge(-20.0); // 40%
+        p.follow_window();
+        assert_eq!((p.window_max, p.clock_window), (40, false));
+        let t = slab.list(Queue::Window).head;
+        slab.get(t).touch();
+        p.victim(&mut slab).expect("an entry to evict");
+        assert_eq!(slab.get(slab.list(Queue::Probation).head).key, slab.get(t).key);
+    }
+
+    #[test]
+    fn the_window_stops_at_80_percent_while_its_target_runs_to_the_capacity() {
+        let (mut p, _) = filled(100, 0, 0, 0);
+        let window = Arc::clone(&p.shared.window);
+        window.nudge(1_000.0);
+        p.follow_window();
+        assert_eq!(f64::from_bits(window.window_bits()), 100.0);
+        assert_eq!(p.window_max, 80);
+        // Main ghost hits must use up the reserve above 80% before the window shrinks.
+        window.nudge(-15.0);
+        p.follow_window();
+        assert_eq!(p.window_max, 80);
+        window.nudge(-10.0);
+        p.follow_window();
+        assert_eq!(p.window_max, 75);
+        // The smallest caches: the window is at least one entry.
+        let (p, _) = filled(1, 0, 0, 0);
+        assert_eq!(p.window_max, 1);
     }
 
     #[test]
