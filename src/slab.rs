@@ -193,7 +193,7 @@ impl<K, V> Entry<K, V> {
         let a = self.access.get_mut();
         let count = *a / ACCESS_ONE;
         let kept = count / 2;
-        *a = (*a & REFRESHING) | kept * ACCESS_ONE;
+        *a = (*a & REFRESHING) | (kept * ACCESS_ONE);
         count - kept
     }
 

@@ -17,15 +17,13 @@ mod traces;
 
 use traces::{Trace, percent};
 
-/// One regression floor: cachet's hit ratio (%) on `trace` at `capacity` must be at least `floor`.
-/// `target` is issue 2's bar. Where the policy meets it, `floor == target`; where it does not yet,
-/// `floor` sits about 1 point under the level measured when the floor was set (mean of 3 runs),
-/// so CI still catches a regression, and the test prints the gap to the target.
+/// One regression floor: cachet's hit ratio (%) on `trace` at `capacity` must be at least `floor`,
+/// issue 2's bar there (every floor of the issue is met; one the policy did not meet yet sat
+/// about a point under its measured level, with the gap printed, until session 9 met the last).
 struct Floor {
     trace: &'static str,
     capacity: usize,
     floor: f64,
-    target: f64,
 }
 
 const fn floor(trace: &'static str, capacity: usize, floor: f64) -> Floor {
@@ -33,17 +31,6 @@ const fn floor(trace: &'static str, capacity: usize, floor: f64) -> Floor {
         trace,
         capacity,
         floor,
-        target: floor,
-    }
-}
-
-/// A floor below its target: the policy does not reach the issue's bar here yet.
-const fn short_of(trace: &'static str, capacity: usize, floor: f64, target: f64) -> Floor {
-    Floor {
-        trace,
-        capacity,
-        floor,
-        target,
     }
 }
 
@@ -64,18 +51,23 @@ const FLOORS: &[Floor] = &[
     // gli at 250: the better of moka and quick_cache minus half a point (README table: moka
     // 16.02, so 15.52). Measured 16.81 over SEEDS (14.87 before the small-shard sketch floor).
     floor("gli", 250, 15.52),
+    // gli at 2,000: moka's 57.96 (OPT) minus half a point. Its fill hits 52% of its requests,
+    // just under the policy's CLOCK start (55%); in CLOCK mode it scores 57.19. Measured 57.96.
+    floor("gli", 2_000, 57.46),
     // multi2: at least LRU, README LRU column.
     floor("multi2", 128, 9.60),
     floor("multi2", 256, 24.54),
     floor("multi2", 512, 36.37),
     floor("multi2", 768, 38.77),
-    // sprite (recency-friendly): at least LRU, README LRU column.
+    // sprite (recency-friendly): at least LRU, README LRU column; at 256 the better of moka
+    // and quick_cache minus half a point (moka 55.66, so 55.16), which is the higher bar there
+    // and the one the CLOCK start puts at risk (its fill hits 73%; the 4x main ghosts bring
+    // the window back down). Measured over SEEDS with the CLOCK window and start: 55.49 /
+    // 79.55 / 88.00 at 256 / 512 / 768 (8 seeds: 55.49 / 79.51 / 87.99, 768 from 87.91).
     floor("sprite", 128, 27.37),
-    floor("sprite", 256, 49.90),
-    // Measured (mean over 8 seeds, with the small-shard ghost reach): 79.10 at 512 (78.50
-    // before it); 86.51 at 768 (85.97 before): short of LRU.
+    floor("sprite", 256, 55.16),
     floor("sprite", 512, 78.94),
-    short_of("sprite", 768, 85.5, 87.82),
+    floor("sprite", 768, 87.82),
     // P3 at 160,000: the better of moka and quick_cache minus half a point (README table:
     // quick_cache 53.80, so 53.30). Its seeds spread over 1.8 points; measured 53.50 over SEEDS
     // (53.74 over 16 seeds), with the far-reaching window ghosts at the window's floor.
@@ -139,17 +131,8 @@ fn check_trace(name: &str) {
         // rounded LRU value is met by a policy that ties LRU.
         let ok = (ratio * 100.0).round() >= (f.floor * 100.0).round();
         let runs: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
-        let target = if ratio >= f.target {
-            String::new()
-        } else {
-            format!(
-                "; {:.2} points short of target {:.2}%",
-                f.target - ratio,
-                f.target
-            )
-        };
         println!(
-            "{name} @ {}: cachet {ratio:.2}% (runs {}; floor {:.2}%{target}) {}",
+            "{name} @ {}: cachet {ratio:.2}% (runs {}; floor {:.2}%) {}",
             f.capacity,
             runs.join(", "),
             f.floor,
@@ -187,12 +170,6 @@ fn floors_table_is_consistent() {
             );
         }
         assert!(f.capacity > 0 && f.floor > 0.0 && f.floor < 100.0);
-        assert!(
-            f.floor <= f.target,
-            "{} @ {}: floor above target",
-            f.trace,
-            f.capacity
-        );
     }
 }
 

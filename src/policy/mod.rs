@@ -823,7 +823,10 @@ mod tests {
         let t = slab.list(Queue::Window).head;
         slab.get(t).touch();
         p.victim(&mut slab).expect("an entry to evict");
-        assert_eq!(slab.get(slab.list(Queue::Probation).head).key, slab.get(t).key);
+        assert_eq!(
+            slab.get(slab.list(Queue::Probation).head).key,
+            slab.get(t).key
+        );
     }
 
     #[test]
