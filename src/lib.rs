@@ -41,9 +41,11 @@
 //! of by a margin of one, since such a workload rewards newcomers. Above half the capacity the
 //! window becomes a CLOCK of its own (a read entry goes back to its tail with half of its reads
 //! left, instead of to probation), up to 80% of the capacity, and main ghosts count four times
-//! (a CLOCK window leaves a ghost for every entry its hand evicts). A shard whose fill hit 55% or
-//! more of its requests starts in that mode instead of at a 1% window: on sprite at 768 entries
-//! that start is what reaches LRU (88.0% against 87.8%; 86.6% before).
+//! (a CLOCK window leaves a ghost for every entry its hand evicts). A cache whose shards filled
+//! with 55% or more of their requests hitting starts in that mode instead of at a 1% window
+//! (each such shard moves the cache's window by its share), and goes back to a 1% window the
+//! first time ghost sizing brings it down to half the capacity: on sprite at 768 entries that
+//! start is what reaches LRU (88.0% against 87.8%; 86.6% before).
 //!
 //! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and scans
 //! (OLTP, loop, gli in the README's table), and the adaptive window is what keeps it near LRU on

@@ -186,8 +186,9 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Takes half of the accesses recorded since the last call, rounded up, and leaves the rest
-    /// for the next (write lock held): a CLOCK hand that passes an entry read `a` times gives it
-    /// `a / 2` more passes. Returns the accesses taken (0 when there were none).
+    /// for the next (write lock held): a CLOCK hand that passes an entry read `a` times leaves
+    /// it `a / 2`, so without new reads it survives about log2(a) more passes. Returns the
+    /// accesses taken (0 when there were none).
     #[inline]
     pub(crate) fn take_half_access(&mut self) -> u8 {
         let a = self.access.get_mut();

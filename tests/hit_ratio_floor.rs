@@ -10,7 +10,8 @@
 //! The traces are read from `$CACHET_TRACES` or `<crate>/../shared/traces`; a missing folder is a
 //! failure, not a skip. The whole file takes about a minute in a debug build on 2 cores (P3 at
 //! 160,000, 5 x 3.9M requests, is most of it: ~55 s; OLTP, 4 x 914k requests, ~20 s;
-//! scarab-recs, 1.2M requests, ~3-5 s; 72 s in all) and ~10 s in release.
+//! scarab-recs, 1.2M requests, ~3-5 s; the small traces a few seconds together) and ~10 s in
+//! release.
 
 #[path = "../examples/common/traces.rs"]
 mod traces;
@@ -34,48 +35,65 @@ const fn floor(trace: &'static str, capacity: usize, floor: f64) -> Floor {
     }
 }
 
-/// All floors, in one place.
+/// All floors, in one place. Issue 2's bar on every reference row of the traces checked here:
+/// the better of moka and quick_cache minus half a point (README hit table, peer columns), raised
+/// to the issue's own floors where those are higher (OLTP, loop, scarab-recs; sprite and multi2
+/// at least LRU). Measured means over SEEDS (session 9) in the comments.
 const FLOORS: &[Floor] = &[
     // OLTP: W-TinyLFU with hill climbing scores 24.73 / 33.70 / 39.95 / 46.07 (BitFaster.Caching
     // PR #191, quoted in the traces README); the targets are those figures rounded down to 0.1.
-    // Measured (mean over SEEDS, with the small-shard sketch floor): 25.29 / 33.75 / 40.74 /
-    // 46.53.
+    // Measured 25.29 / 33.72 / 40.72 / 46.67: OLTP at 500 is the thinnest row of all.
     floor("OLTP", 250, 24.7),
     floor("OLTP", 500, 33.7),
     floor("OLTP", 1_000, 39.9),
     floor("OLTP", 2_000, 46.0),
-    // loop: a pure loop over 1,011 keys, LRU scores 0 and OPT 50.54 / 75.81 (README); a
-    // scan-resistant policy must keep most of a fixed subset: 40 and 60 leave room below OPT.
-    floor("loop", 512, 40.0),
-    floor("loop", 768, 60.0),
-    // gli at 250: the better of moka and quick_cache minus half a point (README table: moka
-    // 16.02, so 15.52). Measured 16.81 over SEEDS (14.87 before the small-shard sketch floor).
+    // loop: a pure loop over 1,011 keys, LRU scores 0 and OPT 25.27 / 50.54 / 75.81. The issue
+    // asks for 40 and 60 at 512 and 768; moka - 0.5 is higher (24.67 / 50.02 / 75.24).
+    // Measured 25.17 / 50.14 / 75.61.
+    floor("loop", 256, 24.67),
+    floor("loop", 512, 50.02),
+    floor("loop", 768, 75.24),
+    // gli: moka or quick_cache - 0.5. Measured 16.81 / 33.22 / 49.59 / 57.96. At 2,000 its fill
+    // hits 52% of its requests, just under the policy's CLOCK start (55%), which would cost it
+    // 0.8 there.
     floor("gli", 250, 15.52),
-    // gli at 2,000: moka's 57.96 (OPT) minus half a point. Its fill hits 52% of its requests,
-    // just under the policy's CLOCK start (55%); in CLOCK mode it scores 57.19. Measured 57.96.
+    floor("gli", 500, 31.48),
+    floor("gli", 1_000, 48.24),
     floor("gli", 2_000, 57.46),
-    // multi2: at least LRU, README LRU column.
-    floor("multi2", 128, 9.60),
-    floor("multi2", 256, 24.54),
-    floor("multi2", 512, 36.37),
-    floor("multi2", 768, 38.77),
-    // sprite (recency-friendly): at least LRU, README LRU column; at 256 the better of moka
-    // and quick_cache minus half a point (moka 55.66, so 55.16), which is the higher bar there
-    // and the one the CLOCK start puts at risk (its fill hits 73%; the 4x main ghosts bring
-    // the window back down). Measured over SEEDS with the CLOCK window and start: 55.49 /
-    // 79.55 / 88.00 at 256 / 512 / 768 (8 seeds: 55.49 / 79.51 / 87.99, 768 from 87.91).
-    floor("sprite", 128, 27.37),
+    // 2_pools: moka or quick_cache - 0.5. Measured 49.95 / 50.65 / 52.01 / 53.30.
+    floor("2_pools", 128, 49.36),
+    floor("2_pools", 256, 50.17),
+    floor("2_pools", 512, 51.52),
+    floor("2_pools", 768, 52.76),
+    // multi2: moka or quick_cache - 0.5 (all above LRU). Measured 31.66 / 39.95 / 49.83 /
+    // 54.30.
+    floor("multi2", 128, 29.61),
+    floor("multi2", 256, 37.79),
+    floor("multi2", 512, 49.62),
+    floor("multi2", 768, 53.71),
+    // scan: moka or quick_cache - 0.5 (LRU 0). Measured 6.02 / 12.20 / 24.48 / 36.72.
+    floor("scan", 128, 5.45),
+    floor("scan", 256, 11.4),
+    floor("scan", 512, 23.62),
+    floor("scan", 768, 36.07),
+    // sprite (recency-friendly): moka - 0.5 at 128 and 256, LRU at 512 and 768, whichever is
+    // higher. Measured over SEEDS with the CLOCK window and start (8 seeds: 768 from 87.93 to
+    // 88.07; 86.51 before them): the test prints them. The start puts 256 at risk (its fill hits
+    // 73%; the 4x main ghosts bring the window back down, and the start is undone).
+    floor("sprite", 128, 36.04),
     floor("sprite", 256, 55.16),
     floor("sprite", 512, 78.94),
     floor("sprite", 768, 87.82),
     // P3 at 160,000: the better of moka and quick_cache minus half a point (README table:
-    // quick_cache 53.80, so 53.30). Its seeds spread over 1.8 points; measured 53.50 over SEEDS
-    // (53.74 over 16 seeds), with the far-reaching window ghosts at the window's floor.
+    // quick_cache 53.80, so 53.30). Its seeds spread over 1.8 points; measured 53.68 over SEEDS
+    // (53.84 over 16 seeds), with the far-reaching window ghosts at the window's floor.
     floor("P3", 160_000, 53.3),
     // scarab-recs (recency-biased, frequency hurts): README LRU 75.91, ARC 76.09, OPT 79.25 at
-    // 100,000 (caffeine issue #106); the target asks for LRU-level minus ~1 point. Measured
-    // 75.62 over SEEDS.
+    // 100,000 (caffeine issue #106); the issue asks for 75. Measured 75.75.
     floor("scarab-recs", 100_000, 75.0),
+    // cache2k-web07: quick_cache - 0.5. Measured 58.90 / 69.13.
+    floor("cache2k-web07", 2_500, 58.79),
+    floor("cache2k-web07", 10_000, 68.67),
 ];
 
 /// Replays per floor, each with its own fixed hasher seed. The policy's decisions depend on the
@@ -196,6 +214,21 @@ fn multi2() {
 #[test]
 fn sprite() {
     check_trace("sprite");
+}
+
+#[test]
+fn scan() {
+    check_trace("scan");
+}
+
+#[test]
+fn two_pools() {
+    check_trace("2_pools");
+}
+
+#[test]
+fn web07() {
+    check_trace("cache2k-web07");
 }
 
 #[test]

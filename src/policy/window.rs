@@ -16,7 +16,7 @@
 // With one shard this is exactly a per-shard window: the target is kept in units of the cache's
 // capacity, which is the shard's, and scaled by exactly 1.0.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -25,6 +25,9 @@ pub(crate) struct SharedWindow {
     capacity: u64,
     /// The window's target, in units of the cache's capacity, as `f64` bits.
     window: CachePadded<AtomicU64>,
+    /// Set by a shard's CLOCK start (`Policy::start_window`), cleared the first time the target
+    /// is found back in the filtered regime: written twice at most.
+    clock_start: AtomicBool,
 }
 
 impl SharedWindow {
@@ -33,7 +36,28 @@ impl SharedWindow {
         SharedWindow {
             capacity,
             window: CachePadded::new(AtomicU64::new(window.to_bits())),
+            clock_start: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the target as moved up by a CLOCK start (see `lost_clock_start`).
+    pub(crate) fn begin_clock_start(&self) {
+        self.clock_start.store(true, Ordering::Relaxed);
+    }
+
+    /// After a CLOCK start, the first time the target is at or below `clock` (the CLOCK mode's
+    /// threshold) the start was a losing bet: the target goes back to `initial`, where it would
+    /// have been without the start, and this returns `true` (to one caller). Otherwise `false`.
+    pub(crate) fn lost_clock_start(&self, clock: f64, initial: f64) -> bool {
+        if !self.clock_start.load(Ordering::Relaxed)
+            || f64::from_bits(self.window_bits()) > clock
+            || !self.clock_start.swap(false, Ordering::Relaxed)
+        {
+            return false;
+        }
+        // A racing nudge is lost: this happens once per cache.
+        self.window.store(initial.to_bits(), Ordering::Relaxed);
+        true
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -75,6 +99,25 @@ mod tests {
         w.nudge(1e9);
         assert_eq!(f64::from_bits(w.window_bits()), 100.0);
         assert_eq!(w.capacity(), 100);
+    }
+
+    #[test]
+    fn a_clock_start_is_undone_once_when_the_target_falls_back() {
+        let w = SharedWindow::new(100, 1.0);
+        // No start, no undo.
+        w.nudge(30.0);
+        assert!(!w.lost_clock_start(50.0, 1.0));
+        w.begin_clock_start();
+        w.nudge(69.0); // 100
+        assert!(!w.lost_clock_start(50.0, 1.0));
+        w.nudge(-50.0); // 50: back at the threshold
+        assert!(w.lost_clock_start(50.0, 1.0));
+        assert_eq!(f64::from_bits(w.window_bits()), 1.0);
+        // Once only: later moves of the target are ghost sizing's.
+        w.nudge(70.0);
+        w.nudge(-40.0);
+        assert!(!w.lost_clock_start(50.0, 1.0));
+        assert_eq!(f64::from_bits(w.window_bits()), 31.0);
     }
 
     #[test]
