@@ -900,6 +900,43 @@ mod tests {
     }
 
     #[test]
+    fn a_sharded_cache_starts_as_a_clock_once_its_shards_agree_and_is_undone_once() {
+        // Four shards of 100 share one window of a cache of 400 (initial target 4).
+        let window = Arc::new(SharedWindow::new(400, initial_window(400)));
+        let mut shards: Vec<(Policy, Slab<u32, u32>)> = (0..4)
+            .map(|_| {
+                let (_, slab) = filled(100, 101, 101, 2);
+                (Policy::new(100, 0, 7, Arc::clone(&window)), slab)
+            })
+            .collect();
+        let target = || f64::from_bits(window.window_bits());
+        // The first vote moves the target by a quarter of the way: no CLOCK yet, and another
+        // shard following the target does not take it for a lost start.
+        let (p, slab) = &mut shards[0];
+        p.victim(slab).expect("an entry to evict");
+        assert_eq!(target(), 4.0 + 396.0 / 4.0);
+        let (p, _) = &mut shards[1];
+        p.follow_window();
+        assert_eq!((target(), p.window_max, p.clock_window), (103.0, 26, false));
+        // The others vote: the whole capacity, each shard at 80%.
+        for (p, slab) in &mut shards[1..] {
+            p.victim(slab).expect("an entry to evict");
+        }
+        assert_eq!(target(), 400.0);
+        for (p, _) in &mut shards {
+            p.follow_window();
+            assert_eq!((p.window_max, p.clock_window), (80, true));
+        }
+        // Back to half: undone, the target at its initial 4 (1 per shard).
+        window.nudge(-200.0);
+        for (p, _) in &mut shards {
+            p.follow_window();
+            assert_eq!((p.window_max, p.clock_window), (1, false));
+        }
+        assert_eq!(target(), 4.0);
+    }
+
+    #[test]
     fn a_window_above_half_the_capacity_cycles_read_entries_and_weighs_main_ghosts() {
         let (mut p, mut slab) = filled(100, 0, 0, 0);
         let window = Arc::clone(&p.shared.window);
