@@ -587,19 +587,18 @@ impl Policy {
     fn follow_window(&mut self) {
         let c = &mut self.shared;
         let mut window = c.window.window_bits();
-        if window != c.applied {
-            let cap = c.window.capacity();
-            if c.window
-                .lost_clock_start(cap as f64 * CLOCK_WINDOW_PERCENT, initial_window(cap))
-            {
-                window = c.window.window_bits();
-            }
+        if window == c.applied {
+            return;
         }
-        if window != c.applied {
-            c.applied = window;
-            self.window_target = f64::from_bits(window) * c.scale;
-            self.apply_window();
+        let cap = c.window.capacity();
+        if c.window
+            .lost_clock_start(cap as f64 * CLOCK_WINDOW_PERCENT, initial_window(cap))
+        {
+            window = c.window.window_bits();
         }
+        c.applied = window;
+        self.window_target = f64::from_bits(window) * c.scale;
+        self.apply_window();
     }
 
     fn next_random(&mut self) -> u64 {
@@ -750,7 +749,8 @@ impl Policy {
             }
             let h = e.hash;
             if *chances == 0 {
-                let rest = if cycle { e.take_access() } else { 0 };
+                // The reads a CLOCK pass left (none otherwise).
+                let rest = e.take_access();
                 self.sketch.increment(h, a + rest);
                 return Some(t);
             }
