@@ -198,9 +198,8 @@ impl<K, V> Entry<K, V> {
         count - kept
     }
 
-    /// Reads recorded since the policy last took them (write lock held; tests and the fill
-    /// estimate in `policy`).
-    #[inline]
+    /// Reads recorded since the policy last took them (tests).
+    #[cfg(test)]
     pub(crate) fn pending_access(&self) -> u8 {
         self.access.load(Ordering::Relaxed) / ACCESS_ONE
     }

@@ -43,11 +43,8 @@ pub(super) struct Ghosts {
     window_clock: u32,
     /// Weight that left probation so far (evicted or promoted): the main space's clock.
     main_clock: u32,
-    /// How far back (in the window's clock) a window ghost counts: `near` or `far`.
+    /// How far back (in the window's clock) a window ghost counts.
     depth: u32,
-    near: u32,
-    /// The window ghosts' reach while the window is at its floor (see `reach_far`).
-    far: u32,
     /// How far back (in the main space's clock) a main ghost counts.
     main_depth: u32,
 }
@@ -63,13 +60,11 @@ pub(super) enum Found {
 }
 
 impl Ghosts {
-    /// `depth` is the window ghosts' reach (`far` while the window is at its floor); main
-    /// ghosts reach `main_mult` times `depth`. The table is sized for `depth`: the main half
-    /// holds more live ghosts, and loses more of them to collisions, as does the window's half
-    /// while it reaches far.
-    pub(super) fn new(depth: u64, far: u64, main_mult: f64) -> Self {
+    /// `depth` is the window ghosts' reach; main ghosts reach `main_mult` times `depth`. The
+    /// table is sized for `depth`: the main half holds more live ghosts, and loses more of them
+    /// to collisions.
+    pub(super) fn new(depth: u64, main_mult: f64) -> Self {
         let depth = depth.clamp(1, u64::from(u32::MAX >> 2));
-        let far = far.clamp(depth, u64::from(u32::MAX >> 2)) as u32;
         // Up to `depth` live ghosts a side, thinned to fit the table.
         let live = depth;
         let mut sample_bits = 0;
@@ -88,25 +83,9 @@ impl Ghosts {
             window_clock: 0,
             main_clock: 0,
             depth: depth as u32,
-            near: depth as u32,
-            far,
             main_depth: ((depth as f64 * main_mult) as u64).clamp(1, u64::from(u32::MAX >> 2))
                 as u32,
         }
-    }
-
-    /// Whether window ghosts reach `far` instead of `depth` from now on. While the window is
-    /// at its floor, a window ghost only sees reuse within `depth` inserts of arrival, so a
-    /// workload whose reuse lies farther than that cannot pull the window back up, however much
-    /// a larger window would gain: the window stays stuck at its floor (see `mod.rs`).
-    pub(super) fn reach_far(&mut self, far: bool) {
-        self.depth = if far { self.far } else { self.near };
-    }
-
-    /// How far back window ghosts count now.
-    #[cfg(test)]
-    pub(super) fn window_reach(&self) -> u32 {
-        self.depth
     }
 
     /// Log2 of the sampling divisor: a ghost hit stands for this power of two of them.
@@ -210,15 +189,10 @@ mod tests {
     }
 
     #[test]
-    fn window_ghosts_reach_far_only_while_asked_to() {
-        let mut g = Ghosts::new(10, 40, 2.0);
+    fn window_ghosts_count_within_their_reach() {
+        let mut g = Ghosts::new(10, 2.0);
         assert_eq!(g.sample_bits(), 0);
         assert_eq!(window_ghost_after(&mut g, 64, 4), Found::Window);
-        assert_eq!(window_ghost_after(&mut g, 64, 20), Found::Nothing);
-        g.reach_far(true);
-        assert_eq!(window_ghost_after(&mut g, 64, 20), Found::Window);
-        assert_eq!(window_ghost_after(&mut g, 64, 60), Found::Nothing);
-        g.reach_far(false);
         assert_eq!(window_ghost_after(&mut g, 64, 20), Found::Nothing);
         // At the edges: half-resolution clocks, so the reach is `depth` to within one insert.
         assert_eq!(window_ghost_after(&mut g, 64, 7), Found::Window);
@@ -227,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_ghost_counts_once() {
-        let mut g = Ghosts::new(10, 40, 2.0);
+        let mut g = Ghosts::new(10, 2.0);
         assert_eq!(window_ghost_after(&mut g, 64, 2), Found::Window);
         assert_eq!(g.on_miss(64, 1), Found::Nothing);
         g.on_evict(192, 1, true);
@@ -237,7 +211,7 @@ mod tests {
 
     #[test]
     fn main_ghosts_count_probation_departures() {
-        let mut g = Ghosts::new(10, 40, 2.0);
+        let mut g = Ghosts::new(10, 2.0);
         g.on_evict(128, 1, true);
         for _ in 0..15 {
             g.on_promote(1);
