@@ -135,7 +135,10 @@ fn main() {
     let ops: usize = arg(&args, "--ops").unwrap_or(4_000_000).max(4);
     let only: Option<String> = arg(&args, "--only");
     let cache: Option<String> = arg(&args, "--cache");
-    if only.as_ref().is_some_and(|o| !OPS.iter().any(|(op, _)| op == o)) {
+    if only
+        .as_ref()
+        .is_some_and(|o| !OPS.iter().any(|(op, _)| op == o))
+    {
         eprintln!("--only: one of get, insert, warm_insert");
         std::process::exit(2);
     }

@@ -505,7 +505,7 @@ impl<K, V> ShardState<K, V> {
                     v.insert(t);
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, now, time.cfg);
-                    self.policy.on_insert(hash, w, self.slab.len());
+                    self.policy.on_insert(&mut self.slab, t);
                     self.finish_write(now, removed);
                     return None;
                 }

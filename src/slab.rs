@@ -106,6 +106,12 @@ const _: () = assert!(ACCESS_COUNT == MAX_ACCESS * ACCESS_ONE);
 const REFRESHING: u8 = 0x01;
 const _: () = assert!(REFRESHING & ACCESS_COUNT == 0);
 
+/// The bit of `access` the policy sets on a new entry whose key it had seen at most once (see
+/// `policy`). Readers and taking the reads keep it: the policy only looks at it on an unread
+/// entry at the window's head.
+const RARE: u8 = 0x02;
+const _: () = assert!(RARE & (ACCESS_COUNT | REFRESHING) == 0);
+
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
@@ -154,8 +160,8 @@ impl<K, V> Entry<K, V> {
     #[inline]
     pub(crate) fn touch(&self) {
         let a = self.access.load(Ordering::Relaxed);
-        // Only the count and `REFRESHING` are ever set: below `ACCESS_COUNT` means the count
-        // is below its maximum.
+        // The flags (`REFRESHING`, `RARE`) are below `ACCESS_ONE`: below `ACCESS_COUNT` means
+        // the count is below its maximum.
         if a < ACCESS_COUNT {
             self.access.store(a + ACCESS_ONE, Ordering::Relaxed);
         }
@@ -181,7 +187,7 @@ impl<K, V> Entry<K, V> {
     pub(crate) fn take_access(&mut self) -> u8 {
         let a = self.access.get_mut();
         let count = *a / ACCESS_ONE;
-        *a &= REFRESHING;
+        *a &= !ACCESS_COUNT;
         count
     }
 
@@ -194,8 +200,20 @@ impl<K, V> Entry<K, V> {
         let a = self.access.get_mut();
         let count = *a / ACCESS_ONE;
         let kept = count / 2;
-        *a = (*a & REFRESHING) | (kept * ACCESS_ONE);
+        *a = (*a & !ACCESS_COUNT) | (kept * ACCESS_ONE);
         count - kept
+    }
+
+    /// Marks a new entry whose key the policy had seen at most once (write lock).
+    #[inline]
+    pub(crate) fn mark_rare(&mut self) {
+        *self.access.get_mut() |= RARE;
+    }
+
+    /// Whether the entry was marked rare when inserted (write lock).
+    #[inline]
+    pub(crate) fn is_rare(&mut self) -> bool {
+        *self.access.get_mut() & RARE != 0
     }
 
     /// Reads recorded since the policy last took them (tests).

@@ -22,7 +22,7 @@
 // keys, so a large shard keeps a fixed, small table: all keys are sampled while `d` is small, one
 // in 2^k beyond. A collision overwrites; both sides lose alike.
 
-/// Most ghost slots per shard: 8 bytes each.
+/// Most ghost slots per shard: 16 bytes each (a word per side).
 const MAX_SLOTS: usize = 1024;
 
 /// The sampled keys' ghosts live at most this many per slot of the table, on average, before the
@@ -30,9 +30,10 @@ const MAX_SLOTS: usize = 1024;
 const LIVE_PER_SLOT: u64 = 1;
 
 pub(super) struct Ghosts {
-    /// Window ghosts in the first half, main ghosts in the second: each side's ghosts arrive at
-    /// their own rate, and sharing slots let the faster one (under churn nearly every insert
-    /// leaves a rejected candidate) overwrite the other's before they aged out.
+    /// Pairs of words, a window ghost's then a main ghost's: each side's ghosts arrive at their
+    /// own rate, and sharing words let the faster one (under churn nearly every insert leaves a
+    /// rejected candidate) overwrite the other's before they aged out. A miss reads both words
+    /// of its pair, in one cache line.
     table: Vec<u64>,
     slot_mask: u64,
     /// A key is sampled when these bits of its spread hash are zero.
@@ -101,12 +102,9 @@ impl Ghosts {
         if x & self.sample_mask != 0 {
             return None;
         }
+        // A slot's two sides sit side by side: one cache line holds both.
         let s = ((x >> self.sample_bits) & self.slot_mask) as usize;
-        Some(if main {
-            s + self.slot_mask as usize + 1
-        } else {
-            s
-        })
+        Some(2 * s + usize::from(main))
     }
 
     /// A miss on `hash`, inserted with `weight`.
@@ -117,7 +115,7 @@ impl Ghosts {
             return Found::Nothing;
         };
         let (s, g) = {
-            let m = s + self.slot_mask as usize + 1;
+            let m = s + 1;
             let (gw, gm) = (self.table[s], self.table[m]);
             // A key is in at most one: the later eviction wins.
             if (gw >> 32) as u32 == hash && gw != 0 {

@@ -159,22 +159,22 @@ impl FrequencySketch {
         min as u8
     }
 
-    /// Records `n` occurrences of `hash`.
+    /// Records `n` occurrences of `hash`, and returns its estimate after them (before a halving
+    /// they may set off).
     #[inline]
-    pub(crate) fn increment(&mut self, hash: u32, n: u8) {
-        if n == 0 {
-            return;
-        }
+    pub(crate) fn increment(&mut self, hash: u32, n: u8) -> u8 {
         let x = spread(hash);
         let b = self.block(x);
         let block = &mut self.table[b].0;
         let mut added = false;
+        let mut min = 15;
         for i in 0..4 {
             let (w, shift) = Self::slot(x, i);
             let c = (block[w] >> shift) & 15;
             let new = (c + u64::from(n)).min(15);
             block[w] += (new - c) << shift;
             added |= new != c;
+            min = min.min(new);
         }
         if added {
             self.additions += u64::from(n);
@@ -182,6 +182,7 @@ impl FrequencySketch {
                 self.halve();
             }
         }
+        min as u8
     }
 
     fn halve(&mut self) {
