@@ -516,7 +516,12 @@ mod tests {
         s.slab.get(head).touch();
         s.insert(1_001);
         assert_eq!(s.find(1_000), None);
-        assert_eq!(s.slab.get(s.slab.list(Queue::Probation).head).pending_access(), 1);
+        assert_eq!(
+            s.slab
+                .get(s.slab.list(Queue::Probation).head)
+                .pending_access(),
+            1
+        );
         // A key the sketch has seen before is not rare.
         s.p.sketch.increment(hash(2_000), 1);
         s.insert(2_000);
