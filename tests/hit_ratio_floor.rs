@@ -135,12 +135,13 @@ fn trace_path(file: &str) -> Option<PathBuf> {
     );
     static NOTICE: Once = Once::new();
     NOTICE.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
+        // One write, so that the line is not interleaved with the harness's output.
+        let line = format!(
             "hit_ratio_floor: trace floors SKIPPED, {file} not in {} ({LOOKUP}); \
-             run them with CACHET_TRACES=<traces folder> cargo test --test hit_ratio_floor",
+             run them with CACHET_TRACES=<traces folder> cargo test --test hit_ratio_floor\n",
             dir.display()
         );
+        let _ = std::io::stderr().write_all(line.as_bytes());
     });
     None
 }
