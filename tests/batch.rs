@@ -61,9 +61,9 @@ fn none_stored_nor_in_flight(cache: &Cache<u64, u64>, keys: &[u64]) {
     }
 }
 
-/// The bar: 100 keys, 30 cached, 20 in flight (single-key leaders parked in their loaders), 50
-/// missing. The batch loader is called once, with exactly the 50; the 20 joined keys get their
-/// leaders' values.
+/// The whole contract at once: 100 keys, 30 cached, 20 in flight (single-key leaders parked in
+/// their loaders), 50 missing. The batch loader is called once, with exactly the 50; the 20
+/// joined keys get their leaders' values.
 #[test]
 fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
     let cache: Cache<u64, u64> = Cache::new(10_000);
