@@ -133,34 +133,41 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The data path: `cache` (the handle) -> `shard` (one lock's worth of state) -> `slab` (the
+// entries), `policy` (eviction) and `expiry` (deadlines and the timer wheel). `config` is what a
+// cache is built from; `flight` is the in-flight load state machine the shards hold. The
+// front-ends sit on top and only the front-ends know each other: `builder` makes caches,
+// `load` adds the loader methods to `Cache`, `loading` the loading caches, `metrics_export`
+// publishes statistics.
+
 mod builder;
 mod cache;
 mod clock;
+mod config;
 mod error;
 mod expiry;
+mod flight;
 mod listener;
-mod loader;
+mod load;
+mod loading;
 #[cfg(feature = "metrics")]
 mod metrics_export;
 mod policy;
-mod refresh;
 mod shard;
 mod slab;
 mod stats;
 mod sync;
 
-pub use builder::{
-    CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_ENTRIES_PER_SHARD, MAX_REFRESH_THREADS, MAX_SHARDS,
-    MIN_SHARD_CAPACITY, SHARDS_PER_THREAD,
-};
+pub use builder::{CacheBuilder, MAX_REFRESH_THREADS};
 pub use cache::{Cache, Compute, Iter};
 pub use clock::{Clock, MockClock};
+pub use config::{MAX_ENTRIES_PER_SHARD, MAX_SHARDS};
 pub use equivalent::Equivalent;
 pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
-pub use loader::Timeout;
-pub use refresh::{AsyncLoadingCache, BoxFuture, LoadingCache};
+pub use load::Timeout;
+pub use loading::{AsyncLoadingCache, BoxFuture, LoadingCache};
 pub use stats::CacheStats;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an

@@ -452,6 +452,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Recounts every list and checks links, queue tags and weights (tests only).
+    #[cfg(any(test, feature = "_test-hooks"))]
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut seen = vec![false; self.entries.len()];
         for q in [Queue::Window, Queue::Probation, Queue::Protected] {

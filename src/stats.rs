@@ -20,6 +20,10 @@ use crossbeam_utils::CachePadded;
 
 use crate::listener::RemovalCause;
 
+/// Told of every finished load of a cache that records statistics: the cache's name, how long
+/// the load took, and whether it produced a value. The `metrics` feature's histogram is one.
+pub(crate) type LoadHook = fn(name: Option<&str>, took: Duration, ok: bool);
+
 /// Read-counter stripes per shard. Four covers the common case of a few threads hammering the
 /// same hot shard; each costs one cache line per shard.
 const STRIPES: usize = 4;

@@ -1,4 +1,5 @@
-//! Loading caches: a loader registered on the cache, and refresh-ahead.
+//! Loading caches: a loader registered on the cache, and refresh-ahead. A front-end over
+//! [`Cache`] and its loaders; nothing below it (cache, shard, policy, expiry) knows it exists.
 //!
 //! [`LoadingCache`] (blocking loader) and [`AsyncLoadingCache`] (a loader returning a future)
 //! wrap a [`Cache`] whose misses they load with the registered loader, coalesced as in
@@ -24,7 +25,6 @@
 //   started on demand and ended when idle), with a bounded queue: when it is full a refresh is
 //   skipped, never queued without bound. Async refreshes go to the spawn function given.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -35,11 +35,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::DefaultHashBuilder;
 use crate::cache::Cache;
-use crate::loader::{Flight, SharedError};
+use crate::flight::{Flight, SharedError};
+
+mod pool;
+
+use pool::Pool;
 
 /// A boxed, `Send` future: what an [`AsyncLoadingCache`]'s spawn function receives.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -52,12 +54,6 @@ pub(crate) enum RefreshRule {
     /// `refresh_early(beta)`: the XFetch rule, scaled by the measured load time.
     Early(f64),
 }
-
-/// Refresh jobs a blocking loading cache queues at most; past this, refreshes are skipped.
-const MAX_QUEUED: usize = 1024;
-
-/// How long an idle refresh thread waits for work before it ends.
-const IDLE: Duration = Duration::from_secs(10);
 
 /// What the loaders of both kinds share: the rule, and the measured load time.
 struct Refresher {
@@ -209,89 +205,6 @@ where
                     .end_refresh(self.shard, self.hash, &self.key, g, None)
             }));
             self.flight.abandon();
-        }
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The blocking refresh threads of one loading cache: at most `max` threads, started when
-/// work arrives and none is idle, ended after `IDLE` without work.
-struct Pool {
-    shared: Arc<PoolShared>,
-}
-
-struct PoolShared {
-    state: Mutex<PoolState>,
-    ready: Condvar,
-    max: usize,
-}
-
-struct PoolState {
-    jobs: VecDeque<Job>,
-    threads: usize,
-    idle: usize,
-}
-
-impl Pool {
-    fn new(max: usize) -> Self {
-        Pool {
-            shared: Arc::new(PoolShared {
-                state: Mutex::new(PoolState {
-                    jobs: VecDeque::new(),
-                    threads: 0,
-                    idle: 0,
-                }),
-                ready: Condvar::new(),
-                max: max.max(1),
-            }),
-        }
-    }
-
-    /// Queues `job`; drops it (which abandons its refresh) if the queue is full.
-    fn execute(&self, job: Job) {
-        let mut state = self.shared.state.lock();
-        if state.jobs.len() >= MAX_QUEUED {
-            drop(state);
-            drop(job);
-            return;
-        }
-        state.jobs.push_back(job);
-        if state.idle > 0 {
-            self.shared.ready.notify_one();
-        } else if state.threads < self.shared.max {
-            state.threads += 1;
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name("cachet-refresh".into())
-                .spawn(move || work(&shared));
-            if spawned.is_err() {
-                // No thread: the job waits for a running one, or is dropped with the pool.
-                state.threads -= 1;
-            }
-        }
-    }
-}
-
-fn work(shared: &PoolShared) {
-    let mut state = shared.state.lock();
-    loop {
-        match state.jobs.pop_front() {
-            Some(job) => {
-                drop(state);
-                // A panicking loader only abandons its own refresh (the job's guard).
-                let _ = catch_unwind(AssertUnwindSafe(job));
-                state = shared.state.lock();
-            }
-            None => {
-                state.idle += 1;
-                let timed_out = shared.ready.wait_for(&mut state, IDLE).timed_out();
-                state.idle -= 1;
-                if timed_out && state.jobs.is_empty() {
-                    state.threads -= 1;
-                    return;
-                }
-            }
         }
     }
 }

@@ -1,0 +1,135 @@
+//! Expiration scheduling and delivery of removals: which shard's due entries an operation
+//! removes (its own, and one other it helps), and how removals are counted and reported once
+//! the shard lock is released.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+use crate::listener::Removed;
+use crate::shard::{EXPIRE_BUDGET, ShardState, Timing};
+
+use super::Cache;
+
+impl<K, V, S> Cache<K, V, S> {
+    /// Removes every entry whose deadline has passed, now.
+    ///
+    /// Never required: every write (and every read that misses) already removes a bounded
+    /// number of expired entries, so memory is given back under any traffic. This is for an
+    /// idle cache whose memory should be released anyway, or before measuring it. The work is
+    /// done in batches of at most a thousand entries per shard lock, and removals are reported
+    /// to the eviction listener as they go.
+    pub fn run_pending_maintenance(&self) {
+        let mut panic = None;
+        for i in 0..self.inner.shards.len() {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, true, None))) {
+                panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
+        }
+    }
+
+    /// The clock tick now, if this shard keeps deadlines (0 otherwise: no deadline to compare).
+    #[inline]
+    pub(super) fn now_if(&self, state: &ShardState<K, V>) -> u64 {
+        if state.is_timed() {
+            self.inner.clock.now_ticks()
+        } else {
+            0
+        }
+    }
+
+    /// Expires what is due in shard `i`: one batch (blocking on the lock only if `all`), or
+    /// batches until nothing is due (`all`).
+    pub(super) fn maintain(&self, i: usize, all: bool, known_now: Option<u64>) {
+        let shard = &self.inner.shards[i];
+        loop {
+            let Some(due) = shard.pending_due() else {
+                return;
+            };
+            let now = match known_now {
+                Some(now) if !all => now,
+                _ => self.inner.clock.now_ticks(),
+            };
+            if due > now {
+                return;
+            }
+            let mut removed = Removed::new();
+            {
+                let mut state = if all {
+                    shard.state.write()
+                } else {
+                    match shard.state.try_write() {
+                        Some(s) => s,
+                        None => return, // the lock holder does the work
+                    }
+                };
+                state.expire(now, EXPIRE_BUDGET, &mut removed);
+                shard.publish_due(&state);
+            }
+            self.deliver(i, removed, None);
+            if !all {
+                return;
+            }
+        }
+    }
+
+    /// After a write to shard `i`: also help one other shard, picked by the key's hash, if it
+    /// has expired entries waiting and its lock is free, so a backlog in a shard that is
+    /// rarely written still drains with the cache's overall traffic.
+    #[inline]
+    pub(super) fn help_other(&self, i: usize, h: u32, now: Option<u64>) {
+        let j = (i ^ (h >> 16) as usize) & self.inner.mask;
+        if j == i {
+            return;
+        }
+        // With the time known (any write to an expiring cache), most calls end here.
+        let due = self.inner.shards[j].pending_due();
+        if due.is_some_and(|due| now.is_none_or(|now| due <= now)) {
+            self.maintain(j, false, now);
+        }
+    }
+
+    /// The wheel of shard `i` is too far behind the clock for its deadlines to be read:
+    /// bring it up to date (the shard does it in one go in that case).
+    #[cold]
+    pub(super) fn catch_up(&self, i: usize) {
+        let shard = &self.inner.shards[i];
+        let mut removed = Removed::new();
+        {
+            let mut state = shard.state.write();
+            let now = self.now_if(&state);
+            state.expire(now, EXPIRE_BUDGET, &mut removed);
+            shard.publish_due(&state);
+        }
+        self.deliver(i, removed, None);
+    }
+
+    /// Counts (with `record_stats`) and reports what left shard `i`, with no lock held.
+    /// `returned` is the value the operation gives back to its caller, if any.
+    #[inline(always)]
+    pub(super) fn deliver(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
+        // No listener, no statistics, no panic to resume (most writes): just drop what left,
+        // here, without moving it into a call.
+        if self.inner.listener.is_none() && !self.inner.record_stats && !removed.panicked() {
+            drop(removed);
+            return;
+        }
+        self.deliver_slow(i, removed, returned);
+    }
+
+    #[inline(never)]
+    pub(super) fn deliver_slow(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
+        self.count_removed(i, removed.causes());
+        removed.deliver(self.inner.listener.as_ref(), returned);
+    }
+
+    #[inline]
+    pub(super) fn timing(&self) -> Timing<'_, K, V> {
+        Timing {
+            clock: &self.inner.clock,
+            cfg: &self.inner.expire,
+            read: std::cell::Cell::new(None),
+        }
+    }
+}
