@@ -123,8 +123,8 @@ pub(crate) struct Entry<K, V> {
     pub(crate) queue: Queue,
 }
 
-// The layout the memory figures in the README rely on: the deadline costs a `u64 -> u64` entry
-// nothing.
+// The layout the memory figures (`examples/memory.rs`) rely on: the deadline costs a
+// `u64 -> u64` entry nothing.
 const _: () = assert!(std::mem::size_of::<Entry<u64, u64>>() == 32);
 
 impl<K, V> Entry<K, V> {

@@ -49,15 +49,15 @@ where
             let shard = self.cache.inner.shards.get(self.next_shard)?;
             self.next_shard += 1;
             let mut state = shard.state.read();
-            let mut now = self.cache.now_if(&state);
-            if state.lagging(now) {
+            let mut time = self.cache.now();
+            if state.lagging(&time) {
                 drop(state);
                 self.cache.catch_up(self.next_shard - 1);
                 state = shard.state.read();
-                now = self.cache.now_if(&state);
+                time = self.cache.now();
             }
             let copy: Vec<(K, V)> = state
-                .live_entries(now)
+                .live_entries(&time)
                 .map(|e| (e.key.clone(), e.value.clone()))
                 .collect();
             drop(state);

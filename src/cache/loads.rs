@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::expiry::Lifetime;
 use crate::flight::Flight;
 use crate::listener::Removed;
-use crate::shard::{Begin, ShardState};
+use crate::shard::{Begin, NewEntry, ShardState};
 
 use super::Cache;
 
@@ -18,7 +18,7 @@ where
     S: BuildHasher,
 {
     /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
-    /// lead (see `loader.rs`).
+    /// lead (see `load/`).
     pub(crate) fn begin_load(&self, i: usize, h: u32, key: &K) -> Begin<V>
     where
         K: Clone,
@@ -28,12 +28,7 @@ where
         let mut removed = Removed::new();
         let begin = {
             let mut state = shard.state.write();
-            let now = if self.inner.negative_ttl.is_some() {
-                self.inner.clock.now_ticks()
-            } else {
-                self.now_if(&state)
-            };
-            let begin = state.begin_load(h, key, now, &mut removed);
+            let begin = state.begin_load(h, key, &self.now(), &mut removed);
             shard.publish_due(&state);
             begin
         };
@@ -108,9 +103,14 @@ where
             let current = current(&mut state);
             let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
-                let life = Lifetime::Configured;
-                let key = key.clone();
-                state.insert(h, key, v, w, life, &self.timing(), &mut removed);
+                let new = NewEntry {
+                    hash: h,
+                    key: key.clone(),
+                    value: v,
+                    weight: w,
+                    life: Lifetime::Configured,
+                };
+                state.insert(new, &self.now(), &self.inner.expire, &mut removed);
             }
             shard.publish_due(&state);
             current && stored_value

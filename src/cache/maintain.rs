@@ -4,10 +4,21 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use crate::clock::Now;
 use crate::listener::Removed;
-use crate::shard::{EXPIRE_BUDGET, ShardState, Timing};
+use crate::shard::EXPIRE_BUDGET;
 
 use super::Cache;
+
+/// How much expiration work `maintain` does in a shard.
+#[derive(Clone, Copy)]
+pub(super) enum Maintain<'a> {
+    /// One batch, at the time the calling operation sees, if the shard's lock is free (its
+    /// holder does the work otherwise).
+    Batch(&'a Now<'a>),
+    /// Batches until nothing is due, waiting for the lock.
+    All,
+}
 
 impl<K, V, S> Cache<K, V, S> {
     /// Removes every entry whose deadline has passed, now.
@@ -20,7 +31,7 @@ impl<K, V, S> Cache<K, V, S> {
     pub fn run_pending_maintenance(&self) {
         let mut panic = None;
         for i in 0..self.inner.shards.len() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, true, None))) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.maintain(i, Maintain::All))) {
                 panic.get_or_insert(p);
             }
         }
@@ -29,46 +40,38 @@ impl<K, V, S> Cache<K, V, S> {
         }
     }
 
-    /// The clock tick now, if this shard keeps deadlines (0 otherwise: no deadline to compare).
-    #[inline]
-    pub(super) fn now_if(&self, state: &ShardState<K, V>) -> u64 {
-        if state.is_timed() {
-            self.inner.clock.now_ticks()
-        } else {
-            0
-        }
-    }
-
-    /// Expires what is due in shard `i`: one batch (blocking on the lock only if `all`), or
-    /// batches until nothing is due (`all`).
-    pub(super) fn maintain(&self, i: usize, all: bool, known_now: Option<u64>) {
+    /// Expires what is due in shard `i`: one batch, or everything (see `Maintain`).
+    pub(super) fn maintain(&self, i: usize, work: Maintain<'_>) {
         let shard = &self.inner.shards[i];
         loop {
             let Some(due) = shard.pending_due() else {
                 return;
             };
-            let now = match known_now {
-                Some(now) if !all => now,
-                _ => self.inner.clock.now_ticks(),
+            let fresh;
+            let time = match work {
+                Maintain::Batch(time) => time,
+                Maintain::All => {
+                    fresh = Now::new(&self.inner.clock);
+                    &fresh
+                }
             };
-            if due > now {
+            if due > time.tick() {
                 return;
             }
             let mut removed = Removed::new();
             {
-                let mut state = if all {
-                    shard.state.write()
-                } else {
-                    match shard.state.try_write() {
+                let mut state = match work {
+                    Maintain::All => shard.state.write(),
+                    Maintain::Batch(_) => match shard.state.try_write() {
                         Some(s) => s,
                         None => return, // the lock holder does the work
-                    }
+                    },
                 };
-                state.expire(now, EXPIRE_BUDGET, &mut removed);
+                state.expire(time, EXPIRE_BUDGET, &mut removed);
                 shard.publish_due(&state);
             }
             self.deliver(i, removed, None);
-            if !all {
+            if let Maintain::Batch(_) = work {
                 return;
             }
         }
@@ -78,15 +81,15 @@ impl<K, V, S> Cache<K, V, S> {
     /// has expired entries waiting and its lock is free, so a backlog in a shard that is
     /// rarely written still drains with the cache's overall traffic.
     #[inline]
-    pub(super) fn help_other(&self, i: usize, h: u32, now: Option<u64>) {
+    pub(super) fn help_other(&self, i: usize, h: u32, time: &Now<'_>) {
         let j = (i ^ (h >> 16) as usize) & self.inner.mask;
         if j == i {
             return;
         }
         // With the time known (any write to an expiring cache), most calls end here.
         let due = self.inner.shards[j].pending_due();
-        if due.is_some_and(|due| now.is_none_or(|now| due <= now)) {
-            self.maintain(j, false, now);
+        if due.is_some_and(|due| time.if_read().is_none_or(|now| due <= now)) {
+            self.maintain(j, Maintain::Batch(time));
         }
     }
 
@@ -98,8 +101,7 @@ impl<K, V, S> Cache<K, V, S> {
         let mut removed = Removed::new();
         {
             let mut state = shard.state.write();
-            let now = self.now_if(&state);
-            state.expire(now, EXPIRE_BUDGET, &mut removed);
+            state.expire(&self.now(), EXPIRE_BUDGET, &mut removed);
             shard.publish_due(&state);
         }
         self.deliver(i, removed, None);
@@ -124,12 +126,9 @@ impl<K, V, S> Cache<K, V, S> {
         removed.deliver(self.inner.listener.as_ref(), returned);
     }
 
+    /// The time of an operation that starts now (the clock is read on first need).
     #[inline]
-    pub(super) fn timing(&self) -> Timing<'_, K, V> {
-        Timing {
-            clock: &self.inner.clock,
-            cfg: &self.inner.expire,
-            read: std::cell::Cell::new(None),
-        }
+    pub(super) fn now(&self) -> Now<'_> {
+        Now::new(&self.inner.clock)
     }
 }

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use equivalent::Equivalent;
 
+use crate::clock::Now;
 use crate::shard::Read;
 
+use super::maintain::Maintain;
 use super::{Cache, Shard};
 
 /// How a cache's `get` reads: decided at build time, except that a cache built without
@@ -201,9 +203,9 @@ where
         // The time is read first, so that past the probe only `shard`, `key` and `now` are
         // live (the uncommon ends find the shard's number in it, or hash again): an instant
         // earlier than under the lock, which no caller can tell apart.
-        let now = self.inner.clock.now_ticks();
+        let time = Now::at(&self.inner.clock, self.inner.clock.now_ticks());
         let state = shard.state.read();
-        match state.get_ttl(h, key, now) {
+        match state.get_ttl(h, key, &time) {
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
@@ -212,7 +214,7 @@ where
             }
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, Some(now));
+                self.timed_miss(shard, &time);
                 None
             }
             _ => {
@@ -226,14 +228,13 @@ where
     /// reclaimed if some are due at `now` (read here if `None`; checked inline: most misses
     /// find none).
     #[inline(always)]
-    pub(super) fn timed_miss(&self, shard: &Shard<K, V>, now: Option<u64>) {
+    pub(super) fn timed_miss(&self, shard: &Shard<K, V>, time: &Now<'_>) {
         if let Some(stats) = &shard.stats {
             stats.miss();
         }
         if let Some(due) = shard.pending_due() {
-            let now = now.unwrap_or_else(|| self.inner.clock.now_ticks());
-            if due <= now {
-                self.maintain(shard.index, false, Some(now));
+            if due <= time.tick() {
+                self.maintain(shard.index, Maintain::Batch(time));
             }
         }
     }
@@ -266,13 +267,14 @@ where
         let inner = &self.inner;
         // A hit: its value, whether this reader claimed its refresh, and an earlier deadline
         // to file under the write lock.
-        let (v, claimed, refile) = match state.get(h, key, &inner.clock, &inner.expire, refresh) {
+        let time = self.now();
+        let (v, claimed, refile) = match state.get(h, key, &time, &inner.expire, refresh) {
             Read::Hit(v) => (v.clone(), false, None),
             Read::Refresh(v) => (v.clone(), true, None),
             Read::Refile(v, when) => (v.clone(), false, Some(when)),
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, None);
+                self.timed_miss(shard, &time);
                 return None;
             }
             Read::Stale => {
@@ -319,7 +321,7 @@ where
         let (i, h) = self.hash(key);
         loop {
             let state = self.inner.shards[i].state.read();
-            return match state.peek(h, key, &self.inner.clock) {
+            return match state.peek(h, key, &self.now()) {
                 Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
                 Read::Miss => None,
                 Read::Stale => {
@@ -339,7 +341,7 @@ where
     {
         let (i, h) = self.hash(key);
         let state = self.inner.shards[i].state.read();
-        match state.peek(h, key, &self.inner.clock) {
+        match state.peek(h, key, &self.now()) {
             Read::Hit(_) | Read::Refile(..) | Read::Refresh(_) => true,
             Read::Miss => false,
             Read::Stale => {
@@ -358,8 +360,7 @@ where
     {
         let shard = &self.inner.shards[i];
         let mut state = shard.state.write();
-        let now = self.now_if(&state);
-        state.refile(h, key, when, now);
+        state.refile(h, key, when, &self.now());
         shard.publish_due(&state);
     }
 }

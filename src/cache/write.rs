@@ -8,7 +8,9 @@ use std::time::Duration;
 use equivalent::Equivalent;
 
 use crate::expiry::{Lifetime, ticks};
-use crate::listener::{self, RemovalCause, Removed};
+use crate::listener::{RemovalCause, Removed};
+
+use crate::shard::NewEntry;
 
 use super::Cache;
 use super::read::ReadKind;
@@ -75,10 +77,17 @@ where
         };
         let mut removed = Removed::new();
         let shard = &self.inner.shards[i];
-        let time = self.timing();
+        let time = self.now();
         let old = {
             let mut state = shard.state.write();
-            let old = state.insert(h, key, value, w, life, &time, &mut removed);
+            let new = NewEntry {
+                hash: h,
+                key,
+                value,
+                weight: w,
+                life,
+            };
+            let old = state.insert(new, &time, &self.inner.expire, &mut removed);
             shard.publish_due(&state);
             // The first deadline of a cache built without expiration: reads now check them
             // (a read that still took `read_plain` takes an entry with a deadline for a miss).
@@ -97,7 +106,7 @@ where
             stats.inserted();
         }
         self.deliver(i, removed, old.as_ref());
-        self.help_other(i, h, time.read.get());
+        self.help_other(i, h, &time);
         old
     }
 
@@ -134,16 +143,15 @@ where
     {
         let (i, h) = self.hash(&key);
         let shard = &self.inner.shards[i];
-        let time = self.timing();
         // Both are used once, in the pass that finds no load in flight.
         let (mut f, mut key) = (Some(f), Some(key));
         loop {
             let mut removed = Removed::new();
             let outcome = {
                 let mut state = shard.state.write();
-                let now = self.now_if(&state);
+                let time = self.now();
                 let k = key.as_ref().expect("key is used once");
-                match state.probe(h, k, now) {
+                match state.probe(h, k, &time) {
                     Err(flight) => Err(flight),
                     Ok(current) => {
                         let f = f.take().expect("f runs once");
@@ -158,11 +166,18 @@ where
                                     None => 1,
                                 };
                                 let new = v.clone();
-                                let life = Lifetime::Configured;
                                 let probe = key.clone();
-                                old = state.insert(h, key, v, w, life, &time, &mut removed);
+                                let entry = NewEntry {
+                                    hash: h,
+                                    key,
+                                    value: v,
+                                    weight: w,
+                                    life: Lifetime::Configured,
+                                };
+                                let expire = &self.inner.expire;
+                                old = state.insert(entry, &time, expire, &mut removed);
                                 // Too heavy, or a zero lifetime: the value was not kept.
-                                let kept = matches!(state.probe(h, &probe, now), Ok(Some(_)));
+                                let kept = matches!(state.probe(h, &probe, &time), Ok(Some(_)));
                                 if let Some(stats) = self.shard_stats(i) {
                                     stats.inserted();
                                 }
@@ -170,7 +185,7 @@ where
                             }
                             Compute::Remove => {
                                 if let Some((k, v, expired)) =
-                                    state.remove(h, k, &self.inner.clock, &mut removed)
+                                    state.remove(h, k, &time, &mut removed)
                                 {
                                     let cause = if expired {
                                         RemovalCause::Expired
@@ -214,7 +229,7 @@ where
         let mut removed = Removed::new();
         let found = {
             let mut state = shard.state.write();
-            let found = state.remove(h, key, &self.inner.clock, &mut removed);
+            let found = state.remove(h, key, &self.now(), &mut removed);
             shard.publish_due(&state);
             found
         };
@@ -238,17 +253,13 @@ where
     pub fn invalidate_all(&self) {
         let mut panic = None;
         for (i, shard) in self.inner.shards.iter().enumerate() {
-            let entries = {
+            let mut removed = Removed::new();
+            {
                 let mut state = shard.state.write();
-                let now = self.now_if(&state);
-                let entries = state.clear(now);
+                state.clear(&self.now(), &mut removed);
                 shard.publish_due(&state);
-                entries
-            };
-            self.count_removed(i, entries.iter().map(|e| e.2));
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(self.inner.listener.as_ref(), entries)
-            }));
+            }
+            let delivered = catch_unwind(AssertUnwindSafe(|| self.deliver_slow(i, removed, None)));
             if let Err(p) = delivered {
                 panic.get_or_insert(p);
             }
@@ -270,20 +281,16 @@ where
     where
         F: FnMut(&K, &V) -> bool,
     {
-        let mut removed = Vec::new();
         let mut panic = None;
         for (i, shard) in self.inner.shards.iter().enumerate() {
+            let mut removed = Removed::new();
             // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
                 let mut state = shard.state.write();
-                let now = self.now_if(&state);
-                state.retain(&mut keep, now, &mut removed);
+                state.retain(&mut keep, &self.now(), &mut removed);
                 shard.publish_due(&state);
             }));
-            self.count_removed(i, removed.iter().map(|e| e.2));
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(self.inner.listener.as_ref(), removed.drain(..))
-            }));
+            let delivered = catch_unwind(AssertUnwindSafe(|| self.deliver_slow(i, removed, None)));
             if let Err(p) = visited {
                 // The predicate's own panic comes first and ends the visit.
                 resume_unwind(p);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use equivalent::Equivalent;
 
+use crate::clock::Now;
 use crate::flight::Flight;
 use crate::listener::{RemovalCause, Removed};
 use crate::slab::Token;
@@ -19,9 +20,9 @@ pub(super) struct Pending<K, V> {
     pub(super) key: K,
     pub(super) hash: u32,
     flight: Arc<Flight<V>>,
-    /// 0 while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
+    /// `None` while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
     /// error is served to callers of the key until this clock tick (a negative entry).
-    until: u64,
+    failed_until: Option<u64>,
 }
 
 /// What a caller that missed should do.
@@ -94,15 +95,15 @@ impl<K, V> ShardState<K, V> {
         &mut self,
         hash: u32,
         key: &K,
-        now: u64,
+        time: &Now<'_>,
         removed: &mut Removed<K, V>,
     ) -> Begin<V>
     where
         K: Eq + Clone,
         V: Clone,
     {
-        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
-        self.purge_negative(now);
+        self.catch_up(time, removed);
+        self.purge_negative(time);
         loop {
             let (slab, pending) = (&self.slab, &self.loads.pending);
             let t = match self.index.entry(
@@ -124,20 +125,20 @@ impl<K, V> ShardState<K, V> {
                         key,
                         hash,
                         flight: Arc::clone(&flight),
-                        until: 0,
+                        failed_until: None,
                     });
                     return Begin::Lead(flight);
                 }
             };
             if t >= PENDING {
                 let p = &self.loads.slot(t);
-                if p.until != 0 && p.until <= now {
+                if p.failed_until.is_some_and(|until| until <= time.tick()) {
                     self.remove_pending(t); // a negative entry that has run its time
                     continue;
                 }
                 return Begin::Join(Arc::clone(&p.flight));
             }
-            if !self.expired_at(t, now) {
+            if !self.expired_at(t, time) {
                 let e = self.slab.get(t);
                 e.touch();
                 return Begin::Hit(e.value.clone());
@@ -203,7 +204,7 @@ impl<K, V> ShardState<K, V> {
             key: clone_key(&key),
             hash,
             flight: Arc::clone(&flight),
-            until: 0,
+            failed_until: None,
         });
         Some((key, flight))
     }
@@ -239,7 +240,12 @@ impl<K, V> ShardState<K, V> {
 
     /// For `compute`: the live value of `key` (`Ok(None)`: absent or expired), or the load in
     /// flight for it, which `compute` waits for.
-    pub(crate) fn probe(&self, hash: u32, key: &K, now: u64) -> Result<Option<&V>, Arc<Flight<V>>>
+    pub(crate) fn probe(
+        &self,
+        hash: u32,
+        key: &K,
+        time: &Now<'_>,
+    ) -> Result<Option<&V>, Arc<Flight<V>>>
     where
         K: Eq,
     {
@@ -253,13 +259,13 @@ impl<K, V> ShardState<K, V> {
         if t >= PENDING {
             let p = &self.loads.slot(t);
             // A negative entry (a failed load kept) holds no value.
-            return if p.until == 0 {
+            return if p.failed_until.is_none() {
                 Err(Arc::clone(&p.flight))
             } else {
                 Ok(None)
             };
         }
-        Ok((!self.expired_at(t, now)).then(|| &self.slab.get(t).value))
+        Ok((!self.expired_at(t, time)).then(|| &self.slab.get(t).value))
     }
 
     /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as
@@ -272,16 +278,16 @@ impl<K, V> ShardState<K, V> {
         let Some(t) = self.load_slot(hash, key, generation) else {
             return false;
         };
-        self.loads.slot_mut(t).until = until;
+        self.loads.slot_mut(t).failed_until = Some(until);
         self.loads.negative.push_back((until, generation, hash));
         true
     }
 
     /// Drops negative entries whose time has come (a bounded amount of work per call: each
     /// entry is queued once).
-    pub(super) fn purge_negative(&mut self, now: u64) {
+    pub(super) fn purge_negative(&mut self, time: &Now<'_>) {
         while let Some(&(until, generation, hash)) = self.loads.negative.front() {
-            if until > now {
+            if until > time.tick() {
                 return;
             }
             self.loads.negative.pop_front();
@@ -301,7 +307,12 @@ impl<K, V> ShardState<K, V> {
     /// Loads in flight in this shard, background refreshes included (negative entries are
     /// not loads).
     pub(crate) fn loads_in_flight(&self) -> usize {
-        self.loads.pending.iter().filter(|p| p.until == 0).count() + self.loads.refreshing.len()
+        self.loads
+            .pending
+            .iter()
+            .filter(|p| p.failed_until.is_none())
+            .count()
+            + self.loads.refreshing.len()
     }
 
     #[cfg(any(test, feature = "_test-hooks"))]
@@ -313,7 +324,7 @@ impl<K, V> ShardState<K, V> {
         let t = self.pending_slot(hash, key)?;
         let p = &self.loads.slot(t);
         // A negative entry is a finished load, not one in flight.
-        (p.until == 0).then(|| p.flight.waiting())
+        p.failed_until.is_none().then(|| p.flight.waiting())
     }
 
     /// Removes the pending slot of index token `t` (`PENDING | position`).

@@ -43,11 +43,11 @@ use crate::slab::{Entry, MAX_ENTRIES, Slab, Token};
 pub(crate) use inflight::Begin;
 use inflight::{InFlight, Pending};
 pub(crate) use read::Read;
-pub(crate) use timers::Timing;
+pub(crate) use write::NewEntry;
 
 /// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
 /// as much as an eviction, so this bounds the extra latency an operation can pay for expiration
-/// (the README's expiration table measures it); a backlog larger than this is worked off over
+/// (`examples/expiry_backlog.rs` measures it); a backlog larger than this is worked off over
 /// the following operations.
 pub(crate) const EXPIRE_BUDGET: u32 = 1024;
 
@@ -69,7 +69,7 @@ fn widen(d: u32, now: u64) -> u64 {
 /// The index hash of a 32-bit key hash. hashbrown takes its 7-bit tag from the top 7 bits and the
 /// bucket from the low bits: rotating puts bits 0..7 in the tag and bits 7.. in the bucket
 /// number, so the two are independent for any table under 2^25 buckets per shard. One
-/// instruction on the lookup path, where a 64-bit multiplication used to be.
+/// instruction on the lookup path, cheaper than a 64-bit multiplication.
 #[inline]
 pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
@@ -153,7 +153,7 @@ impl<K, V> ShardState<K, V> {
     /// (the room then drops to four times the entries, so growing again is amortised): expired
     /// or removed entries must not pin their slots. It copies and rehashes the entries left,
     /// at most 1/16 of the room: about as much work as one expiry batch, paid for by the 15/16
-    /// removed. (At 1/4, as first tried, a shrink of a 125,000-entry shard took 2 ms.)
+    /// removed. (At 1/4, a shrink of a 125,000-entry shard takes 2 ms.)
     pub(super) fn shrink_if_sparse(&mut self) {
         let (len, room) = (self.slab.len(), self.slab.capacity());
         if room <= MIN_SHRINK_ROOM || len >= room / 16 {

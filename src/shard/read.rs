@@ -4,7 +4,7 @@
 
 use equivalent::Equivalent;
 
-use crate::clock::Clock;
+use crate::clock::Now;
 use crate::expiry::{ExpireConfig, MAX_LIFETIME, NO_CAP, is_due};
 use crate::slab::{Entry, Token, deadline_word};
 
@@ -29,14 +29,14 @@ impl<K, V> ShardState<K, V> {
     /// deadline (read lock).
     ///
     /// `refresh` is for reads of a loading cache: whether an entry with this many ticks left
-    /// should be refreshed now (`refresh.rs`). Inlined into `Cache::read_timed` (as a call it
+    /// should be refreshed now (`loading/`). Inlined into `Cache::read_timed` (as a call it
     /// returned `Read` through memory: 40 more instructions per hit).
     #[inline(always)]
     pub(crate) fn get<Q>(
         &self,
         hash: u32,
         key: &Q,
-        clock: &Clock,
+        time: &Now<'_>,
         cfg: &ExpireConfig<K, V>,
         refresh: Option<&dyn Fn(u64) -> bool>,
     ) -> Read<'_, V>
@@ -49,7 +49,7 @@ impl<K, V> ShardState<K, V> {
         if let Some(w) = &self.wheel {
             match e.deadline() {
                 Some(d) => {
-                    let now = clock.now_ticks();
+                    let now = time.tick();
                     if w.lagging(now) {
                         return Read::Stale;
                     }
@@ -85,7 +85,7 @@ impl<K, V> ShardState<K, V> {
                 }
                 None if cfg.expiry.is_some() => {
                     // The read hook may give an entry without a deadline one.
-                    let now = clock.now_ticks();
+                    let now = time.tick();
                     let cap = now + MAX_LIFETIME;
                     if let Some(when) = cfg.on_read(&e.key, &e.value, now, None, cap) {
                         e.touch();
@@ -101,10 +101,10 @@ impl<K, V> ShardState<K, V> {
 
     /// `get` of a cache whose only expiration is a time-to-live (no time-to-idle, no
     /// `Expiry`, no refresh): a hit moves no deadline, so it only checks one and records the
-    /// access. `Miss` if absent or expired at `now`; `Stale` (the caller takes the full `get`)
+    /// access. `Miss` if absent or expired; `Stale` (the caller takes the full `get`)
     /// if the wheel is too far behind to read deadlines.
     #[inline(always)]
-    pub(crate) fn get_ttl<Q>(&self, hash: u32, key: &Q, now: u64) -> Read<'_, V>
+    pub(crate) fn get_ttl<Q>(&self, hash: u32, key: &Q, time: &Now<'_>) -> Read<'_, V>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -112,6 +112,7 @@ impl<K, V> ShardState<K, V> {
             return Read::Miss;
         };
         if let (Some(w), Some(d)) = (&self.wheel, e.deadline()) {
+            let now = time.tick();
             if w.lagging(now) {
                 return Read::Stale;
             }
@@ -140,7 +141,7 @@ impl<K, V> ShardState<K, V> {
 
     /// Looks up `key` without recording an access or moving its deadline.
     #[inline]
-    pub(crate) fn peek<Q>(&self, hash: u32, key: &Q, clock: &Clock) -> Read<'_, V>
+    pub(crate) fn peek<Q>(&self, hash: u32, key: &Q, time: &Now<'_>) -> Read<'_, V>
     where
         Q: ?Sized + Equivalent<K>,
     {
@@ -149,7 +150,7 @@ impl<K, V> ShardState<K, V> {
         };
         if let Some(w) = &self.wheel {
             if let Some(d) = e.deadline() {
-                let now = clock.now_ticks();
+                let now = time.tick();
                 if w.lagging(now) {
                     return Read::Stale;
                 }
@@ -161,13 +162,16 @@ impl<K, V> ShardState<K, V> {
         Read::Hit(&e.value)
     }
 
-    /// The entries not expired at `now`.
-    pub(crate) fn live_entries(&self, now: u64) -> impl Iterator<Item = &Entry<K, V>> {
+    /// The entries not expired.
+    pub(crate) fn live_entries<'a>(
+        &'a self,
+        time: &'a Now<'_>,
+    ) -> impl Iterator<Item = &'a Entry<K, V>> {
         self.slab
             .entries()
             .iter()
             .enumerate()
-            .filter(move |&(t, _)| !self.expired_at(t as Token, now))
+            .filter(move |&(t, _)| !self.expired_at(t as Token, time))
             .map(|(_, e)| e)
     }
 }

@@ -4,42 +4,56 @@
 use equivalent::Equivalent;
 use hashbrown::HashTable;
 
-use crate::clock::Clock;
+use crate::clock::Now;
 use crate::expiry::{Deadline, ExpireConfig, Lifetime};
 use crate::listener::{Panic, RemovalCause, Removed};
 use crate::slab::{MAX_ENTRIES, Queue, Token};
 
-use super::{EXPIRE_BUDGET, PENDING, ShardState, Timing, hash_of, index_hash, key_of};
+use super::{EXPIRE_BUDGET, PENDING, ShardState, hash_of, index_hash, key_of};
+
+/// What a write brings to the shard: the entry, with its key's hash and weight, and how its
+/// lifetime is decided.
+pub(crate) struct NewEntry<K, V> {
+    pub(crate) hash: u32,
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) weight: u32,
+    pub(crate) life: Lifetime,
+}
 
 impl<K, V> ShardState<K, V> {
     /// Inserts or replaces. Returns the replaced value (and records the caller's key in
     /// `removed` for its notification); entries evicted or expired to make room, and an entry
     /// too heavy to store or already expired, go to `removed`.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// `time` is read only if the shard keeps deadlines or the write gives one; `cfg` holds the
+    /// cache's configured lifetimes.
     pub(crate) fn insert(
         &mut self,
-        hash: u32,
-        key: K,
-        value: V,
-        weight: u32,
-        life: Lifetime,
-        time: &Timing<'_, K, V>,
+        new: NewEntry<K, V>,
+        time: &Now<'_>,
+        cfg: &ExpireConfig<K, V>,
         removed: &mut Removed<K, V>,
     ) -> Option<V>
     where
         K: Eq,
     {
+        let NewEntry {
+            hash,
+            key,
+            value,
+            weight,
+            life,
+        } = new;
         // Weight 0 is counted as 1 (documented on `weigher`), so the bound also bounds entries.
         let w = weight.max(1);
-        let timed =
-            self.wheel.is_some() || time.cfg.is_active() || matches!(life, Lifetime::Fixed(_));
-        let now = if timed { time.now() } else { 0 };
-        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        let timed = self.wheel.is_some() || cfg.is_active() || matches!(life, Lifetime::Fixed(_));
+        self.catch_up(time, removed);
         self.cancel_refresh(&key);
         if self.slab.len() >= MAX_ENTRIES {
             // Tokens are `u32`: only reachable for weighted shards with billions of light entries.
             if let Some(v) = self.policy.victim(&mut self.slab) {
-                self.evict_token(v, now, removed);
+                self.evict_token(v, time, removed);
             }
         }
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
@@ -53,8 +67,8 @@ impl<K, V> ShardState<K, V> {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     let deadline = if timed {
-                        match decide(time.cfg, || {
-                            time.cfg.on_write(&key, &value, hash, now, life, None)
+                        match decide(cfg, || {
+                            cfg.on_write(&key, &value, hash, time.tick(), life, None)
                         }) {
                             Ok(d) => d,
                             Err(p) => {
@@ -67,7 +81,7 @@ impl<K, V> ShardState<K, V> {
                     } else {
                         None
                     };
-                    if deadline.is_some_and(|d| d.when <= now) {
+                    if deadline.is_some_and(|d| d.when <= time.tick()) {
                         removed.push(key, value, RemovalCause::Expired);
                         return None;
                     }
@@ -79,9 +93,9 @@ impl<K, V> ShardState<K, V> {
                     let t = self.slab.push(key, value, hash, w, Queue::Window);
                     v.insert(t);
                     self.weight += u64::from(w);
-                    self.push_timer(t, deadline, now, time.cfg);
+                    self.push_timer(t, deadline, time, cfg);
                     self.policy.on_insert(hash, w, self.slab.len());
-                    self.finish_write(now, removed);
+                    self.finish_write(time, removed);
                     return None;
                 }
             };
@@ -90,7 +104,7 @@ impl<K, V> ShardState<K, V> {
                 self.remove_pending(t);
                 continue;
             }
-            if !self.expired_at(t, now) {
+            if !self.expired_at(t, time) {
                 break t;
             }
             // The old value is gone already: remove it, and insert as a new entry.
@@ -99,52 +113,62 @@ impl<K, V> ShardState<K, V> {
         };
         let deadline = if timed {
             // The user's `Expiry` may panic here: nothing has changed for this key yet.
-            let current = self.remaining(found, now);
-            match decide(time.cfg, || {
-                time.cfg
-                    .on_write(&key, &value, hash, now, life, Some(current))
+            let current = self.remaining(found, time);
+            match decide(cfg, || {
+                cfg.on_write(&key, &value, hash, time.tick(), life, Some(current))
             }) {
                 Ok(d) => d,
                 Err(p) => {
                     removed.set_panic(p);
-                    self.finish_write(now, removed);
+                    self.finish_write(time, removed);
                     return None;
                 }
             }
         } else {
             None
         };
-        let old = self.replace(found, key, value, w, deadline, now, time.cfg, removed);
+        let new = NewEntry {
+            hash,
+            key,
+            value,
+            weight: w,
+            life,
+        };
+        let old = self.replace(found, new, deadline, time, cfg, removed);
         // An update adds no entry: the policy's queues are as the last insert left them, so
         // only a heavier value can call for an eviction (skipping `fill_main` then).
-        self.expire(now, EXPIRE_BUDGET, removed);
+        self.expire(time, EXPIRE_BUDGET, removed);
         if self.weight > self.capacity {
-            self.evict(now, removed);
+            self.evict(time, removed);
         }
         old
     }
 
     /// The end of every insert: expire what is due (bounded), then evict down to capacity.
     #[inline]
-    pub(super) fn finish_write(&mut self, now: u64, removed: &mut Removed<K, V>) {
-        self.expire(now, EXPIRE_BUDGET, removed);
-        self.evict(now, removed);
+    pub(super) fn finish_write(&mut self, time: &Now<'_>, removed: &mut Removed<K, V>) {
+        self.expire(time, EXPIRE_BUDGET, removed);
+        self.evict(time, removed);
     }
 
-    /// Replaces the value of entry `t`; `insert` decided its new deadline.
-    #[allow(clippy::too_many_arguments)]
+    /// Replaces the value of entry `t` with `new`'s (whose weight is at least 1); `insert`
+    /// decided its new deadline.
     pub(super) fn replace(
         &mut self,
         t: Token,
-        key: K,
-        value: V,
-        w: u32,
+        new: NewEntry<K, V>,
         deadline: Option<Deadline>,
-        now: u64,
+        time: &Now<'_>,
         cfg: &ExpireConfig<K, V>,
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
-        if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= now) {
+        let NewEntry {
+            key,
+            value,
+            weight: w,
+            ..
+        } = new;
+        if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= time.tick()) {
             // Too heavy to keep, or expired at once: the old value must not survive either. It
             // was replaced; the new one leaves at once.
             let cause = if u64::from(w) > self.capacity {
@@ -163,7 +187,7 @@ impl<K, V> ShardState<K, V> {
         let e = self.slab.get_mut(t);
         e.replaced();
         let old = std::mem::replace(&mut e.value, value);
-        self.set_deadline(t, deadline, now, cfg);
+        self.set_deadline(t, deadline, time, cfg);
         // The caller's key (equal to the stored one) goes with the replaced value's notification.
         removed.push_returned(key, RemovalCause::Replaced);
         Some(old)
@@ -171,8 +195,8 @@ impl<K, V> ShardState<K, V> {
 
     /// Removes `t` for the policy: an entry past its deadline is reported as expired.
     #[inline]
-    pub(super) fn evict_token(&mut self, t: Token, now: u64, removed: &mut Removed<K, V>) {
-        let cause = if self.expired_at(t, now) {
+    pub(super) fn evict_token(&mut self, t: Token, time: &Now<'_>, removed: &mut Removed<K, V>) {
+        let cause = if self.expired_at(t, time) {
             RemovalCause::Expired
         } else {
             RemovalCause::Evicted
@@ -182,35 +206,30 @@ impl<K, V> ShardState<K, V> {
     }
 
     #[inline]
-    pub(super) fn evict(&mut self, now: u64, removed: &mut Removed<K, V>) {
+    pub(super) fn evict(&mut self, time: &Now<'_>, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
         while self.weight > self.capacity {
             let Some(v) = self.policy.victim(&mut self.slab) else {
                 debug_assert!(false, "over capacity with no entry to evict");
                 break;
             };
-            self.evict_token(v, now, removed);
+            self.evict_token(v, time, removed);
         }
     }
 
-    /// Removes `key`, returning its entry and whether it had already expired at `now` (its
-    /// value is then no longer the caller's to see).
+    /// Removes `key`, returning its entry and whether it had already expired (its value is
+    /// then no longer the caller's to see).
     pub(crate) fn remove<Q>(
         &mut self,
         hash: u32,
         key: &Q,
-        clock: &Clock,
+        time: &Now<'_>,
         removed: &mut Removed<K, V>,
     ) -> Option<(K, V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let now = if self.wheel.is_some() {
-            clock.now_ticks()
-        } else {
-            0
-        };
-        self.catch_up(now, &mut |k, v| removed.push(k, v, RemovalCause::Expired));
+        self.catch_up(time, removed);
         self.cancel_refresh(key);
         let (slab, pending) = (&self.slab, &self.loads.pending);
         let t = *self.index.find(index_hash(hash), |&t| {
@@ -221,28 +240,24 @@ impl<K, V> ShardState<K, V> {
             self.remove_pending(t);
             return None;
         }
-        let expired = self.expired_at(t, now);
+        let expired = self.expired_at(t, time);
         let e = self.remove_token(t);
         self.shrink_if_sparse();
         Some((e.key, e.value, expired))
     }
 
     /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
-    /// entries already expired at `now` are removed as such without asking `keep`. If `keep`
-    /// panics, the entries already visited are settled and the rest are kept.
-    pub(crate) fn retain<F>(
-        &mut self,
-        keep: &mut F,
-        now: u64,
-        removed: &mut Vec<(K, V, RemovalCause)>,
-    ) where
+    /// entries already expired are removed as such without asking `keep`. If `keep` panics,
+    /// the entries already visited are settled and the rest are kept.
+    pub(crate) fn retain<F>(&mut self, keep: &mut F, time: &Now<'_>, removed: &mut Removed<K, V>)
+    where
         K: Eq,
         F: FnMut(&K, &V) -> bool,
     {
-        self.catch_up(now, &mut |k, v| removed.push((k, v, RemovalCause::Expired)));
+        self.catch_up(time, removed);
         let mut t: Token = 0;
         while (t as usize) < self.slab.len() {
-            let cause = if self.expired_at(t, now) {
+            let cause = if self.expired_at(t, time) {
                 RemovalCause::Expired
             } else {
                 let e = self.slab.get(t);
@@ -254,7 +269,7 @@ impl<K, V> ShardState<K, V> {
             };
             // The last entry moves into `t`; look at `t` again.
             let e = self.remove_token(t);
-            removed.push((e.key, e.value, cause));
+            removed.push(e.key, e.value, cause);
         }
         // A refresh of a removed key must not bring it back.
         if !self.loads.refreshing.is_empty() {
@@ -269,14 +284,13 @@ impl<K, V> ShardState<K, V> {
         self.shrink_if_sparse();
     }
 
-    /// Removes every entry, returning them with their cause (expired at `now`, or explicit),
-    /// to be reported and dropped outside the lock.
-    pub(crate) fn clear(&mut self, now: u64) -> Vec<(K, V, RemovalCause)> {
-        let mut expired = Vec::new();
-        self.catch_up(now, &mut |k, v| expired.push((k, v, RemovalCause::Expired)));
+    /// Removes every entry into `removed`, with its cause (expired, or explicit), to be
+    /// reported and dropped outside the lock.
+    pub(crate) fn clear(&mut self, time: &Now<'_>, removed: &mut Removed<K, V>) {
+        self.catch_up(time, removed);
         let causes: Vec<RemovalCause> = (0..self.slab.len() as Token)
             .map(|t| {
-                if self.expired_at(t, now) {
+                if self.expired_at(t, time) {
                     RemovalCause::Expired
                 } else {
                     RemovalCause::Explicit
@@ -289,14 +303,9 @@ impl<K, V> ShardState<K, V> {
         if let Some(w) = &mut self.wheel {
             w.clear();
         }
-        expired.extend(
-            self.slab
-                .take_all()
-                .into_iter()
-                .zip(causes)
-                .map(|(e, cause)| (e.key, e.value, cause)),
-        );
-        expired
+        for (e, cause) in self.slab.take_all().into_iter().zip(causes) {
+            removed.push(e.key, e.value, cause);
+        }
     }
 }
 
