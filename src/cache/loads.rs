@@ -10,80 +10,67 @@ use crate::flight::Flight;
 use crate::listener::Removed;
 use crate::shard::{Begin, NewEntry, ShardState};
 
-use super::Cache;
+use super::{Cache, Hashed};
 
 impl<K, V, S> Cache<K, V, S>
 where
     K: Hash + Eq,
     S: BuildHasher,
 {
-    /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
+    /// After a miss on `key` (hashed to `at`): a hit after all, a load to join, or a load to
     /// lead (see `load/`).
-    pub(crate) fn begin_load(&self, i: usize, h: u32, key: &K) -> Begin<V>
+    pub(crate) fn begin_load(&self, at: Hashed, key: &K) -> Begin<V>
     where
         K: Clone,
         V: Clone,
     {
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let mut removed = Removed::new();
         let begin = {
             let mut state = shard.state.write();
-            let begin = state.begin_load(h, key, &self.now(), &mut removed);
+            let begin = state.begin_load(at.hash, key, &self.now(), &mut removed);
             shard.publish_due(&state);
             begin
         };
-        self.deliver(i, removed, None);
+        self.deliver(at.shard, removed, None);
         begin
     }
 
     /// Ends the load of `generation` for `key`; stores `value` if the load was not superseded
     /// meanwhile. Returns whether it was stored.
-    pub(crate) fn end_load(
-        &self,
-        i: usize,
-        h: u32,
-        key: &K,
-        generation: u64,
-        value: Option<V>,
-    ) -> bool
+    pub(crate) fn end_load(&self, at: Hashed, key: &K, generation: u64, value: Option<V>) -> bool
     where
         K: Clone,
     {
-        self.store_loaded(i, h, key, value, |state| state.end_load(h, key, generation))
+        self.store_loaded(at, key, value, |state| {
+            state.end_load(at.hash, key, generation)
+        })
     }
 
     /// Ends the background refresh of `generation` for `key`, storing `value` unless a write
     /// or removal of the key superseded the refresh. Returns whether it was stored.
-    pub(crate) fn end_refresh(
-        &self,
-        i: usize,
-        h: u32,
-        key: &K,
-        generation: u64,
-        value: Option<V>,
-    ) -> bool
+    pub(crate) fn end_refresh(&self, at: Hashed, key: &K, generation: u64, value: Option<V>) -> bool
     where
         K: Clone,
     {
-        self.store_loaded(i, h, key, value, |state| state.end_refresh(generation))
+        self.store_loaded(at, key, value, |state| state.end_refresh(generation))
     }
 
     /// Registers a background refresh of `key` (whose refresh this caller claimed): returns
     /// the key and the flight other callers may join, or `None` if one is already running.
-    pub(crate) fn begin_refresh(&self, i: usize, h: u32, key: &K) -> Option<(K, Arc<Flight<V>>)>
+    pub(crate) fn begin_refresh(&self, at: Hashed, key: &K) -> Option<(K, Arc<Flight<V>>)>
     where
         K: Clone,
     {
-        let mut state = self.inner.shards[i].state.write();
-        state.begin_refresh(h, key, &K::clone)
+        let mut state = self.inner.shards[at.shard].state.write();
+        state.begin_refresh(at.hash, key, &K::clone)
     }
 
     /// Ends a load or a refresh (`current` takes its slot under the write lock and says if it
     /// is still current) and stores its value if so.
     pub(super) fn store_loaded(
         &self,
-        i: usize,
-        h: u32,
+        at: Hashed,
         key: &K,
         value: Option<V>,
         current: impl FnOnce(&mut ShardState<K, V>) -> bool,
@@ -96,7 +83,7 @@ where
             (Some(weigh), Some(v)) => weigh(key, v),
             _ => 1,
         };
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let mut removed = Removed::new();
         let stored = {
             let mut state = shard.state.write();
@@ -104,7 +91,7 @@ where
             let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
                 let new = NewEntry {
-                    hash: h,
+                    hash: at.hash,
                     key: key.clone(),
                     value: v,
                     weight: w,
@@ -115,29 +102,29 @@ where
             shard.publish_due(&state);
             current && stored_value
         };
-        if let (true, Some(stats)) = (stored, self.shard_stats(i)) {
+        if let (true, Some(stats)) = (stored, self.shard_stats(at.shard)) {
             stats.inserted();
         }
-        self.deliver(i, removed, None);
+        self.deliver(at.shard, removed, None);
         stored
     }
 
     /// Ends a failed load: with `cache_errors_for`, its slot stays as a negative entry;
     /// otherwise the key is freed for a new leader.
-    pub(crate) fn fail_load(&self, i: usize, h: u32, key: &K, generation: u64) {
-        let mut state = self.inner.shards[i].state.write();
+    pub(crate) fn fail_load(&self, at: Hashed, key: &K, generation: u64) {
+        let mut state = self.inner.shards[at.shard].state.write();
         if let Some(ttl) = self.inner.negative_ttl {
             let until = self.inner.clock.now_ticks().saturating_add(ttl);
-            state.keep_failed(h, key, generation, until);
+            state.keep_failed(at.hash, key, generation, until);
         } else {
-            state.end_load(h, key, generation);
+            state.end_load(at.hash, key, generation);
         }
     }
 
     /// Ends an abandoned load (no value): frees the key for a new leader.
-    pub(crate) fn abandon_load(&self, i: usize, h: u32, key: &K, generation: u64) {
-        let shard = &self.inner.shards[i];
-        shard.state.write().end_load(h, key, generation);
+    pub(crate) fn abandon_load(&self, at: Hashed, key: &K, generation: u64) {
+        let shard = &self.inner.shards[at.shard];
+        shard.state.write().end_load(at.hash, key, generation);
     }
 
     /// Records a finished load of shard `i` that took `took`, if the cache records statistics.

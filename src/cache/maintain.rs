@@ -8,7 +8,7 @@ use crate::clock::Now;
 use crate::listener::Removed;
 use crate::shard::EXPIRE_BUDGET;
 
-use super::Cache;
+use super::{Cache, Hashed};
 
 /// How much expiration work `maintain` does in a shard.
 #[derive(Clone, Copy)]
@@ -77,13 +77,13 @@ impl<K, V, S> Cache<K, V, S> {
         }
     }
 
-    /// After a write to shard `i`: also help one other shard, picked by the key's hash, if it
+    /// After a write to `at.shard`: also help one other shard, picked by the key's hash, if it
     /// has expired entries waiting and its lock is free, so a backlog in a shard that is
     /// rarely written still drains with the cache's overall traffic.
     #[inline]
-    pub(super) fn help_other(&self, i: usize, h: u32, time: &Now<'_>) {
-        let j = (i ^ (h >> 16) as usize) & self.inner.mask;
-        if j == i {
+    pub(super) fn help_other(&self, at: Hashed, time: &Now<'_>) {
+        let j = (at.shard ^ (at.hash >> 16) as usize) & self.inner.mask;
+        if j == at.shard {
             return;
         }
         // With the time known (any write to an expiring cache), most calls end here.

@@ -51,6 +51,14 @@ pub struct Cache<K, V, S = DefaultHashBuilder> {
     inner: Arc<Inner<K, V, S>>,
 }
 
+/// A key's hash as the cache uses it, computed once per operation: the shard the key lives in,
+/// and the 32 bits that shard keeps for its index and sketch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hashed {
+    pub(crate) shard: usize,
+    pub(crate) hash: u32,
+}
+
 /// A shard on its own cache lines, so that two shards' locks never share one. The lock comes
 /// first, so one pointer reaches it and the fields after it.
 struct Shard<K, V> {
@@ -185,9 +193,12 @@ where
     /// Hashes `key` once. The high 32 bits pick the shard; the low 32 bits are what the shard
     /// stores and derives its index and sketch positions from.
     #[inline]
-    pub(crate) fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> (usize, u32) {
+    pub(crate) fn hash<Q: ?Sized + Hash>(&self, key: &Q) -> Hashed {
         let h = self.inner.hasher.hash_one(key);
-        ((h >> 32) as usize & self.inner.mask, h as u32)
+        Hashed {
+            shard: (h >> 32) as usize & self.inner.mask,
+            hash: h as u32,
+        }
     }
 }
 
@@ -296,8 +307,11 @@ where
     /// in flight. For tests that must force an interleaving (all waiters joined) without
     /// sleeping.
     pub fn loaders_waiting(&self, key: &K) -> Option<usize> {
-        let (i, h) = self.hash(key);
-        self.inner.shards[i].state.read().waiting(h, key)
+        let at = self.hash(key);
+        self.inner.shards[at.shard]
+            .state
+            .read()
+            .waiting(at.hash, key)
     }
 }
 

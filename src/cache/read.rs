@@ -11,7 +11,7 @@ use crate::clock::Now;
 use crate::shard::Read;
 
 use super::maintain::Maintain;
-use super::{Cache, Shard};
+use super::{Cache, Hashed, Shard};
 
 /// How a cache's `get` reads: decided at build time, except that a cache built without
 /// expiration goes from `Plain` (or `PlainCounted`) to `Ttl` at its first
@@ -81,8 +81,8 @@ where
         // registers on its way out (the branch is a jump).
         match self.inner.read.get() {
             ReadKind::Plain => {
-                let (i, h) = self.hash(key);
-                self.read_plain::<_, false>(i, h, key)
+                let at = self.hash(key);
+                self.read_plain::<_, false>(at, key)
             }
             ReadKind::Ttl => self.get_ttl(key),
             ReadKind::Full => self.get_timed(key),
@@ -97,21 +97,21 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let (i, h) = self.hash(key);
-        self.read_plain::<_, true>(i, h, key)
+        let at = self.hash(key);
+        self.read_plain::<_, true>(at, key)
     }
 
-    /// [`get`](Self::get) with the key already hashed to shard `i` and hash `h`.
+    /// [`get`](Self::get) with the key already hashed to `at`.
     #[inline]
-    pub(crate) fn get_at<Q>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    pub(crate) fn get_at<Q>(&self, at: Hashed, key: &Q) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
         match self.inner.read.get() {
-            ReadKind::Plain => self.read_plain::<_, false>(i, h, key),
-            ReadKind::PlainCounted => self.read_plain::<_, true>(i, h, key),
-            _ => self.get_timed_at(i, h, key),
+            ReadKind::Plain => self.read_plain::<_, false>(at, key),
+            ReadKind::PlainCounted => self.read_plain::<_, true>(at, key),
+            _ => self.get_timed_at(at, key),
         }
     }
 
@@ -120,8 +120,7 @@ where
     #[inline]
     pub(crate) fn get_refreshing<Q>(
         &self,
-        i: usize,
-        h: u32,
+        at: Hashed,
         key: &Q,
         refresh: &dyn Fn(u64) -> bool,
     ) -> Option<(V, bool)>
@@ -130,9 +129,9 @@ where
         V: Clone,
     {
         match self.inner.read.get() {
-            ReadKind::Plain => self.read_plain::<_, false>(i, h, key).map(|v| (v, false)),
-            ReadKind::PlainCounted => self.read_plain::<_, true>(i, h, key).map(|v| (v, false)),
-            _ => self.read_timed(i, h, key, Some(refresh)),
+            ReadKind::Plain => self.read_plain::<_, false>(at, key).map(|v| (v, false)),
+            ReadKind::PlainCounted => self.read_plain::<_, true>(at, key).map(|v| (v, false)),
+            _ => self.read_timed(at, key, Some(refresh)),
         }
     }
 
@@ -157,14 +156,14 @@ where
     ///
     /// `COUNTED`: whether the cache keeps statistics.
     #[inline(always)]
-    pub(super) fn read_plain<Q, const COUNTED: bool>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    pub(super) fn read_plain<Q, const COUNTED: bool>(&self, at: Hashed, key: &Q) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let state = shard.state.read();
-        let v = state.get_untimed(h, key).cloned();
+        let v = state.get_untimed(at.hash, key).cloned();
         drop(state);
         if COUNTED {
             if let Some(s) = &shard.stats {
@@ -185,8 +184,8 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let (i, h) = self.hash(key);
-        self.read_timed(i, h, key, None).map(|(v, _)| v)
+        let at = self.hash(key);
+        self.read_timed(at, key, None).map(|(v, _)| v)
     }
 
     /// [`get`](Self::get) of a cache whose only expiration is a time-to-live: like
@@ -198,14 +197,14 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let (i, h) = self.hash(key);
-        let shard = &self.inner.shards[i];
+        let at = self.hash(key);
+        let shard = &self.inner.shards[at.shard];
         // The time is read first, so that past the probe only `shard`, `key` and `now` are
         // live (the uncommon ends find the shard's number in it, or hash again): an instant
         // earlier than under the lock, which no caller can tell apart.
         let time = Now::at(&self.inner.clock, self.inner.clock.now_ticks());
         let state = shard.state.read();
-        match state.get_ttl(h, key, &time) {
+        match state.get_ttl(at.hash, key, &time) {
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
@@ -241,20 +240,19 @@ where
 
     /// [`get_at`](Self::get_at) of an expiring cache, out of line (see `read_plain`).
     #[inline(never)]
-    pub(super) fn get_timed_at<Q>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    pub(super) fn get_timed_at<Q>(&self, at: Hashed, key: &Q) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        self.read_timed(i, h, key, None).map(|(v, _)| v)
+        self.read_timed(at, key, None).map(|(v, _)| v)
     }
 
     /// A read of an expiring cache: deadlines, time-to-idle and refresh.
     #[inline(always)]
     pub(super) fn read_timed<Q>(
         &self,
-        i: usize,
-        h: u32,
+        at: Hashed,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
     ) -> Option<(V, bool)>
@@ -262,13 +260,13 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let state = shard.state.read();
         let inner = &self.inner;
         // A hit: its value, whether this reader claimed its refresh, and an earlier deadline
         // to file under the write lock.
         let time = self.now();
-        let (v, claimed, refile) = match state.get(h, key, &time, &inner.expire, refresh) {
+        let (v, claimed, refile) = match state.get(at.hash, key, &time, &inner.expire, refresh) {
             Read::Hit(v) => (v.clone(), false, None),
             Read::Refresh(v) => (v.clone(), true, None),
             Read::Refile(v, when) => (v.clone(), false, Some(when)),
@@ -279,13 +277,13 @@ where
             }
             Read::Stale => {
                 drop(state);
-                return self.read_stale(i, h, key, refresh);
+                return self.read_stale(at, key, refresh);
             }
         };
         drop(state);
         self.record_hit(shard);
         if let Some(when) = refile {
-            self.refile(i, h, key, when);
+            self.refile(at, key, when);
         }
         Some((v, claimed))
     }
@@ -297,8 +295,7 @@ where
     #[inline(never)]
     pub(super) fn read_stale<Q>(
         &self,
-        i: usize,
-        h: u32,
+        at: Hashed,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
     ) -> Option<(V, bool)>
@@ -306,8 +303,8 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        self.catch_up(i);
-        self.read_timed(i, h, key, refresh)
+        self.catch_up(at.shard);
+        self.read_timed(at, key, refresh)
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
@@ -318,15 +315,15 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
         V: Clone,
     {
-        let (i, h) = self.hash(key);
+        let at = self.hash(key);
         loop {
-            let state = self.inner.shards[i].state.read();
-            return match state.peek(h, key, &self.now()) {
+            let state = self.inner.shards[at.shard].state.read();
+            return match state.peek(at.hash, key, &self.now()) {
                 Read::Hit(v) | Read::Refile(v, _) | Read::Refresh(v) => Some(v.clone()),
                 Read::Miss => None,
                 Read::Stale => {
                     drop(state);
-                    self.catch_up(i);
+                    self.catch_up(at.shard);
                     continue;
                 }
             };
@@ -339,14 +336,14 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let (i, h) = self.hash(key);
-        let state = self.inner.shards[i].state.read();
-        match state.peek(h, key, &self.now()) {
+        let at = self.hash(key);
+        let state = self.inner.shards[at.shard].state.read();
+        match state.peek(at.hash, key, &self.now()) {
             Read::Hit(_) | Read::Refile(..) | Read::Refresh(_) => true,
             Read::Miss => false,
             Read::Stale => {
                 drop(state);
-                self.catch_up(i);
+                self.catch_up(at.shard);
                 self.contains_key(key)
             }
         }
@@ -354,13 +351,13 @@ where
 
     /// A read moved the deadline of `key` earlier (or gave it one): refile it (write lock).
     #[cold]
-    pub(super) fn refile<Q>(&self, i: usize, h: u32, key: &Q, when: u64)
+    pub(super) fn refile<Q>(&self, at: Hashed, key: &Q, when: u64)
     where
         Q: ?Sized + Equivalent<K>,
     {
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let mut state = shard.state.write();
-        state.refile(h, key, when, &self.now());
+        state.refile(at.hash, key, when, &self.now());
         shard.publish_due(&state);
     }
 }
@@ -385,8 +382,8 @@ mod tests {
         // Replay the stale read kind.
         cache.inner.read.set(ReadKind::Plain);
         assert_eq!((cache.get(&1), cache.get(&2)), (Some(10), None));
-        let (i, h) = cache.hash(&2);
-        assert_eq!(cache.get_at(i, h, &2), None);
+        let at = cache.hash(&2);
+        assert_eq!(cache.get_at(at, &2), None);
         assert!(cache.contains_key(&2)); // still stored; peek reads deadlines itself
     }
 
@@ -402,8 +399,8 @@ mod tests {
         assert_eq!(cache.inner.read.get(), ReadKind::PlainCounted);
         cache.insert(1, 10);
         assert_eq!((cache.get(&1), cache.get(&9)), (Some(10), None));
-        let (i, h) = cache.hash(&1);
-        assert_eq!(cache.get_at(i, h, &1), Some(10));
+        let at = cache.hash(&1);
+        assert_eq!(cache.get_at(at, &1), Some(10));
         cache.insert_with_ttl(2, 20, Duration::from_secs(3600));
         assert_eq!(cache.inner.read.get(), ReadKind::Ttl);
         assert_eq!((cache.get(&2), cache.get(&9)), (Some(20), None));

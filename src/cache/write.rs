@@ -70,18 +70,18 @@ where
     }
 
     pub(super) fn insert_with(&self, key: K, value: V, life: Lifetime) -> Option<V> {
-        let (i, h) = self.hash(&key);
+        let at = self.hash(&key);
         let w = match &self.inner.weigher {
             Some(weigh) => weigh(&key, &value),
             None => 1,
         };
         let mut removed = Removed::new();
-        let shard = &self.inner.shards[i];
+        let shard = &self.inner.shards[at.shard];
         let time = self.now();
         let old = {
             let mut state = shard.state.write();
             let new = NewEntry {
-                hash: h,
+                hash: at.hash,
                 key,
                 value,
                 weight: w,
@@ -102,11 +102,11 @@ where
             old
         };
         // The lock is released: report (or just drop) what left the cache.
-        if let Some(stats) = self.shard_stats(i) {
+        if let Some(stats) = self.shard_stats(at.shard) {
             stats.inserted();
         }
-        self.deliver(i, removed, old.as_ref());
-        self.help_other(i, h, &time);
+        self.deliver(at.shard, removed, old.as_ref());
+        self.help_other(at, &time);
         old
     }
 
@@ -141,8 +141,8 @@ where
         V: Clone,
         F: FnOnce(Option<&V>) -> Compute<V>,
     {
-        let (i, h) = self.hash(&key);
-        let shard = &self.inner.shards[i];
+        let at = self.hash(&key);
+        let shard = &self.inner.shards[at.shard];
         // Both are used once, in the pass that finds no load in flight.
         let (mut f, mut key) = (Some(f), Some(key));
         loop {
@@ -151,7 +151,7 @@ where
                 let mut state = shard.state.write();
                 let time = self.now();
                 let k = key.as_ref().expect("key is used once");
-                match state.probe(h, k, &time) {
+                match state.probe(at.hash, k, &time) {
                     Err(flight) => Err(flight),
                     Ok(current) => {
                         let f = f.take().expect("f runs once");
@@ -168,7 +168,7 @@ where
                                 let new = v.clone();
                                 let probe = key.clone();
                                 let entry = NewEntry {
-                                    hash: h,
+                                    hash: at.hash,
                                     key,
                                     value: v,
                                     weight: w,
@@ -177,15 +177,16 @@ where
                                 let expire = &self.inner.expire;
                                 old = state.insert(entry, &time, expire, &mut removed);
                                 // Too heavy, or a zero lifetime: the value was not kept.
-                                let kept = matches!(state.probe(h, &probe, &time), Ok(Some(_)));
-                                if let Some(stats) = self.shard_stats(i) {
+                                let kept =
+                                    matches!(state.probe(at.hash, &probe, &time), Ok(Some(_)));
+                                if let Some(stats) = self.shard_stats(at.shard) {
                                     stats.inserted();
                                 }
                                 kept.then_some(new)
                             }
                             Compute::Remove => {
                                 if let Some((k, v, expired)) =
-                                    state.remove(h, k, &time, &mut removed)
+                                    state.remove(at.hash, k, &time, &mut removed)
                                 {
                                     let cause = if expired {
                                         RemovalCause::Expired
@@ -205,7 +206,7 @@ where
             match outcome {
                 Ok((result, old)) => {
                     // The replaced value (if any) is reported as Replaced.
-                    self.deliver(i, removed, old.as_ref());
+                    self.deliver(at.shard, removed, old.as_ref());
                     return result;
                 }
                 Err(flight) => {
@@ -224,26 +225,26 @@ where
     where
         Q: ?Sized + Hash + Equivalent<K>,
     {
-        let (i, h) = self.hash(key);
-        let shard = &self.inner.shards[i];
+        let at = self.hash(key);
+        let shard = &self.inner.shards[at.shard];
         let mut removed = Removed::new();
         let found = {
             let mut state = shard.state.write();
-            let found = state.remove(h, key, &self.now(), &mut removed);
+            let found = state.remove(at.hash, key, &self.now(), &mut removed);
             shard.publish_due(&state);
             found
         };
         let Some((k, v, expired)) = found else {
-            self.deliver(i, removed, None);
+            self.deliver(at.shard, removed, None);
             return None;
         };
         if expired {
             removed.push(k, v, RemovalCause::Expired);
-            self.deliver(i, removed, None);
+            self.deliver(at.shard, removed, None);
             return None;
         }
         removed.push_returned(k, RemovalCause::Explicit);
-        self.deliver(i, removed, Some(&v));
+        self.deliver(at.shard, removed, Some(&v));
         Some(v)
     }
 

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Hashed};
 use crate::flight::{Flight, Outcome, Wait};
 use crate::shard::Begin;
 
@@ -17,13 +17,17 @@ use super::{Lead, Next};
 /// loads in flight it joined.
 struct Round<K, V> {
     lead_keys: Vec<K>,
-    /// Per led key: its shard, hash and flight.
-    leads: Vec<(usize, u32, Arc<Flight<V>>)>,
+    /// Per led key, in the same order: its hash and flight.
+    leads: Vec<(Hashed, Arc<Flight<V>>)>,
     joins: Vec<Joined<K, V>>,
 }
 
-/// A load a batch joined: the key, its shard and hash, and the flight.
-type Joined<K, V> = (K, usize, u32, Arc<Flight<V>>);
+/// A load a batch joined.
+struct Joined<K, V> {
+    key: K,
+    at: Hashed,
+    flight: Arc<Flight<V>>,
+}
 
 /// What a batch returns: per key, its value or its load's error.
 type BatchResult<K, V, E> = HashMap<K, Result<V, Arc<E>>>;
@@ -104,7 +108,7 @@ where
             }
             todo = Vec::new();
             for join in round.joins {
-                let outcome = join.3.wait(None).expect("no deadline was given");
+                let outcome = join.flight.wait(None).expect("no deadline was given");
                 self.joined(join, outcome, &mut out, &mut todo);
             }
         }
@@ -152,7 +156,7 @@ where
             }
             todo = Vec::new();
             for join in round.joins {
-                let wait = Wait::new(&join.3);
+                let wait = Wait::new(&join.flight);
                 let outcome = wait.await;
                 self.joined(join, outcome, &mut out, &mut todo);
             }
@@ -172,19 +176,19 @@ where
                 if out.contains_key(&k) {
                     continue; // a duplicate
                 }
-                let (i, h) = self.hash(&k);
-                if let Some(v) = self.get_at(i, h, &k) {
+                let at = self.hash(&k);
+                if let Some(v) = self.get_at(at, &k) {
                     out.insert(k, Ok(v));
                     continue;
                 }
-                match self.begin_load(i, h, &k) {
+                match self.begin_load(at, &k) {
                     Begin::Hit(v) => {
                         out.insert(k, Ok(v));
                     }
-                    Begin::Join(flight) => round.joins.push((k, i, h, flight)),
+                    Begin::Join(flight) => round.joins.push(Joined { key: k, at, flight }),
                     Begin::Lead(flight) => {
                         round.lead_keys.push(k);
-                        round.leads.push((i, h, flight));
+                        round.leads.push((at, flight));
                     }
                 }
             }
@@ -204,7 +208,7 @@ where
             .lead_keys
             .iter()
             .zip(&round.leads)
-            .map(|(k, (i, h, f))| Lead::new(self, *i, *h, k, Arc::clone(f)))
+            .map(|(k, (at, f))| Lead::new(self, *at, k, Arc::clone(f)))
             .collect()
     }
 
@@ -244,7 +248,7 @@ where
     /// Handles the outcome of a load a batch joined: an answer, "not found", or a retry.
     fn joined<E>(
         &self,
-        (k, i, h, flight): Joined<K, V>,
+        Joined { key: k, at, flight }: Joined<K, V>,
         outcome: Outcome<V>,
         out: &mut BatchResult<K, V, E>,
         todo: &mut Vec<K>,
@@ -258,7 +262,7 @@ where
             Next::Missing => {}
             Next::Retry => todo.push(k),
             Next::RetryAfterForeignError => {
-                self.abandon_load(i, h, &k, flight.generation);
+                self.abandon_load(at, &k, flight.generation);
                 todo.push(k);
             }
         }

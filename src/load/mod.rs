@@ -36,7 +36,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Hashed};
 use crate::flight::{Flight, Outcome, SharedError, Wait};
 use crate::shard::Begin;
 
@@ -108,8 +108,7 @@ where
     S: BuildHasher,
 {
     cache: &'a Cache<K, V, S>,
-    shard: usize,
-    hash: u32,
+    at: Hashed,
     key: &'a K,
     flight: Arc<Flight<V>>,
     settled: bool,
@@ -123,18 +122,11 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    fn new(
-        cache: &'a Cache<K, V, S>,
-        shard: usize,
-        hash: u32,
-        key: &'a K,
-        flight: Arc<Flight<V>>,
-    ) -> Self {
-        let started = cache.shard_stats(shard).map(|_| Instant::now());
+    fn new(cache: &'a Cache<K, V, S>, at: Hashed, key: &'a K, flight: Arc<Flight<V>>) -> Self {
+        let started = cache.shard_stats(at.shard).map(|_| Instant::now());
         Lead {
             cache,
-            shard,
-            hash,
+            at,
             key,
             flight,
             settled: false,
@@ -159,8 +151,7 @@ where
         // which frees the key and hands the load to a waiter.
         match result {
             Ok(v) => {
-                self.cache
-                    .end_load(self.shard, self.hash, self.key, g, Some(v.clone()));
+                self.cache.end_load(self.at, self.key, g, Some(v.clone()));
                 let for_waiters = v.clone();
                 self.settled = true;
                 self.count(true);
@@ -168,7 +159,7 @@ where
                 Ok(v)
             }
             Err(e) => {
-                self.cache.fail_load(self.shard, self.hash, self.key, g);
+                self.cache.fail_load(self.at, self.key, g);
                 self.settled = true;
                 self.count(false);
                 self.flight.fail(Arc::clone(&e) as SharedError);
@@ -180,7 +171,7 @@ where
     /// A batch loader did not return this key: nothing is stored; waiters are told.
     fn finish_missing(mut self) {
         let g = self.flight.generation;
-        self.cache.abandon_load(self.shard, self.hash, self.key, g);
+        self.cache.abandon_load(self.at, self.key, g);
         self.settled = true;
         self.count(true);
         self.flight.missing();
@@ -195,7 +186,7 @@ where
     /// Counts the finished load, if the cache records statistics.
     fn count(&self, ok: bool) {
         if let Some(t) = self.started {
-            self.cache.record_load(self.shard, ok, t.elapsed());
+            self.cache.record_load(self.at.shard, ok, t.elapsed());
         }
     }
 }
@@ -213,7 +204,7 @@ where
             // listener) must not stop the waiters from being released.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.cache
-                    .abandon_load(self.shard, self.hash, self.key, self.flight.generation)
+                    .abandon_load(self.at, self.key, self.flight.generation)
             }));
             self.flight.abandon();
         }
@@ -313,16 +304,16 @@ where
         E: Send + Sync + 'static,
     {
         // Hashed once, whatever the number of attempts.
-        let (i, h) = self.hash(key);
+        let at = self.hash(key);
         let mut load = Some(load);
         // Looked up once (one hit or one miss counted); a retry probes under the write lock.
         if probe {
-            if let Some(v) = self.get_at(i, h, key) {
+            if let Some(v) = self.get_at(at, key) {
                 return Ok(v);
             }
         }
         loop {
-            match self.begin_load(i, h, key) {
+            match self.begin_load(at, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
                     let Some(outcome) = flight.wait(deadline) else {
@@ -332,13 +323,13 @@ where
                         Next::Done(result) => return result.map_err(Failure::Failed),
                         Next::Missing | Next::Retry => {}
                         Next::RetryAfterForeignError => {
-                            self.abandon_load(i, h, key, flight.generation)
+                            self.abandon_load(at, key, flight.generation)
                         }
                     }
                 }
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
-                    let lead = Lead::new(self, i, h, key, flight);
+                    let lead = Lead::new(self, at, key, flight);
                     return lead.finish(load()).map_err(Failure::Failed);
                 }
             }
@@ -384,16 +375,16 @@ where
         E: Send + Sync + 'static,
     {
         // Hashed once, whatever the number of attempts.
-        let (i, h) = self.hash(key);
+        let at = self.hash(key);
         let mut load = Some(load);
         // Looked up once (one hit or one miss counted); a retry probes under the write lock.
         if probe {
-            if let Some(v) = self.get_at(i, h, key) {
+            if let Some(v) = self.get_at(at, key) {
                 return Ok(v);
             }
         }
         loop {
-            match self.begin_load(i, h, key) {
+            match self.begin_load(at, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
                     let wait = Wait::new(&flight);
@@ -401,13 +392,13 @@ where
                         Next::Done(result) => return result,
                         Next::Missing | Next::Retry => {}
                         Next::RetryAfterForeignError => {
-                            self.abandon_load(i, h, key, flight.generation)
+                            self.abandon_load(at, key, flight.generation)
                         }
                     }
                 }
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
-                    let lead = Lead::new(self, i, h, key, flight);
+                    let lead = Lead::new(self, at, key, flight);
                     return lead.finish(load.await);
                 }
             }

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::DefaultHashBuilder;
-use crate::cache::Cache;
+use crate::cache::{Cache, Hashed};
 use crate::flight::{Flight, SharedError};
 
 mod pool;
@@ -133,8 +133,7 @@ where
     S: BuildHasher,
 {
     cache: Cache<K, V, S>,
-    shard: usize,
-    hash: u32,
+    at: Hashed,
     key: K,
     flight: Arc<Flight<V>>,
     started: Instant,
@@ -147,14 +146,13 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// Registers a refresh of `key` (shard `i`, hash `h`), whose refresh this caller claimed;
+    /// Registers a refresh of `key` (hashed to `at`), whose refresh this caller claimed;
     /// `None` if one is already running or the entry left.
-    fn begin(cache: &Cache<K, V, S>, i: usize, h: u32, key: &K) -> Option<Self> {
-        let (key, flight) = cache.begin_refresh(i, h, key)?;
+    fn begin(cache: &Cache<K, V, S>, at: Hashed, key: &K) -> Option<Self> {
+        let (key, flight) = cache.begin_refresh(at, key)?;
         Some(RefreshJob {
             cache: cache.clone(),
-            shard: i,
-            hash: h,
+            at,
             key,
             flight,
             started: Instant::now(),
@@ -164,18 +162,18 @@ where
 
     fn finish(mut self, result: Result<V, SharedError>) {
         let g = self.flight.generation;
-        let (i, h) = (self.shard, self.hash);
         // Until the refresh is unregistered, a panic (the weigher, a `Clone`) leaves through
         // `Drop`, which unregisters it and releases its waiters.
         match result {
             Ok(v) => {
-                self.cache.end_refresh(i, h, &self.key, g, Some(v.clone()));
+                self.cache
+                    .end_refresh(self.at, &self.key, g, Some(v.clone()));
                 self.done = true;
                 self.count(true);
                 self.flight.complete(v);
             }
             Err(e) => {
-                self.cache.end_refresh(i, h, &self.key, g, None);
+                self.cache.end_refresh(self.at, &self.key, g, None);
                 self.done = true;
                 self.count(false);
                 self.flight.fail(e);
@@ -184,7 +182,7 @@ where
     }
 
     fn count(&self, ok: bool) {
-        if let Some(stats) = self.cache.shard_stats(self.shard) {
+        if let Some(stats) = self.cache.shard_stats(self.at.shard) {
             stats.loaded(ok, self.started.elapsed());
         }
     }
@@ -201,8 +199,7 @@ where
             self.count(false);
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 let g = self.flight.generation;
-                self.cache
-                    .end_refresh(self.shard, self.hash, &self.key, g, None)
+                self.cache.end_refresh(self.at, &self.key, g, None)
             }));
             self.flight.abandon();
         }
@@ -309,11 +306,11 @@ where
     /// refresh returns the current value at once and starts one background refresh; if that
     /// refresh fails, the current value is served until its deadline.
     pub fn get(&self, key: &K) -> Result<V, Arc<E>> {
-        let (i, h) = self.cache.hash(key);
+        let at = self.cache.hash(key);
         let due = |left| self.loader.refresher.due(left);
-        if let Some((v, claimed)) = self.cache.get_refreshing(i, h, key, &due) {
+        if let Some((v, claimed)) = self.cache.get_refreshing(at, key, &due) {
             if claimed {
-                self.refresh(i, h, key);
+                self.refresh(at, key);
             }
             return Ok(v);
         }
@@ -325,8 +322,8 @@ where
         })
     }
 
-    fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
+    fn refresh(&self, at: Hashed, key: &K) {
+        let Some(job) = RefreshJob::begin(&self.cache, at, key) else {
             return;
         };
         let loader = Arc::clone(&self.loader);
@@ -404,14 +401,14 @@ where
 
     /// The value for `key`, as [`LoadingCache::get`], awaiting the loader on a miss.
     pub async fn get(&self, key: &K) -> Result<V, Arc<E>> {
-        let (i, h) = self.cache.hash(key);
+        let at = self.cache.hash(key);
         let hit = {
             let due = |left| self.loader.refresher.due(left);
-            self.cache.get_refreshing(i, h, key, &due)
+            self.cache.get_refreshing(at, key, &due)
         };
         if let Some((v, claimed)) = hit {
             if claimed {
-                self.refresh(i, h, key);
+                self.refresh(at, key);
             }
             return Ok(v);
         }
@@ -427,8 +424,8 @@ where
             .await
     }
 
-    fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
+    fn refresh(&self, at: Hashed, key: &K) {
+        let Some(job) = RefreshJob::begin(&self.cache, at, key) else {
             return;
         };
         let loader = Arc::clone(&self.loader);
