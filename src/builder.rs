@@ -162,6 +162,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// capacity: a full shard evicts before it inserts. So a cache never holds more than
     /// `shards * MAX_ENTRIES_PER_SHARD` entries (about 17 billion with [`MAX_SHARDS`]); with
     /// an explicit shard count or a weigher, that can be fewer than the capacity allows.
+    ///
+    /// [`MAX_ENTRIES_PER_SHARD`]: crate::MAX_ENTRIES_PER_SHARD
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self

@@ -1,4 +1,5 @@
-//! Time sources for expiration: [`Clock`], and [`MockClock`] for tests.
+//! Time sources for expiration: [`Clock`], [`MockClock`] for tests, and `Now`, the time one
+//! operation sees. A leaf: it depends on nothing else in the crate.
 //
 // The cache measures time in whole milliseconds ("ticks") since its clock's epoch. Reading the
 // time must be cheap, because with expiration every hit checks a deadline. Measured on a 2-core

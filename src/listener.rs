@@ -1,4 +1,6 @@
-//! Removal notifications: [`RemovalCause`], and their delivery after the shard lock is released.
+//! Removal notifications: [`RemovalCause`], the `Removed` sink every removal goes to under a
+//! shard lock, and its delivery to the listener once the lock is released. It knows nothing of
+//! shards or the cache.
 
 // Design notes
 // - Entries leave a shard only under its write lock, but the user's listener must never run

@@ -1,3 +1,7 @@
+//! Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens, with the
+//! intrusive lists the policy links them into. It knows nothing of the index, the policy's
+//! decisions, expiration or the cache.
+
 // Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens.
 //
 // Design notes
@@ -102,7 +106,7 @@ const ACCESS_COUNT: u8 = 0xf0;
 const ACCESS_ONE: u8 = 0x10;
 const _: () = assert!(ACCESS_COUNT == MAX_ACCESS * ACCESS_ONE);
 
-/// The bit of `access` that says a refresh of this value was claimed (see `refresh.rs`).
+/// The bit of `access` that says a refresh of this value was claimed (see `loading/`).
 const REFRESHING: u8 = 0x01;
 const _: () = assert!(REFRESHING & ACCESS_COUNT == 0);
 

@@ -1,4 +1,5 @@
-//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken.
+//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken, and
+//! the `LoadHook` a finished load is reported to. It knows nothing of the cache or its shards.
 
 // Design notes
 // - Counting is off unless the builder's `record_stats` asks for it: a cache without it carries a

@@ -1,4 +1,5 @@
-//! Iteration: clones of the entries, one shard at a time.
+//! Iteration: clones of the entries, one shard at a time, each shard copied under its read lock
+//! and yielded after the lock is released.
 
 use std::hash::{BuildHasher, Hash};
 

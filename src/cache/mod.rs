@@ -245,7 +245,7 @@ impl<K, V, S> Cache<K, V, S> {
 
     /// A snapshot of the cache's statistics: hits, misses, loads, removals by cause, and
     /// sizes. The counters stay at zero unless the builder's
-    /// [`record_stats`](CacheBuilder::record_stats) turned them on. Takes each shard's read
+    /// [`record_stats`](crate::CacheBuilder::record_stats) turned them on. Takes each shard's read
     /// lock in turn, briefly.
     pub fn stats(&self) -> CacheStats {
         let mut out = CacheStats::default();
@@ -260,7 +260,7 @@ impl<K, V, S> Cache<K, V, S> {
         out
     }
 
-    /// The name given by the builder's [`name`](CacheBuilder::name), if any.
+    /// The name given by the builder's [`name`](crate::CacheBuilder::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.inner.name.as_deref()
     }

@@ -69,7 +69,7 @@ where
     /// Returns a clone of the value for `key`, and records the access for the eviction policy.
     ///
     /// An entry past its deadline is never returned. With
-    /// [`time_to_idle`](CacheBuilder::time_to_idle) (or an [`Expiry`](crate::Expiry) with a
+    /// [`time_to_idle`](crate::CacheBuilder::time_to_idle) (or an [`Expiry`](crate::Expiry) with a
     /// read hook) a hit also moves the entry's deadline.
     #[inline]
     pub fn get<Q>(&self, key: &Q) -> Option<V>

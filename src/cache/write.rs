@@ -48,8 +48,8 @@ where
     ///
     /// `ttl` is rounded down to whole milliseconds and capped at about 12.4 days; a `ttl`
     /// under one millisecond means the value is not stored (and the previous one is removed).
-    /// With [`time_to_idle`](CacheBuilder::time_to_idle), reads may keep the entry alive, but
-    /// never past `ttl` after this insert. Works on any cache: a cache built without
+    /// With [`time_to_idle`](crate::CacheBuilder::time_to_idle), reads may keep the entry
+    /// alive, but never past `ttl` after this insert. Works on any cache: a cache built without
     /// expiration starts keeping deadlines (12 bytes per entry) in a shard the first time one
     /// of its entries gets one.
     ///

@@ -1,4 +1,6 @@
-//! Expiration: the [`Expiry`] trait and how lifetimes become deadlines.
+//! Expiration: the [`Expiry`] trait and how lifetimes become deadlines; the timer wheel is in
+//! `wheel.rs`. It works on ticks and slab tokens only: it knows nothing of shards, the cache or
+//! its front-ends.
 //
 // An entry has at most one deadline, a tick of the cache's clock. It is computed from the
 // configured sources, taking the earliest:

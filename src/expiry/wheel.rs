@@ -1,3 +1,6 @@
+//! The timer wheel: which slab tokens expire when. It links tokens, never entries, and knows
+//! nothing of shards or the cache.
+
 // A hierarchical timer wheel over slab tokens (the design of tokio's timer wheel and Caffeine's
 // `TimerWheel`, with token links instead of pointers).
 //

@@ -9,8 +9,9 @@
 //
 // 1. A caller that misses takes the shard's write lock and probes the index once. A live entry:
 //    it is a hit after all. A *pending slot* (a load in flight for the key, kept in the same
-//    index as the entries, see `shard.rs`): it joins that load and waits on its `Flight`. Nothing:
-//    it inserts a pending slot with a fresh `Flight` and a new generation, and leads.
+//    index as the entries, see `shard/inflight.rs`): it joins that load and waits on its
+//    `Flight`. Nothing: it inserts a pending slot with a fresh `Flight` and a new generation,
+//    and leads.
 // 2. The leader runs the loader with no lock held. Then, under the write lock, it replaces its
 //    pending slot by the loaded entry, but only if the slot is still there with its generation:
 //    an `insert`, `remove`, `invalidate_all` or `retain` in the meantime dropped the slot, and a

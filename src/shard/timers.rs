@@ -1,5 +1,5 @@
 //! The shard's side of expiration: filing entries in the timer wheel, moving their deadlines,
-//! and removing what is due, a bounded batch at a time.
+//! and removing what is due, a bounded batch at a time. The wheel itself is `expiry/wheel.rs`.
 
 use equivalent::Equivalent;
 

@@ -1,5 +1,6 @@
 //! Inserts, replacements, removals and eviction, under the write lock. Everything that leaves
-//! goes to the operation's `Removed` sink, reported once the lock is released.
+//! goes to the operation's `Removed` sink, reported by the cache once the lock is released;
+//! eviction order is the policy's decision, not this file's.
 
 use equivalent::Equivalent;
 use hashbrown::HashTable;
