@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::expiry::Lifetime;
 use crate::flight::Flight;
 use crate::listener::Removed;
-use crate::shard::{Begin, NewEntry, ShardState};
+use crate::shard::{Begin, ShardState};
 
 use super::{Cache, Hashed};
 
@@ -84,20 +84,14 @@ where
             _ => 1,
         };
         let shard = &self.inner.shards[at.shard];
-        let mut removed = Removed::new();
+        let mut op = self.write_ctx();
         let stored = {
             let mut state = shard.state.write();
             let current = current(&mut state);
             let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
-                let new = NewEntry {
-                    hash: at.hash,
-                    key: key.clone(),
-                    value: v,
-                    weight: w,
-                    life: Lifetime::Configured,
-                };
-                state.insert(new, &self.now(), &self.inner.expire, &mut removed);
+                let life = Lifetime::Configured;
+                state.insert(at.hash, key.clone(), v, w, life, &mut op);
             }
             shard.publish_due(&state);
             current && stored_value
@@ -105,7 +99,7 @@ where
         if let (true, Some(stats)) = (stored, self.shard_stats(at.shard)) {
             stats.inserted();
         }
-        self.deliver(at.shard, removed, None);
+        self.deliver(at.shard, op.removed, None);
         stored
     }
 

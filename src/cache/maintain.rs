@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::clock::Now;
 use crate::listener::Removed;
-use crate::shard::EXPIRE_BUDGET;
+use crate::shard::{EXPIRE_BUDGET, WriteCtx};
 
 use super::{Cache, Hashed};
 
@@ -124,6 +124,17 @@ impl<K, V, S> Cache<K, V, S> {
     pub(super) fn deliver_slow(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
         self.count_removed(i, removed.causes());
         removed.deliver(self.inner.listener.as_ref(), returned);
+    }
+
+    /// The context of a write that starts now: its time, the configured lifetimes, and an
+    /// empty removal sink.
+    #[inline]
+    pub(super) fn write_ctx(&self) -> WriteCtx<'_, K, V> {
+        WriteCtx {
+            time: self.now(),
+            expire: &self.inner.expire,
+            removed: Removed::new(),
+        }
     }
 
     /// The time of an operation that starts now (the clock is read on first need).

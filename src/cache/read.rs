@@ -202,9 +202,9 @@ where
         // The time is read first, so that past the probe only `shard`, `key` and `now` are
         // live (the uncommon ends find the shard's number in it, or hash again): an instant
         // earlier than under the lock, which no caller can tell apart.
-        let time = Now::at(&self.inner.clock, self.inner.clock.now_ticks());
+        let now = self.inner.clock.now_ticks();
         let state = shard.state.read();
-        match state.get_ttl(at.hash, key, &time) {
+        match state.get_ttl(at.hash, key, &Now::at(&self.inner.clock, now)) {
             Read::Hit(v) => {
                 let v = v.clone();
                 drop(state);
@@ -213,7 +213,7 @@ where
             }
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, &time);
+                self.timed_miss(shard, &Now::at(&self.inner.clock, now));
                 None
             }
             _ => {
@@ -265,14 +265,16 @@ where
         let inner = &self.inner;
         // A hit: its value, whether this reader claimed its refresh, and an earlier deadline
         // to file under the write lock.
-        let time = self.now();
-        let (v, claimed, refile) = match state.get(at.hash, key, &time, &inner.expire, refresh) {
+        // The time is read inside, only for an entry with a deadline (a miss reads it again if
+        // it must): nothing but a clock pointer stays live across the probe.
+        let time = &Now::new(&inner.clock);
+        let (v, claimed, refile) = match state.get(at.hash, key, time, &inner.expire, refresh) {
             Read::Hit(v) => (v.clone(), false, None),
             Read::Refresh(v) => (v.clone(), true, None),
             Read::Refile(v, when) => (v.clone(), false, Some(when)),
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, &time);
+                self.timed_miss(shard, &self.now());
                 return None;
             }
             Read::Stale => {

@@ -10,8 +10,6 @@ use equivalent::Equivalent;
 use crate::expiry::{Lifetime, ticks};
 use crate::listener::{RemovalCause, Removed};
 
-use crate::shard::NewEntry;
-
 use super::Cache;
 use super::read::ReadKind;
 
@@ -75,19 +73,11 @@ where
             Some(weigh) => weigh(&key, &value),
             None => 1,
         };
-        let mut removed = Removed::new();
+        let mut op = self.write_ctx();
         let shard = &self.inner.shards[at.shard];
-        let time = self.now();
         let old = {
             let mut state = shard.state.write();
-            let new = NewEntry {
-                hash: at.hash,
-                key,
-                value,
-                weight: w,
-                life,
-            };
-            let old = state.insert(new, &time, &self.inner.expire, &mut removed);
+            let old = state.insert(at.hash, key, value, w, life, &mut op);
             shard.publish_due(&state);
             // The first deadline of a cache built without expiration: reads now check them
             // (a read that still took `read_plain` takes an entry with a deadline for a miss).
@@ -105,8 +95,8 @@ where
         if let Some(stats) = self.shard_stats(at.shard) {
             stats.inserted();
         }
-        self.deliver(at.shard, removed, old.as_ref());
-        self.help_other(at, &time);
+        self.deliver(at.shard, op.removed, old.as_ref());
+        self.help_other(at, &op.time);
         old
     }
 
@@ -146,18 +136,17 @@ where
         // Both are used once, in the pass that finds no load in flight.
         let (mut f, mut key) = (Some(f), Some(key));
         loop {
-            let mut removed = Removed::new();
+            let mut op = self.write_ctx();
             let outcome = {
                 let mut state = shard.state.write();
-                let time = self.now();
                 let k = key.as_ref().expect("key is used once");
-                match state.probe(at.hash, k, &time) {
+                match state.probe(at.hash, k, &op.time) {
                     Err(flight) => Err(flight),
                     Ok(current) => {
                         let f = f.take().expect("f runs once");
-                        let op = f(current);
+                        let decision = f(current);
                         let mut old = None;
-                        let result = match op {
+                        let result = match decision {
                             Compute::Keep => current.cloned(),
                             Compute::Put(v) => {
                                 let key = key.take().expect("key is used once");
@@ -167,18 +156,11 @@ where
                                 };
                                 let new = v.clone();
                                 let probe = key.clone();
-                                let entry = NewEntry {
-                                    hash: at.hash,
-                                    key,
-                                    value: v,
-                                    weight: w,
-                                    life: Lifetime::Configured,
-                                };
-                                let expire = &self.inner.expire;
-                                old = state.insert(entry, &time, expire, &mut removed);
+                                let life = Lifetime::Configured;
+                                old = state.insert(at.hash, key, v, w, life, &mut op);
                                 // Too heavy, or a zero lifetime: the value was not kept.
                                 let kept =
-                                    matches!(state.probe(at.hash, &probe, &time), Ok(Some(_)));
+                                    matches!(state.probe(at.hash, &probe, &op.time), Ok(Some(_)));
                                 if let Some(stats) = self.shard_stats(at.shard) {
                                     stats.inserted();
                                 }
@@ -186,14 +168,14 @@ where
                             }
                             Compute::Remove => {
                                 if let Some((k, v, expired)) =
-                                    state.remove(at.hash, k, &time, &mut removed)
+                                    state.remove(at.hash, k, &op.time, &mut op.removed)
                                 {
                                     let cause = if expired {
                                         RemovalCause::Expired
                                     } else {
                                         RemovalCause::Explicit
                                     };
-                                    removed.push(k, v, cause);
+                                    op.removed.push(k, v, cause);
                                 }
                                 None
                             }
@@ -206,7 +188,7 @@ where
             match outcome {
                 Ok((result, old)) => {
                     // The replaced value (if any) is reported as Replaced.
-                    self.deliver(at.shard, removed, old.as_ref());
+                    self.deliver(at.shard, op.removed, old.as_ref());
                     return result;
                 }
                 Err(flight) => {

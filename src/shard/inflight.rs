@@ -102,7 +102,8 @@ impl<K, V> ShardState<K, V> {
         K: Eq + Clone,
         V: Clone,
     {
-        self.catch_up(time, removed);
+        let now = self.tick_if_timed(time);
+        self.catch_up(now, removed);
         self.purge_negative(time);
         loop {
             let (slab, pending) = (&self.slab, &self.loads.pending);
@@ -138,7 +139,7 @@ impl<K, V> ShardState<K, V> {
                 }
                 return Begin::Join(Arc::clone(&p.flight));
             }
-            if !self.expired_at(t, time) {
+            if !self.expired_at(t, now) {
                 let e = self.slab.get(t);
                 e.touch();
                 return Begin::Hit(e.value.clone());
@@ -265,7 +266,8 @@ impl<K, V> ShardState<K, V> {
                 Ok(None)
             };
         }
-        Ok((!self.expired_at(t, time)).then(|| &self.slab.get(t).value))
+        let now = self.tick_if_timed(time);
+        Ok((!self.expired_at(t, now)).then(|| &self.slab.get(t).value))
     }
 
     /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as

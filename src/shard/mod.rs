@@ -43,7 +43,7 @@ use crate::slab::{Entry, MAX_ENTRIES, Slab, Token};
 pub(crate) use inflight::Begin;
 use inflight::{InFlight, Pending};
 pub(crate) use read::Read;
-pub(crate) use write::NewEntry;
+pub(crate) use write::WriteCtx;
 
 /// Most expired entries (or wheel entries refiled) a single operation handles. Each costs about
 /// as much as an eviction, so this bounds the extra latency an operation can pay for expiration

@@ -167,11 +167,12 @@ impl<K, V> ShardState<K, V> {
         &'a self,
         time: &'a Now<'_>,
     ) -> impl Iterator<Item = &'a Entry<K, V>> {
+        let now = self.tick_if_timed(time);
         self.slab
             .entries()
             .iter()
             .enumerate()
-            .filter(move |&(t, _)| !self.expired_at(t as Token, time))
+            .filter(move |&(t, _)| !self.expired_at(t as Token, now))
             .map(|(_, e)| e)
     }
 }

@@ -11,24 +11,31 @@ use crate::slab::{Slab, Token, storable};
 use super::{ShardState, widen};
 
 impl<K, V> ShardState<K, V> {
-    /// Whether entry `t` has a deadline that has passed.
+    /// The operation's tick, if this shard keeps deadlines (`None`: there is no deadline to
+    /// compare, and the clock is not read). Shard operations resolve their `Now` to this once.
     #[inline]
-    pub(super) fn expired_at(&self, t: Token, time: &Now<'_>) -> bool {
-        self.wheel.is_some()
-            && self
-                .slab
-                .get(t)
-                .deadline()
-                .is_some_and(|d| is_due(d, time.tick()))
+    pub(super) fn tick_if_timed(&self, time: &Now<'_>) -> Option<u64> {
+        self.wheel.is_some().then(|| time.tick())
     }
 
-    /// The remaining lifetime of `t`: `None` without a deadline.
-    pub(super) fn remaining(&self, t: Token, time: &Now<'_>) -> Option<u64> {
+    /// Whether entry `t` has a deadline that has passed at `now`.
+    #[inline]
+    pub(super) fn expired_at(&self, t: Token, now: Option<u64>) -> bool {
+        match now {
+            Some(now) if self.wheel.is_some() => {
+                self.slab.get(t).deadline().is_some_and(|d| is_due(d, now))
+            }
+            _ => false,
+        }
+    }
+
+    /// The remaining lifetime of `t` at `now`: `None` without a deadline.
+    pub(super) fn remaining(&self, t: Token, now: u64) -> Option<u64> {
         self.wheel.as_ref()?;
-        self.slab.get(t).deadline().map(|d| {
-            let now = time.tick();
-            widen(d, now).saturating_sub(now)
-        })
+        self.slab
+            .get(t)
+            .deadline()
+            .map(|d| widen(d, now).saturating_sub(now))
     }
 
     /// Files the entry for `key` to expire at `when`, after a read moved its deadline earlier
@@ -42,7 +49,7 @@ impl<K, V> ShardState<K, V> {
         };
         let Some(w) = &self.wheel else { return };
         let now = time.tick();
-        if w.lagging(now) || self.expired_at(t, time) {
+        if w.lagging(now) || self.expired_at(t, Some(now)) {
             return;
         }
         if let Some(w) = &mut self.wheel {
@@ -58,10 +65,11 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// The wheel, created on the first deadline with a timer for each existing entry.
-    pub(super) fn wheel_for(&mut self, time: &Now<'_>, cfg: &ExpireConfig<K, V>) -> &mut Wheel {
+    /// `start` is the current tick.
+    pub(super) fn wheel_for(&mut self, start: u64, cfg: &ExpireConfig<K, V>) -> &mut Wheel {
         let (len, room) = (self.slab.len(), self.slab.capacity());
         self.wheel.get_or_insert_with(|| {
-            let mut w = Wheel::new(time.tick(), cfg.caps_upfront());
+            let mut w = Wheel::new(start, cfg.caps_upfront());
             w.reserve_exact(room);
             for _ in 0..len {
                 w.push(room);
@@ -76,7 +84,6 @@ impl<K, V> ShardState<K, V> {
         &mut self,
         t: Token,
         deadline: Option<Deadline>,
-        time: &Now<'_>,
         cfg: &ExpireConfig<K, V>,
     ) {
         let room = self.slab.capacity();
@@ -86,7 +93,7 @@ impl<K, V> ShardState<K, V> {
             (Some(w), Some(d)) => file(w, &mut self.slab, t, d, cfg, Some(room)),
             (None, Some(d)) => {
                 // Created with a timer for every entry, `t` included.
-                self.wheel_for(time, cfg);
+                self.wheel_for(d.from, cfg);
                 if let Some(w) = &mut self.wheel {
                     file(w, &mut self.slab, t, d, cfg, None);
                 }
@@ -99,13 +106,12 @@ impl<K, V> ShardState<K, V> {
         &mut self,
         t: Token,
         deadline: Option<Deadline>,
-        time: &Now<'_>,
         cfg: &ExpireConfig<K, V>,
     ) {
         match deadline {
             Some(d) => {
                 // Created if need be; `file` also borrows the slab, hence the second look.
-                self.wheel_for(time, cfg);
+                self.wheel_for(d.from, cfg);
                 if let Some(w) = &mut self.wheel {
                     file(w, &mut self.slab, t, d, cfg, None);
                 }
@@ -124,15 +130,21 @@ impl<K, V> ShardState<K, V> {
     /// deadlines never become ambiguous.
     #[inline]
     pub(crate) fn expire(&mut self, time: &Now<'_>, budget: u32, removed: &mut Removed<K, V>) {
+        let now = self.tick_if_timed(time);
+        self.expire_at(now, budget, removed);
+    }
+
+    /// `expire` at a tick already read (`None`: the shard keeps no deadlines).
+    #[inline]
+    pub(super) fn expire_at(&mut self, now: Option<u64>, budget: u32, removed: &mut Removed<K, V>) {
         // Nothing due (the common case on a write): one comparison.
-        if self
-            .wheel
-            .as_mut()
-            .is_none_or(|w| w.idle_until(time.tick()))
-        {
+        let (Some(w), Some(now)) = (self.wheel.as_mut(), now) else {
+            return;
+        };
+        if w.idle_until(now) {
             return;
         }
-        self.expire_due(time.tick(), budget, removed);
+        self.expire_due(now, budget, removed);
     }
 
     fn expire_due(&mut self, now: u64, budget: u32, removed: &mut Removed<K, V>) {
@@ -166,9 +178,10 @@ impl<K, V> ShardState<K, V> {
     /// Before comparing any deadline in a write: a wheel more than `MAX_LAG` behind (a shard
     /// idle for days) is brought up to date, all due entries going to `removed`.
     #[inline]
-    pub(super) fn catch_up(&mut self, time: &Now<'_>, removed: &mut Removed<K, V>) {
-        if self.lagging(time) {
-            self.expire_due(time.tick(), u32::MAX, removed);
+    pub(super) fn catch_up(&mut self, now: Option<u64>, removed: &mut Removed<K, V>) {
+        let Some(now) = now else { return };
+        if self.wheel.as_ref().is_some_and(|w| w.lagging(now)) {
+            self.expire_due(now, u32::MAX, removed);
         }
     }
 
