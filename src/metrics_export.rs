@@ -1,4 +1,6 @@
-//! The `metrics` feature: the statistics, published through the `metrics` crate's facade.
+//! The `metrics` feature: the statistics, published through the `metrics` crate's facade. A
+//! front-end: the builder points the cache's load hook at `record_load`; nothing in the core
+//! imports it.
 
 // Design notes
 // - Counting stays in the cache's own per-shard counters (see `stats.rs`): going through the
