@@ -725,7 +725,7 @@ where
     where
         K: Clone,
     {
-        self.store_loaded(i, h, key, value, |state| state.end_load(h, key, generation))
+        self.store_loaded(i, h, key, value, |state| state.end_load(h, generation))
     }
 
     /// Ends the background refresh of `generation` for `key`, storing `value` unless a write
@@ -809,21 +809,21 @@ where
 
     /// Ends a failed load: with `cache_errors_for`, its slot stays as a negative entry;
     /// otherwise the key is freed for a new leader.
-    pub(crate) fn fail_load(&self, i: usize, h: u32, key: &K, generation: u64) {
+    pub(crate) fn fail_load(&self, i: usize, h: u32, generation: u64) {
         let ttl = self.inner.negative_ttl;
         let mut state = self.inner.shards[i].state.write();
         if ttl > 0 {
             let until = self.inner.clock.now_ticks().saturating_add(ttl);
-            state.keep_failed(h, key, generation, until);
+            state.keep_failed(h, generation, until);
         } else {
-            state.end_load(h, key, generation);
+            state.end_load(h, generation);
         }
     }
 
     /// Ends an abandoned load (no value): frees the key for a new leader.
-    pub(crate) fn abandon_load(&self, i: usize, h: u32, key: &K, generation: u64) {
+    pub(crate) fn abandon_load(&self, i: usize, h: u32, generation: u64) {
         let shard = &self.inner.shards[i];
-        shard.state.write().end_load(h, key, generation);
+        shard.state.write().end_load(h, generation);
     }
 
     /// Removes `key`, returning its value (`None` if absent or expired).
@@ -1219,6 +1219,28 @@ mod tests {
         let (i, h) = cache.hash(&2);
         assert_eq!(cache.get_at(i, h, &2), None);
         assert!(cache.contains_key(&2)); // still stored; peek reads deadlines itself
+    }
+
+    /// A slot whose load ended without removing it (no code path leaves one; this guards the
+    /// next caller anyway) is taken for free: the caller leads a new load instead of joining a
+    /// flight that would only send it round again.
+    #[test]
+    fn a_settled_load_left_in_the_index_is_replaced_not_joined() {
+        let cache: Cache<u32, u32> = Cache::new(100);
+        let (i, h) = cache.hash(&1);
+        let Begin::Lead(first) = cache.begin_load(i, h, &1) else {
+            panic!("the first caller leads");
+        };
+        assert!(cache.validate().is_ok());
+        first.abandon(); // settled, slot left behind
+        assert!(cache.validate().is_err());
+        let Begin::Lead(second) = cache.begin_load(i, h, &1) else {
+            panic!("the next caller joined a settled load");
+        };
+        assert_ne!(first.generation, second.generation);
+        assert!(cache.validate().is_ok());
+        assert!(cache.end_load(i, h, &1, second.generation, Some(5)));
+        assert_eq!(cache.get(&1), Some(5));
     }
 
     /// A cache with statistics reads through its own plain path, and still moves to the

@@ -148,6 +148,11 @@ impl<V> Flight<V> {
         self.settle(State::Abandoned);
     }
 
+    /// Whether the flight has ended (however it ended).
+    pub(crate) fn is_settled(&self) -> bool {
+        !matches!(*self.state.lock(), State::Running { .. })
+    }
+
     fn missing(&self) {
         self.settle(State::Missing);
     }
@@ -309,7 +314,7 @@ where
                 Ok(v)
             }
             Err(e) => {
-                self.cache.fail_load(self.shard, self.hash, self.key, g);
+                self.cache.fail_load(self.shard, self.hash, g);
                 self.settled = true;
                 self.count(false);
                 self.flight.fail(Arc::clone(&e) as SharedError);
@@ -321,7 +326,7 @@ where
     /// A batch loader did not return this key: nothing is stored; waiters are told.
     fn finish_missing(mut self) {
         let g = self.flight.generation;
-        self.cache.abandon_load(self.shard, self.hash, self.key, g);
+        self.cache.abandon_load(self.shard, self.hash, g);
         self.settled = true;
         self.count(true);
         self.flight.missing();
@@ -352,13 +357,11 @@ where
     fn drop(&mut self) {
         if !self.settled {
             self.count(false);
-            // The loader panicked or the future was dropped: free the key for a new leader.
-            // `end_load` with no value needs neither hashing nor cloning; a panic in it (a
-            // listener) must not stop the waiters from being released.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.cache
-                    .abandon_load(self.shard, self.hash, self.key, self.flight.generation)
-            }));
+            // The loader (or the completion: the weigher, the key's `Eq` or a `Clone`)
+            // panicked, or the future was dropped: free the key for a new leader. The slot is
+            // found by its generation, so this runs no user code and cannot panic.
+            self.cache
+                .abandon_load(self.shard, self.hash, self.flight.generation);
             self.flight.abandon();
         }
     }
@@ -490,9 +493,7 @@ where
                     match outcome.next() {
                         Next::Done(result) => return result.map_err(Failure::Failed),
                         Next::Missing | Next::Retry => {}
-                        Next::RetryAfterForeignError => {
-                            self.abandon_load(i, h, key, flight.generation)
-                        }
+                        Next::RetryAfterForeignError => self.abandon_load(i, h, flight.generation),
                     }
                 }
                 Begin::Lead(flight) => {
@@ -562,9 +563,7 @@ where
                     match wait.await.next() {
                         Next::Done(result) => return result,
                         Next::Missing | Next::Retry => {}
-                        Next::RetryAfterForeignError => {
-                            self.abandon_load(i, h, key, flight.generation)
-                        }
+                        Next::RetryAfterForeignError => self.abandon_load(i, h, flight.generation),
                     }
                 }
                 Begin::Lead(flight) => {
@@ -825,7 +824,7 @@ where
             Next::Missing => {}
             Next::Retry => todo.push(k),
             Next::RetryAfterForeignError => {
-                self.abandon_load(i, h, &k, flight.generation);
+                self.abandon_load(i, h, flight.generation);
                 todo.push(k);
             }
         }

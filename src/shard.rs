@@ -840,8 +840,16 @@ impl<K, V> ShardState<K, V> {
             };
             if t >= PENDING {
                 let p = &self.pending[(t & !PENDING) as usize];
-                if p.until != 0 && p.until <= now {
-                    self.remove_pending(t); // a negative entry that has run its time
+                // A negative entry that has run its time, or the slot of a load that ended
+                // without removing it (its flight settled, not kept as a negative entry):
+                // joining it would only send the caller round again.
+                let stale = if p.until != 0 {
+                    p.until <= now
+                } else {
+                    p.flight.is_settled()
+                };
+                if stale {
+                    self.remove_pending(t);
                     continue;
                 }
                 return Begin::Join(Arc::clone(&p.flight));
@@ -856,13 +864,12 @@ impl<K, V> ShardState<K, V> {
         }
     }
 
-    /// Ends the load of `generation` for `key`: removes its pending slot and returns `true`,
-    /// or returns `false` if the slot is gone (a write, removal or invalidation superseded it).
-    pub(crate) fn end_load(&mut self, hash: u32, key: &K, generation: u64) -> bool
-    where
-        K: Eq,
-    {
-        let Some(t) = self.load_slot(hash, key, generation) else {
+    /// Ends the load of `generation` (of a key with hash `hash`): removes its pending slot and
+    /// returns `true`, or returns `false` if the slot is gone (a write, removal, `retain` or
+    /// invalidation superseded it). The slot is found by its generation, so no user code (the
+    /// key's `Eq`) runs: a load's completion cannot unwind half-way through the index.
+    pub(crate) fn end_load(&mut self, hash: u32, generation: u64) -> bool {
+        let Some(t) = self.load_slot(hash, generation) else {
             return false;
         };
         self.remove_pending(t);
@@ -881,13 +888,14 @@ impl<K, V> ShardState<K, V> {
         found.copied()
     }
 
-    /// The pending slot for `key`, if it is still the one of the load of `generation`.
-    fn load_slot(&self, hash: u32, key: &K, generation: u64) -> Option<Token>
-    where
-        K: Eq,
-    {
-        self.pending_slot(hash, key)
-            .filter(|&t| self.pending[(t & !PENDING) as usize].flight.generation == generation)
+    /// The pending slot of the load of `generation`, if it is still in the index. Generations
+    /// are unique in a shard, so the key is never compared.
+    fn load_slot(&self, hash: u32, generation: u64) -> Option<Token> {
+        let pending = &self.pending;
+        let found = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
+        });
+        found.copied()
     }
 
     /// Registers a background refresh of `key`, whose live entry a reader claimed the refresh
@@ -975,11 +983,8 @@ impl<K, V> ShardState<K, V> {
     /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as
     /// a negative entry until tick `until`, so callers get its error without loading again.
     /// Returns `false` (and keeps nothing) if the slot was superseded meanwhile.
-    pub(crate) fn keep_failed(&mut self, hash: u32, key: &K, generation: u64, until: u64) -> bool
-    where
-        K: Eq,
-    {
-        let Some(t) = self.load_slot(hash, key, generation) else {
+    pub(crate) fn keep_failed(&mut self, hash: u32, generation: u64, until: u64) -> bool {
+        let Some(t) = self.load_slot(hash, generation) else {
             return false;
         };
         self.pending[(t & !PENDING) as usize].until = until;
@@ -995,11 +1000,7 @@ impl<K, V> ShardState<K, V> {
                 return;
             }
             self.negative.pop_front();
-            let pending = &self.pending;
-            let found = self.index.find(index_hash(hash), |&t| {
-                t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
-            });
-            if let Some(&t) = found {
+            if let Some(t) = self.load_slot(hash, generation) {
                 self.remove_pending(t);
             }
         }
@@ -1149,6 +1150,10 @@ impl<K, V> ShardState<K, V> {
             let t = PENDING | i as Token;
             if self.index.find(index_hash(p.hash), |&x| x == t).is_none() {
                 return Err(format!("load {i} is not indexed under its hash"));
+            }
+            // A load removes its slot before it settles; only negative entries outlive that.
+            if p.until == 0 && p.flight.is_settled() {
+                return Err(format!("load {i} has ended but its slot is still indexed"));
             }
         }
         let mut weight = 0u64;

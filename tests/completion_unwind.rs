@@ -4,7 +4,7 @@
 //! caller stuck in a retry loop fails the test within seconds instead of hanging it.
 
 use std::cell::Cell;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Once, mpsc};
 use std::thread;
@@ -59,6 +59,31 @@ impl PartialEq for Touchy {
 
 impl Eq for Touchy {}
 
+/// Every key hashes alike, so storing one key compares it with the others (its `Eq` runs).
+#[derive(Default)]
+struct Constant;
+
+impl Hasher for Constant {
+    fn write(&mut self, _: &[u8]) {}
+    fn finish(&self) -> u64 {
+        0x5555_5555_5555_5555
+    }
+}
+
+type Touchies = Cache<Touchy, u64, BuildHasherDefault<Constant>>;
+
+/// A cache of `shards` holding `Touchy(2)`, whose keys all collide.
+fn touchies(shards: usize) -> Touchies {
+    let cache = Cache::builder()
+        .max_capacity(100)
+        .shards(shards)
+        .hasher(BuildHasherDefault::<Constant>::default())
+        .build()
+        .unwrap();
+    cache.insert(Touchy(2), 20);
+    cache
+}
+
 /// Runs `f` on a thread of its own; fails if it does not return within the watchdog's bound.
 fn within_watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -72,7 +97,7 @@ fn within_watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
 /// The leader's loader arms the trap as it returns, so the `Eq` calls of the completion (and of
 /// whatever cleans up after it) panic on the leader's thread; the trap is disarmed once the
 /// leader's call has unwound.
-fn lead_into_the_trap(cache: &Cache<Touchy, u64>, key: u64) {
+fn lead_into_the_trap(cache: &Touchies, key: u64) {
     quiet_intended_panics();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         cache.get_or_load(&Touchy(key), || {
@@ -88,15 +113,9 @@ fn lead_into_the_trap(cache: &Cache<Touchy, u64>, key: u64) {
 }
 
 #[test]
-#[ignore = "fails until fixed: completion unwind spins"]
 fn a_panicking_eq_during_completion_leaves_no_caller_spinning() {
     for shards in [1, 4] {
-        let cache: Cache<Touchy, u64> = Cache::builder()
-            .max_capacity(100)
-            .shards(shards)
-            .build()
-            .unwrap();
-        cache.insert(Touchy(2), 20);
+        let cache = touchies(shards);
         lead_into_the_trap(&cache, 1);
         cache.validate().unwrap();
         let c = cache.clone();
@@ -112,9 +131,8 @@ fn a_panicking_eq_during_completion_leaves_no_caller_spinning() {
 }
 
 #[test]
-#[ignore = "fails until fixed: completion unwind spins"]
 fn async_and_batch_callers_after_a_panicking_completion_do_not_spin() {
-    let cache: Cache<Touchy, u64> = Cache::new(100);
+    let cache = touchies(1);
     lead_into_the_trap(&cache, 1);
     let c = cache.clone();
     let v = within_watchdog(move || {
@@ -144,10 +162,9 @@ fn async_and_batch_callers_after_a_panicking_completion_do_not_spin() {
 
 /// A caller that waited on the load whose completion panicked gets a value too.
 #[test]
-#[ignore = "fails until fixed: completion unwind spins"]
 fn a_waiter_of_a_panicking_completion_gets_a_value() {
     quiet_intended_panics();
-    let cache: Cache<Touchy, u64> = Cache::new(100);
+    let cache = touchies(1);
     let (joined_tx, joined_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let leader = {
