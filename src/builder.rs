@@ -132,9 +132,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// It runs in the thread whose operation removed the entry, after the shard's lock is
     /// released, so it may call back into the cache. For a value that [`insert`](Cache::insert)
-    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone. If the
-    /// listener panics, the operation's other notifications are still delivered, the cache is
-    /// unaffected, and the first panic then resumes in the caller of that operation.
+    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone.
+    ///
+    /// A panic of the listener never reaches the caller (whose operation may have nothing to do
+    /// with the entry: a `get` that removed an unrelated expired entry on its way): it is
+    /// caught, counted in [`CacheStats::listener_panics`](crate::CacheStats::listener_panics),
+    /// and the listener is still called for the next removals. The default panic hook prints
+    /// it as usual.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

@@ -115,6 +115,8 @@ struct Inner<K, V, S> {
     name: Option<Arc<str>>,
     /// How long a failed load's error is served (`cache_errors_for`), in clock ticks; 0: not.
     negative_ttl: u64,
+    /// Panics of the eviction listener, caught where the notifications are delivered.
+    listener_panics: AtomicU64,
 }
 
 impl<K, V, S> Clone for Cache<K, V, S> {
@@ -196,6 +198,7 @@ where
                 record_stats,
                 name: b.name,
                 negative_ttl: b.negative_ttl.map_or(0, ticks),
+                listener_panics: AtomicU64::new(0),
             }),
         }
     }
@@ -858,10 +861,9 @@ where
     }
 
     /// Removes every entry. Shards are cleared one at a time; entries inserted concurrently into
-    /// an already cleared shard stay. A panicking eviction listener does not stop it: every shard
-    /// is cleared and every entry reported, then the first panic resumes.
+    /// an already cleared shard stay. Every entry is reported to the eviction listener (as
+    /// [`RemovalCause::Explicit`], or [`RemovalCause::Expired`] if its deadline had passed).
     pub fn invalidate_all(&self) {
-        let mut panic = None;
         for (i, shard) in self.inner.shards.iter().enumerate() {
             let entries = {
                 let mut state = shard.state.write();
@@ -871,15 +873,11 @@ where
                 entries
             };
             self.count_removed(i, entries.iter().map(|e| e.2));
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(self.inner.listener.as_ref(), entries)
-            }));
-            if let Err(p) = delivered {
-                panic.get_or_insert(p);
-            }
-        }
-        if let Some(p) = panic {
-            resume_unwind(p);
+            listener::deliver_all(
+                self.inner.listener.as_ref(),
+                entries,
+                &self.inner.listener_panics,
+            );
         }
     }
 
@@ -887,16 +885,17 @@ where
     /// are removed (as [`RemovalCause::Expired`]) without being shown to `keep`.
     ///
     /// `keep` runs under each shard's write lock in turn: keep it short, and do not call back into
-    /// this cache from it (that deadlocks on the shard being visited). If `keep` panics, the
-    /// entries it already rejected are removed and reported, the rest are kept, and the panic
-    /// resumes. A panicking eviction listener does not stop the visit: the first of its panics
-    /// resumes once every shard is done.
+    /// this cache from it (that deadlocks on the shard being visited).
+    ///
+    /// # Panics
+    ///
+    /// If `keep` panics, the entries it already rejected are removed and reported, the rest are
+    /// kept, and the panic resumes.
     pub fn retain<F>(&self, mut keep: F)
     where
         F: FnMut(&K, &V) -> bool,
     {
         let mut removed = Vec::new();
-        let mut panic = None;
         for (i, shard) in self.inner.shards.iter().enumerate() {
             // The guard is dropped (the lock is free) before the removed entries are reported.
             let visited = catch_unwind(AssertUnwindSafe(|| {
@@ -906,19 +905,14 @@ where
                 shard.publish_due(&state);
             }));
             self.count_removed(i, removed.iter().map(|e| e.2));
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                listener::deliver_all(self.inner.listener.as_ref(), removed.drain(..))
-            }));
+            listener::deliver_all(
+                self.inner.listener.as_ref(),
+                removed.drain(..),
+                &self.inner.listener_panics,
+            );
             if let Err(p) = visited {
-                // The predicate's own panic comes first and ends the visit.
                 resume_unwind(p);
             }
-            if let Err(p) = delivered {
-                panic.get_or_insert(p);
-            }
-        }
-        if let Some(p) = panic {
-            resume_unwind(p);
         }
     }
 
@@ -1001,25 +995,25 @@ where
 
 /// Sizes, settings and maintenance: they need neither hashing nor comparing keys.
 impl<K, V, S> Cache<K, V, S> {
-    /// Number of entries, not counting expired ones.
+    /// Number of entries stored.
     ///
-    /// Entries that have expired but are not yet removed are removed first (in batches of at
-    /// most a thousand per shard lock, and reported to the listener), so the count is exact at
-    /// the moment each shard is counted.
+    /// Entries whose deadline has passed count until they are removed: they are never returned,
+    /// and writes (and reads that miss) remove them as they go, but `len` only looks. For a
+    /// count without them, call [`run_pending_maintenance`](Self::run_pending_maintenance)
+    /// first. `len` takes each shard's read lock in turn and runs no user code.
     pub fn len(&self) -> usize {
-        self.run_pending_maintenance();
         self.inner.shards.iter().map(|s| s.state.read().len()).sum()
     }
 
-    /// Whether the cache holds no (unexpired) entries.
+    /// Whether the cache stores no entry (see [`len`](Self::len) about expired entries).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Total weight of the entries (their count when there is no weigher), not counting expired
-    /// ones; removes expired entries first, as [`len`](Self::len) does.
+    /// Total weight of the entries stored (their count when there is no weigher); like
+    /// [`len`](Self::len), it counts expired entries until they are removed, and runs no user
+    /// code.
     pub fn weighted_size(&self) -> u64 {
-        self.run_pending_maintenance();
         self.inner
             .shards
             .iter()
@@ -1151,7 +1145,8 @@ impl<K, V, S> Cache<K, V, S> {
     #[inline(never)]
     fn deliver_slow(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
         self.count_removed(i, removed.causes());
-        removed.deliver(self.inner.listener.as_ref(), returned);
+        let panics = &self.inner.listener_panics;
+        removed.deliver(self.inner.listener.as_ref(), returned, panics);
     }
 
     /// A snapshot of the cache's statistics: hits, misses, loads, removals by cause, and
@@ -1168,6 +1163,7 @@ impl<K, V, S> Cache<K, V, S> {
             out.weighted_size += state.weight();
             out.loads_in_flight += state.loads_in_flight() as u64;
         }
+        out.listener_panics = self.inner.listener_panics.load(Ordering::Relaxed);
         out
     }
 

@@ -192,9 +192,13 @@ pub struct CacheStats {
     pub invalidated: u64,
     /// Values replaced by a newer value for the same key ([`RemovalCause::Replaced`]).
     pub replaced: u64,
-    /// The total weight of the entries (their count without a weigher), including expired
-    /// entries that are not removed yet.
+    /// The total weight of the entries stored (their count without a weigher), as
+    /// [`Cache::weighted_size`](crate::Cache::weighted_size) reports it: expired entries count
+    /// until they are removed.
     pub weighted_size: u64,
+    /// Panics of the eviction listener, caught where they happened (the caller whose operation
+    /// removed the entry never sees them). Counted whether or not statistics are recorded.
+    pub listener_panics: u64,
 }
 
 impl CacheStats {
