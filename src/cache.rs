@@ -672,6 +672,7 @@ where
                 }
                 Err(flight) => {
                     // A load of the key is in flight: let it finish, then look again.
+                    crate::loader::check_not_leading(&flight);
                     let _ = flight.wait(None);
                 }
             }

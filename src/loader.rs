@@ -24,6 +24,7 @@
 // a dropped future), its `Drop` settles the flight, so no waiter can hang.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
@@ -61,6 +62,70 @@ enum State<V> {
     /// A batch loader did not return this key.
     Missing,
     Abandoned,
+}
+
+thread_local! {
+    /// The flights whose loaders run on this thread's stack, innermost last (by address). A
+    /// blocking loader runs inside its leader's call, and an async leader's loader future is
+    /// polled inside the leader's own poll: a load that joins one of these flights from there
+    /// would wait for the very frame that has to finish it.
+    static LEADING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The panic message of a recursive load.
+const RECURSIVE_LOAD: &str = "cachet: recursive load: a loader asked its own cache for the key it \
+     is loading (through a loader method, compute or a loading cache's get), which would wait for \
+     its own result forever";
+
+/// Marks flights as led by the code that runs while it lives (on this thread).
+pub(crate) struct Leading {
+    marked: usize,
+}
+
+impl Leading {
+    pub(crate) fn enter<'a, V: 'a>(flights: impl IntoIterator<Item = &'a Flight<V>>) -> Self {
+        LEADING.with(|l| {
+            let mut l = l.borrow_mut();
+            let before = l.len();
+            l.extend(flights.into_iter().map(Flight::id));
+            Leading {
+                marked: l.len() - before,
+            }
+        })
+    }
+
+    /// Runs `fut`, polling it with `flights` marked as led.
+    pub(crate) async fn run<F: Future>(ids: Vec<usize>, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            let _leading = LEADING.with(|l| {
+                let mut l = l.borrow_mut();
+                l.extend_from_slice(&ids);
+                Leading { marked: ids.len() }
+            });
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        LEADING.with(|l| {
+            let mut l = l.borrow_mut();
+            let keep = l.len() - self.marked;
+            l.truncate(keep);
+        });
+    }
+}
+
+/// Panics if `flight` is led by a loader running on this thread's stack: joining it would
+/// wait forever.
+pub(crate) fn check_not_leading<V>(flight: &Flight<V>) {
+    let id = flight.id();
+    if LEADING.with(|l| l.borrow().contains(&id)) {
+        panic!("{RECURSIVE_LOAD}");
+    }
 }
 
 /// How a flight ended, as seen by a waiter.
@@ -146,6 +211,11 @@ impl<V> Flight<V> {
 
     pub(crate) fn abandon(&self) {
         self.settle(State::Abandoned);
+    }
+
+    /// This flight's identity while it lives (its address).
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Whether the flight has ended (however it ended).
@@ -487,6 +557,7 @@ where
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
+                    check_not_leading(&flight);
                     let Some(outcome) = flight.wait(deadline) else {
                         return Err(Failure::Timeout);
                     };
@@ -499,7 +570,11 @@ where
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
                     let lead = Lead::new(self, i, h, key, flight);
-                    return lead.finish(load()).map_err(Failure::Failed);
+                    let loaded = {
+                        let _leading = Leading::enter([&*lead.flight]);
+                        load()
+                    };
+                    return lead.finish(loaded).map_err(Failure::Failed);
                 }
             }
         }
@@ -556,6 +631,7 @@ where
             match self.begin_load(i, h, key) {
                 Begin::Hit(v) => return Ok(v),
                 Begin::Join(flight) => {
+                    check_not_leading(&flight);
                     let wait = Wait {
                         flight: &flight,
                         registered: None,
@@ -569,7 +645,8 @@ where
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
                     let lead = Lead::new(self, i, h, key, flight);
-                    return lead.finish(load.await);
+                    let loaded = Leading::run(vec![lead.flight.id()], load).await;
+                    return lead.finish(loaded);
                 }
             }
         }
@@ -662,11 +739,15 @@ where
             let round = self.begin_round(todo, &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
-                let result = load(&round.lead_keys);
+                let result = {
+                    let _leading = Leading::enter(round.leads.iter().map(|l| &*l.2));
+                    load(&round.lead_keys)
+                };
                 Self::finish_round(leads, result, &mut out);
             }
             todo = Vec::new();
             for join in round.joins {
+                check_not_leading(&join.3);
                 let outcome = join.3.wait(None).expect("no deadline was given");
                 self.joined(join, outcome, &mut out, &mut todo);
             }
@@ -710,11 +791,13 @@ where
             let round = self.begin_round(todo, &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
-                let result = load(round.lead_keys.clone()).await;
+                let ids = round.leads.iter().map(|l| l.2.id()).collect();
+                let result = Leading::run(ids, load(round.lead_keys.clone())).await;
                 Self::finish_round(leads, result, &mut out);
             }
             todo = Vec::new();
             for join in round.joins {
+                check_not_leading(&join.3);
                 let wait = Wait {
                     flight: &join.3,
                     registered: None,

@@ -39,7 +39,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::DefaultHashBuilder;
 use crate::cache::Cache;
-use crate::loader::{Flight, SharedError};
+use crate::loader::{Flight, Leading, SharedError};
 
 /// A boxed, `Send` future: what an [`AsyncLoadingCache`]'s spawn function receives.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -418,7 +418,10 @@ where
         };
         let loader = Arc::clone(&self.loader);
         self.loader.pool.execute(Box::new(move || {
-            let result = (loader.load)(&job.key);
+            let result = {
+                let _leading = Leading::enter([&*job.flight]);
+                (loader.load)(&job.key)
+            };
             loader.refresher.observe(job.started.elapsed());
             job.finish(result.map_err(|e| Arc::new(e) as SharedError));
         }));
@@ -521,7 +524,7 @@ where
         let loader = Arc::clone(&self.loader);
         let load = (loader.load)(job.key.clone());
         (self.loader.spawn)(Box::pin(async move {
-            let result = load.await;
+            let result = Leading::run(vec![job.flight.id()], load).await;
             loader.refresher.observe(job.started.elapsed());
             job.finish(result.map_err(|e| Arc::new(e) as SharedError));
         }));

@@ -49,7 +49,6 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 }
 
 #[test]
-#[ignore = "fails until fixed: recursive loads hang"]
 fn a_blocking_loader_asking_for_its_own_key_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
@@ -61,7 +60,6 @@ fn a_blocking_loader_asking_for_its_own_key_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until fixed: recursive loads hang"]
 fn a_fallible_blocking_loader_asking_for_its_own_key_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
@@ -75,7 +73,6 @@ fn a_fallible_blocking_loader_asking_for_its_own_key_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until fixed: recursive loads hang"]
 fn a_loader_computing_its_own_key_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
@@ -88,7 +85,6 @@ fn a_loader_computing_its_own_key_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until fixed: recursive loads hang"]
 fn an_async_loader_awaiting_its_own_key_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
@@ -103,7 +99,6 @@ fn an_async_loader_awaiting_its_own_key_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until fixed: recursive loads hang"]
 fn a_loading_cache_whose_loader_asks_for_its_own_key_is_reported() {
     use std::sync::{Arc, OnceLock};
     type Users = cachet::LoadingCache<u64, u64, String>;
@@ -131,4 +126,18 @@ fn a_loader_may_load_other_keys() {
         cache.get_or_load_async(&4, async { 40 }).await + 1
     }));
     assert_eq!((v, cache.get(&4)), (41, Some(40)));
+}
+
+#[test]
+fn a_batch_loader_asking_for_a_key_it_loads_is_reported() {
+    let cache: Cache<u64, u64> = Cache::new(100);
+    let c = cache.clone();
+    let msg = panic_message(move || {
+        c.get_all_or_load([1, 2], |keys: &[u64]| {
+            let inner = c.get_or_load(&2, || 20);
+            keys.iter().map(|&k| (k, inner + k)).collect::<Vec<_>>()
+        })
+    });
+    assert_recursive(&msg);
+    cache.validate().unwrap();
 }
