@@ -289,8 +289,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
     /// differs from the failed loader's cannot receive it and loads again (so does every
     /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
-    /// [`remove`](Cache::remove) or [`invalidate_all`](Cache::invalidate_all) of the key ends
-    /// the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// [`remove`](Cache::remove) of the key, a [`retain`](Cache::retain) or an
+    /// [`invalidate_all`](Cache::invalidate_all) ends the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
     /// lifetimes; under a millisecond turns negative caching off.
     pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
         self.negative_ttl = Some(ttl);

@@ -888,6 +888,12 @@ where
     /// `keep` runs under each shard's write lock in turn: keep it short, and do not call back into
     /// this cache from it (that deadlocks on the shard being visited).
     ///
+    /// Loads in flight ([`get_or_load`](Self::get_or_load) and friends) are superseded, as an
+    /// [`invalidate_all`](Self::invalidate_all) supersedes them: a load has no value for `keep`
+    /// to judge yet, and it may have read what `retain` is filtering out, so its callers get
+    /// its value but it is not stored. Failed loads remembered by
+    /// [`cache_errors_for`](CacheBuilder::cache_errors_for) are forgotten.
+    ///
     /// # Panics
     ///
     /// If `keep` panics, the entries it already rejected are removed and reported, the rest are

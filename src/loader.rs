@@ -465,9 +465,10 @@ where
     ///
     /// If the leading caller's `load` panics, the panic unwinds that caller only; one of the
     /// waiters then loads again with its own `load`. The loaded value is stored unless an
-    /// [`insert`](Self::insert), [`remove`](Self::remove) or
-    /// [`invalidate_all`](Self::invalidate_all) of the key happened during the load (the
-    /// waiters still receive it). `load` runs with no lock held and may use the cache.
+    /// [`insert`](Self::insert) or [`remove`](Self::remove) of the key, a
+    /// [`retain`](Self::retain) or an [`invalidate_all`](Self::invalidate_all) happened during
+    /// the load (the waiters still receive it). `load` runs with no lock held and may use the
+    /// cache, but not ask for the key it is loading (that panics: it would wait for itself).
     ///
     /// ```
     /// use cachet::Cache;

@@ -1026,6 +1026,21 @@ impl<K, V> ShardState<K, V> {
         (p.until == 0).then(|| p.flight.waiting())
     }
 
+    /// Drops every pending slot: loads in flight (their leaders will not store their values)
+    /// and negative entries.
+    fn supersede_loads(&mut self) {
+        for (i, p) in self.pending.iter().enumerate() {
+            let t = PENDING | i as Token;
+            if let Ok(o) = self.index.find_entry(index_hash(p.hash), |&x| x == t) {
+                o.remove();
+            } else {
+                debug_assert!(false, "load {i} missing from the index");
+            }
+        }
+        self.pending.clear();
+        self.negative.clear();
+    }
+
     /// Removes the pending slot of index token `t` (`PENDING | position`).
     fn remove_pending(&mut self, t: Token) {
         let i = (t & !PENDING) as usize;
@@ -1048,6 +1063,10 @@ impl<K, V> ShardState<K, V> {
     /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
     /// entries already expired at `now` are removed as such without asking `keep`. If `keep`
     /// panics, the entries already visited are settled and the rest are kept.
+    ///
+    /// Every load in flight is superseded first (its value will not be stored), and negative
+    /// entries are dropped: a load has no value for `keep` to judge yet, and it may have read
+    /// what the caller is about to filter out.
     pub(crate) fn retain<F>(
         &mut self,
         keep: &mut F,
@@ -1058,6 +1077,7 @@ impl<K, V> ShardState<K, V> {
         F: FnMut(&K, &V) -> bool,
     {
         self.catch_up(now, &mut |k, v| removed.push((k, v, RemovalCause::Expired)));
+        self.supersede_loads();
         let mut t: Token = 0;
         while (t as usize) < self.slab.len() {
             let cause = if self.expired_at(t, now) {

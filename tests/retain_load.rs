@@ -26,7 +26,6 @@ fn retained_during_a_load(keep: fn(&u64, &u64) -> bool) -> Cache<u64, u64> {
 }
 
 #[test]
-#[ignore = "fails until fixed: retain does not supersede loads"]
 fn a_load_in_flight_during_retain_is_not_stored() {
     let cache = retained_during_a_load(|_, _| false);
     assert_eq!(
@@ -38,7 +37,6 @@ fn a_load_in_flight_during_retain_is_not_stored() {
 }
 
 #[test]
-#[ignore = "fails until fixed: retain does not supersede loads"]
 fn retain_supersedes_loads_whatever_it_keeps() {
     let cache = retained_during_a_load(|_, _| true);
     assert_eq!(cache.get(&1), None);
@@ -47,7 +45,6 @@ fn retain_supersedes_loads_whatever_it_keeps() {
 
 /// The next caller after the superseded load loads the key afresh.
 #[test]
-#[ignore = "fails until fixed: retain does not supersede loads"]
 fn the_key_loads_again_after_a_superseded_load() {
     let cache = retained_during_a_load(|_, _| false);
     assert_eq!(cache.get_or_load(&1, || 11), 11);

@@ -89,7 +89,6 @@ fn concurrent_loader_calls_each_count_once() {
 /// Expired entries that nothing has removed yet count the same in `len`, `weighted_size` and
 /// `stats().weighted_size`: all three report what is stored.
 #[test]
-#[ignore = "fails until fixed: waiters counted as misses; sizes disagree"]
 fn the_sizes_agree_about_expired_entries() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
