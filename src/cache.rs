@@ -117,7 +117,13 @@ struct Inner<K, V, S> {
     negative_ttl: u64,
     /// Panics of the eviction listener, caught where the notifications are delivered.
     listener_panics: AtomicU64,
+    /// This cache's number among the caches the process built (from 1): the metrics label of
+    /// a cache without a name.
+    serial: u64,
 }
+
+/// Numbers the caches of the process, so that unnamed ones get distinct metrics labels.
+static CACHES_BUILT: AtomicU64 = AtomicU64::new(0);
 
 impl<K, V, S> Clone for Cache<K, V, S> {
     fn clone(&self) -> Self {
@@ -199,6 +205,7 @@ where
                 name: b.name,
                 negative_ttl: b.negative_ttl.map_or(0, ticks),
                 listener_panics: AtomicU64::new(0),
+                serial: CACHES_BUILT.fetch_add(1, Ordering::Relaxed) + 1,
             }),
         }
     }
@@ -236,7 +243,7 @@ where
         match self.inner.read.load(Ordering::Relaxed) {
             PLAIN => {
                 let (i, h) = self.hash(key);
-                self.read_plain::<_, false>(i, h, key)
+                self.read_plain::<_, false, false>(i, h, key)
             }
             TTL => self.get_ttl(key),
             FULL => self.get_timed(key),
@@ -252,10 +259,11 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        self.read_plain::<_, true>(i, h, key)
+        self.read_plain::<_, true, true>(i, h, key)
     }
 
-    /// [`get`](Self::get) with the key already hashed to shard `i` and hash `h`.
+    /// A loader's first look: [`get`](Self::get) with the key already hashed to shard `i` and
+    /// hash `h`, counting a hit but not a miss (`begin_load` counts how the call goes on).
     #[inline]
     pub(crate) fn get_at<Q>(&self, i: usize, h: u32, key: &Q) -> Option<V>
     where
@@ -263,14 +271,15 @@ where
         V: Clone,
     {
         match self.inner.read.load(Ordering::Relaxed) {
-            PLAIN => self.read_plain::<_, false>(i, h, key),
-            PLAIN_COUNTED => self.read_plain::<_, true>(i, h, key),
+            PLAIN => self.read_plain::<_, false, false>(i, h, key),
+            PLAIN_COUNTED => self.read_plain::<_, true, false>(i, h, key),
             _ => self.get_timed_at(i, h, key),
         }
     }
 
     /// A read of a loading cache: also says whether this reader claimed the entry's refresh
-    /// (`refresh` decides from the ticks the entry has left), which it must then start.
+    /// (`refresh` decides from the ticks the entry has left), which it must then start. Like
+    /// `get_at`, it counts a hit but not a miss.
     #[inline]
     pub(crate) fn get_refreshing<Q>(
         &self,
@@ -284,9 +293,13 @@ where
         V: Clone,
     {
         match self.inner.read.load(Ordering::Relaxed) {
-            PLAIN => self.read_plain::<_, false>(i, h, key).map(|v| (v, false)),
-            PLAIN_COUNTED => self.read_plain::<_, true>(i, h, key).map(|v| (v, false)),
-            _ => self.read_timed(i, h, key, Some(refresh)),
+            PLAIN => self
+                .read_plain::<_, false, false>(i, h, key)
+                .map(|v| (v, false)),
+            PLAIN_COUNTED => self
+                .read_plain::<_, true, false>(i, h, key)
+                .map(|v| (v, false)),
+            _ => self.read_timed(i, h, key, Some(refresh), false),
         }
     }
 
@@ -309,9 +322,15 @@ where
     /// the cache's first `insert_with_ttl` (which moves it to `TTL`) was visible, so this read
     /// may be ordered before that insert, and before every later one whose entry it finds.
     ///
-    /// `COUNTED`: whether the cache keeps statistics.
+    /// `COUNTED`: whether the cache keeps statistics; `MISSES`: whether a miss is counted here
+    /// (not for a loader, whose call is counted by how it goes on).
     #[inline(always)]
-    fn read_plain<Q, const COUNTED: bool>(&self, i: usize, h: u32, key: &Q) -> Option<V>
+    fn read_plain<Q, const COUNTED: bool, const MISSES: bool>(
+        &self,
+        i: usize,
+        h: u32,
+        key: &Q,
+    ) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
@@ -324,7 +343,7 @@ where
             if let Some(s) = &shard.stats {
                 if v.is_some() {
                     s.hit();
-                } else {
+                } else if MISSES {
                     s.miss();
                 }
             }
@@ -340,7 +359,7 @@ where
         V: Clone,
     {
         let (i, h) = self.hash(key);
-        self.read_timed(i, h, key, None).map(|(v, _)| v)
+        self.read_timed(i, h, key, None, true).map(|(v, _)| v)
     }
 
     /// [`get`](Self::get) of a cache whose only expiration is a time-to-live: like
@@ -368,7 +387,7 @@ where
             }
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, Some(now));
+                self.timed_miss(shard, Some(now), true);
                 None
             }
             _ => {
@@ -378,12 +397,12 @@ where
         }
     }
 
-    /// A miss of an expiring cache (no lock held): counted, and the shard's expired entries
-    /// reclaimed if some are due at `now` (read here if `None`; checked inline: most misses
-    /// find none).
+    /// A miss of an expiring cache (no lock held): counted (if `count`), and the shard's
+    /// expired entries reclaimed if some are due at `now` (read here if `None`; checked inline:
+    /// most misses find none).
     #[inline(always)]
-    fn timed_miss(&self, shard: &Shard<K, V>, now: Option<u64>) {
-        if let Some(stats) = &shard.stats {
+    fn timed_miss(&self, shard: &Shard<K, V>, now: Option<u64>, count: bool) {
+        if let (true, Some(stats)) = (count, &shard.stats) {
             stats.miss();
         }
         if let Some(due) = shard.pending_due() {
@@ -401,10 +420,11 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        self.read_timed(i, h, key, None).map(|(v, _)| v)
+        self.read_timed(i, h, key, None, false).map(|(v, _)| v)
     }
 
-    /// A read of an expiring cache: deadlines, time-to-idle and refresh.
+    /// A read of an expiring cache: deadlines, time-to-idle and refresh. `miss`: whether a
+    /// miss is counted.
     #[inline(always)]
     fn read_timed<Q>(
         &self,
@@ -412,6 +432,7 @@ where
         h: u32,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
+        miss: bool,
     ) -> Option<(V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
@@ -428,12 +449,12 @@ where
             Read::Refile(v, when) => (v.clone(), false, Some(when)),
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, None);
+                self.timed_miss(shard, None, miss);
                 return None;
             }
             Read::Stale => {
                 drop(state);
-                return self.read_stale(i, h, key, refresh);
+                return self.read_stale(i, h, key, refresh, miss);
             }
         };
         drop(state);
@@ -455,13 +476,14 @@ where
         h: u32,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
+        miss: bool,
     ) -> Option<(V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
         self.catch_up(i);
-        self.read_timed(i, h, key, refresh)
+        self.read_timed(i, h, key, refresh, miss)
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
@@ -693,8 +715,10 @@ where
     }
 
     /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
-    /// lead (see `loader.rs`).
-    pub(crate) fn begin_load(&self, i: usize, h: u32, key: &K) -> Begin<V>
+    /// lead (see `loader.rs`). `first`: this is the caller's first decision, which its
+    /// statistics count: a hit (a value, or a remembered failure), a miss (it leads the load)
+    /// or a coalesced wait (it joins another caller's load).
+    pub(crate) fn begin_load(&self, i: usize, h: u32, key: &K, first: bool) -> Begin<V>
     where
         K: Clone,
         V: Clone,
@@ -712,6 +736,13 @@ where
             shard.publish_due(&state);
             begin
         };
+        if let (true, Some(stats)) = (first, &shard.stats) {
+            match &begin {
+                Begin::Hit(_) | Begin::Remembered(_) => stats.hit(),
+                Begin::Lead(_) => stats.miss(),
+                Begin::Join(_) => stats.coalesced(),
+            }
+        }
         self.deliver(i, removed, None);
         begin
     }
@@ -1177,6 +1208,12 @@ impl<K, V, S> Cache<K, V, S> {
     /// The name given by the builder's [`name`](CacheBuilder::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.inner.name.as_deref()
+    }
+
+    /// This cache's number among the caches built in the process, from 1.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn serial(&self) -> u64 {
+        self.inner.serial
     }
 
     /// The configured `max_capacity`.

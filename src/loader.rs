@@ -414,7 +414,7 @@ where
             let took = t.elapsed();
             stats.loaded(ok, took);
             #[cfg(feature = "metrics")]
-            crate::metrics_export::record_load(self.cache.name(), took, ok);
+            crate::metrics_export::record_load(self.cache, took, ok);
         }
     }
 }
@@ -554,10 +554,11 @@ where
                 return Ok(v);
             }
         }
+        let mut first = true;
         loop {
-            match self.begin_load(i, h, key) {
+            match self.begin_load(i, h, key, std::mem::take(&mut first)) {
                 Begin::Hit(v) => return Ok(v),
-                Begin::Join(flight) => {
+                Begin::Join(flight) | Begin::Remembered(flight) => {
                     check_not_leading(&flight);
                     let Some(outcome) = flight.wait(deadline) else {
                         return Err(Failure::Timeout);
@@ -628,10 +629,11 @@ where
                 return Ok(v);
             }
         }
+        let mut first = true;
         loop {
-            match self.begin_load(i, h, key) {
+            match self.begin_load(i, h, key, std::mem::take(&mut first)) {
                 Begin::Hit(v) => return Ok(v),
-                Begin::Join(flight) => {
+                Begin::Join(flight) | Begin::Remembered(flight) => {
                     check_not_leading(&flight);
                     let wait = Wait {
                         flight: &flight,
@@ -736,8 +738,9 @@ where
     {
         let mut out = HashMap::new();
         let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut first = true;
         while !todo.is_empty() {
-            let round = self.begin_round(todo, &mut out);
+            let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
                 let result = {
@@ -788,8 +791,9 @@ where
     {
         let mut out = HashMap::new();
         let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut first = true;
         while !todo.is_empty() {
-            let round = self.begin_round(todo, &mut out);
+            let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
                 let ids = round.leads.iter().map(|l| l.2.id()).collect();
@@ -810,8 +814,15 @@ where
         out
     }
 
-    /// Sorts `keys` into hits (straight into `out`), loads to join and loads to lead.
-    fn begin_round<E>(&self, keys: Vec<K>, out: &mut BatchResult<K, V, E>) -> Round<K, V> {
+    /// Sorts `keys` into hits (straight into `out`), loads to join and loads to lead. `first`:
+    /// the batch's first round, whose lookups the statistics count (a later round retries keys
+    /// whose loads were abandoned, already counted).
+    fn begin_round<E>(
+        &self,
+        keys: Vec<K>,
+        first: bool,
+        out: &mut BatchResult<K, V, E>,
+    ) -> Round<K, V> {
         let mut round = Round {
             lead_keys: Vec::new(),
             leads: Vec::new(),
@@ -823,15 +834,19 @@ where
                     continue; // a duplicate
                 }
                 let (i, h) = self.hash(&k);
-                if let Some(v) = self.get_at(i, h, &k) {
-                    out.insert(k, Ok(v));
-                    continue;
+                if first {
+                    if let Some(v) = self.get_at(i, h, &k) {
+                        out.insert(k, Ok(v));
+                        continue;
+                    }
                 }
-                match self.begin_load(i, h, &k) {
+                match self.begin_load(i, h, &k, first) {
                     Begin::Hit(v) => {
                         out.insert(k, Ok(v));
                     }
-                    Begin::Join(flight) => round.joins.push((k, i, h, flight)),
+                    Begin::Join(flight) | Begin::Remembered(flight) => {
+                        round.joins.push((k, i, h, flight))
+                    }
                     Begin::Lead(flight) => {
                         round.lead_keys.push(k);
                         round.leads.push((i, h, flight));

@@ -100,6 +100,8 @@ pub(crate) enum Begin<V> {
     Hit(V),
     /// Wait on a load in flight.
     Join(Arc<Flight<V>>),
+    /// A failed load remembered (`cache_errors_for`): its flight holds the outcome.
+    Remembered(Arc<Flight<V>>),
     /// Run the loader: a new load was registered.
     Lead(Arc<Flight<V>>),
 }
@@ -852,7 +854,12 @@ impl<K, V> ShardState<K, V> {
                     self.remove_pending(t);
                     continue;
                 }
-                return Begin::Join(Arc::clone(&p.flight));
+                let flight = Arc::clone(&p.flight);
+                return if p.until != 0 {
+                    Begin::Remembered(flight)
+                } else {
+                    Begin::Join(flight)
+                };
             }
             if !self.expired_at(t, now) {
                 let e = self.slab.get(t);

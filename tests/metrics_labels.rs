@@ -29,7 +29,6 @@ fn labels_published(f: impl FnOnce()) -> BTreeSet<String> {
 }
 
 #[test]
-#[ignore = "fails until fixed: unnamed caches share a label"]
 fn two_unnamed_caches_publish_under_distinct_labels() {
     let a: Cache<u64, u64> = Cache::new(10);
     let b: Cache<u64, u64> = Cache::new(10);
