@@ -116,9 +116,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Weighs entries, so `max_capacity` bounds their total weight instead of their count.
     ///
     /// The weigher runs on every insert, before the shard is locked; it may panic (the insert
-    /// then fails and the cache is unchanged). A weight of 0 counts as 1. An entry heavier than
-    /// its shard's share of the capacity (`max_capacity / shards`) is not stored, and inserting it
-    /// removes any previous value for its key.
+    /// then fails and the cache is unchanged). A weight of 0 counts as 1.
+    ///
+    /// `max_capacity` then bounds the sum of the weights of the whole cache, whatever the shard
+    /// count or the machine: the shards claim capacity from one budget as they fill, and evict
+    /// only once the cache is full. Any entry up to `max_capacity` may be stored (the other
+    /// shards make room for a large one, by their own policies); the eviction policy may still
+    /// turn a newcomer away in favour of entries used more often. An entry heavier than
+    /// `max_capacity` is not stored (the listener hears [`RemovalCause::Evicted`]), and
+    /// inserting it removes any previous value for its key.
     pub fn weigher<F>(mut self, weigher: F) -> Self
     where
         F: Fn(&K, &V) -> u32 + Send + Sync + 'static,
@@ -175,6 +181,12 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// [`MIN_SHARD_CAPACITY`], and, without a weigher, at least enough for the capacity to fit
     /// [`MAX_ENTRIES_PER_SHARD`] entries per shard. Each shard gets an equal share of
     /// `max_capacity`.
+    ///
+    /// A count-bounded cache has at most `max_capacity` shards (fewer if `shards` asks for
+    /// more: a shard with no share of the capacity could store nothing). A weighted cache's
+    /// shards share its capacity as they need it: the sum of the weights is bounded by
+    /// `max_capacity` whatever the shard count, and any entry up to `max_capacity` can be
+    /// stored.
     ///
     /// A shard holds at most [`MAX_ENTRIES_PER_SHARD`] entries whatever its share of the
     /// capacity: a full shard evicts before it inserts. So a cache never holds more than
@@ -475,6 +487,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                 });
             }
             Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
+            // A count-bounded shard with no share of the capacity could store nothing.
+            Some(n) if self.weigher.is_none() && n as u64 > capacity.max(1) => {
+                1 << capacity.max(1).ilog2()
+            }
             Some(n) => n,
             None => default_shards(capacity, self.weigher.is_some()),
         };

@@ -16,9 +16,9 @@ use crate::clock::Clock;
 use crate::expiry::{ExpireConfig, Lifetime, ticks};
 use crate::listener::{self, Listener, RemovalCause, Removed};
 use crate::policy::{SharedWindow, initial_window};
-use crate::shard::{Begin, EXPIRE_BUDGET, Read, ShardState, Timing};
+use crate::shard::{Begin, Budget, EXPIRE_BUDGET, Read, ShardState, Timing};
 use crate::stats::{CacheStats, ShardStats};
-use crate::sync::RwLock;
+use crate::sync::{Mutex, RwLock};
 
 /// A concurrent, size-bounded cache.
 ///
@@ -71,9 +71,11 @@ impl<K, V> Shard<K, V> {
         (due != u64::MAX).then_some(due)
     }
 
-    /// Publishes when the shard next has expiration work (write lock held).
+    /// The end of every write (write lock held): gives back the capacity a weighted shard no
+    /// longer needs, and publishes when the shard next has expiration work.
     #[inline]
-    fn publish_due(&self, state: &ShardState<K, V>) {
+    fn after_write(&self, state: &mut ShardState<K, V>) {
+        state.give_back_spare();
         if state.is_timed() {
             let due = state.next_due();
             if self.due.load(Ordering::Relaxed) != due {
@@ -119,7 +121,12 @@ struct Inner<K, V, S> {
     listener_panics: AtomicU64,
     /// This cache's number among the caches the process built (from 1): the metrics label of
     /// a cache without a name.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     serial: u64,
+    /// The capacity no shard holds, when weighted (see `Budget`).
+    budget: Option<Arc<Budget>>,
+    /// Serialises the shards' lending to an entry too large for its own shard (`lend`).
+    lending: Mutex<()>,
 }
 
 /// Numbers the caches of the process, so that unnamed ones get distinct metrics labels.
@@ -154,7 +161,7 @@ where
 {
     pub(crate) fn from_builder(b: CacheBuilder<K, V, S>, capacity: u64, shards: usize) -> Self {
         let n = shards as u64;
-        let weighted = b.weigher.is_some();
+        let budget = b.weigher.is_some().then(|| Arc::new(Budget::new(capacity)));
         let initial = b.initial_capacity.div_ceil(shards);
         let expire = ExpireConfig::new(b.ttl, b.tti, b.expiry, b.jitter);
         let clock = b.clock;
@@ -173,7 +180,7 @@ where
                 Shard {
                     state: CachePadded::new(RwLock::new(ShardState::new(
                         cap,
-                        weighted,
+                        budget.clone(),
                         initial,
                         seed,
                         timed,
@@ -206,6 +213,8 @@ where
                 negative_ttl: b.negative_ttl.map_or(0, ticks),
                 listener_panics: AtomicU64::new(0),
                 serial: CACHES_BUILT.fetch_add(1, Ordering::Relaxed) + 1,
+                budget,
+                lending: Mutex::new(()),
             }),
         }
     }
@@ -575,10 +584,11 @@ where
         let mut removed = Removed::new();
         let shard = &self.inner.shards[i];
         let time = self.timing();
-        let old = {
+        let (old, short) = {
             let mut state = shard.state.write();
             let old = state.insert(h, key, value, w, life, &time, &mut removed);
-            shard.publish_due(&state);
+            let short = state.take_shortfall();
+            shard.after_write(&mut state);
             // The first deadline of a cache built without expiration: reads now check them
             // (a read that still took `read_plain` takes an entry with a deadline for a miss).
             if state.is_timed()
@@ -589,13 +599,16 @@ where
             {
                 self.inner.read.store(TTL, Ordering::Relaxed);
             }
-            old
+            (old, short)
         };
         // The lock is released: report (or just drop) what left the cache.
         if let Some(stats) = self.shard_stats(i) {
             stats.inserted();
         }
         self.deliver(i, removed, old.as_ref());
+        if short > 0 {
+            self.lend(i, short);
+        }
         self.help_other(i, h, time.read.get());
         old
     }
@@ -648,6 +661,7 @@ where
                         let f = f.take().expect("f runs once");
                         let op = f(current);
                         let mut old = None;
+                        let mut short = 0;
                         let result = match op {
                             Compute::Keep => current.cloned(),
                             Compute::Put(v) => {
@@ -660,6 +674,7 @@ where
                                 let life = Lifetime::Configured;
                                 let probe = key.clone();
                                 old = state.insert(h, key, v, w, life, &time, &mut removed);
+                                short = state.take_shortfall();
                                 // Too heavy, or a zero lifetime: the value was not kept.
                                 let kept = matches!(state.probe(h, &probe, now), Ok(Some(_)));
                                 if let Some(stats) = self.shard_stats(i) {
@@ -681,15 +696,18 @@ where
                                 None
                             }
                         };
-                        shard.publish_due(&state);
-                        Ok((result, old))
+                        shard.after_write(&mut state);
+                        Ok((result, old, short))
                     }
                 }
             };
             match outcome {
-                Ok((result, old)) => {
+                Ok((result, old, short)) => {
                     // The replaced value (if any) is reported as Replaced.
                     self.deliver(i, removed, old.as_ref());
+                    if short > 0 {
+                        self.lend(i, short);
+                    }
                     return result;
                 }
                 Err(flight) => {
@@ -711,7 +729,7 @@ where
         let mut state = shard.state.write();
         let now = self.now_if(&state);
         state.refile(h, key, when, now);
-        shard.publish_due(&state);
+        shard.after_write(&mut state);
     }
 
     /// After a miss on `key` (shard `i`, hash `h`): a hit after all, a load to join, or a load to
@@ -733,7 +751,7 @@ where
                 self.now_if(&state)
             };
             let begin = state.begin_load(h, key, now, &mut removed);
-            shard.publish_due(&state);
+            shard.after_write(&mut state);
             begin
         };
         if let (true, Some(stats)) = (first, &shard.stats) {
@@ -814,7 +832,7 @@ where
         };
         let shard = &self.inner.shards[i];
         let mut removed = Removed::new();
-        let stored = {
+        let (stored, short) = {
             let mut state = shard.state.write();
             let current = current(&mut state);
             let stored_value = value.is_some();
@@ -823,13 +841,17 @@ where
                 let key = key.clone();
                 state.insert(h, key, v, w, life, &self.timing(), &mut removed);
             }
-            shard.publish_due(&state);
-            current && stored_value
+            let short = state.take_shortfall();
+            shard.after_write(&mut state);
+            (current && stored_value, short)
         };
         if let (true, Some(stats)) = (stored, self.shard_stats(i)) {
             stats.inserted();
         }
         self.deliver(i, removed, None);
+        if short > 0 {
+            self.lend(i, short);
+        }
         stored
     }
 
@@ -875,7 +897,7 @@ where
         let found = {
             let mut state = shard.state.write();
             let found = state.remove(h, key, &self.inner.clock, &mut removed);
-            shard.publish_due(&state);
+            shard.after_write(&mut state);
             found
         };
         let Some((k, v, expired)) = found else {
@@ -901,7 +923,7 @@ where
                 let mut state = shard.state.write();
                 let now = self.now_if(&state);
                 let entries = state.clear(now);
-                shard.publish_due(&state);
+                shard.after_write(&mut state);
                 entries
             };
             self.count_removed(i, entries.iter().map(|e| e.2));
@@ -940,7 +962,7 @@ where
                 let mut state = shard.state.write();
                 let now = self.now_if(&state);
                 state.retain(&mut keep, now, &mut removed);
-                shard.publish_due(&state);
+                shard.after_write(&mut state);
             }));
             self.count_removed(i, removed.iter().map(|e| e.2));
             listener::deliver_all(
@@ -972,19 +994,24 @@ where
     }
 
     /// Checks every internal invariant of every shard (queue links and weights, index and slab
-    /// agreement, the capacity bound) and returns the first violation found. For tests; it locks
-    /// each shard in turn and walks all of it.
+    /// agreement, the capacity bound) and returns the first violation found. For tests; it holds
+    /// every shard's read lock while it walks all of them.
     #[doc(hidden)]
     pub fn validate(&self) -> Result<(), String> {
+        // Capacity moves between a weighted cache's shards and its budget under the shards'
+        // locks (and the lending lock while in transit): with all of them held, it adds up.
+        let _no_lending = self.inner.lending.lock();
+        let states: Vec<_> = self.inner.shards.iter().map(|s| s.state.read()).collect();
         let mut total = 0;
-        for (i, shard) in self.inner.shards.iter().enumerate() {
-            let s = shard.state.read();
+        for (i, s) in states.iter().enumerate() {
             s.validate().map_err(|e| format!("shard {i}: {e}"))?;
             total += s.capacity();
         }
+        // A weighted cache's capacity not held by a shard is in its budget.
+        total += self.inner.budget.as_ref().map_or(0, |b| b.free());
         if total != self.inner.capacity {
             return Err(format!(
-                "shard capacities sum to {total}, not {}",
+                "shard capacities (and free budget) sum to {total}, not {}",
                 self.inner.capacity
             ));
         }
@@ -1114,7 +1141,7 @@ impl<K, V, S> Cache<K, V, S> {
                     }
                 };
                 state.expire(now, EXPIRE_BUDGET, &mut removed);
-                shard.publish_due(&state);
+                shard.after_write(&mut state);
             }
             self.deliver(i, removed, None);
             if !all {
@@ -1149,9 +1176,53 @@ impl<K, V, S> Cache<K, V, S> {
             let mut state = shard.state.write();
             let now = self.now_if(&state);
             state.expire(now, EXPIRE_BUDGET, &mut removed);
-            shard.publish_due(&state);
+            shard.after_write(&mut state);
         }
         self.deliver(i, removed, None);
+    }
+
+    /// An insert into shard `i` left it `need` short of room for an entry larger than all the
+    /// capacity it could claim (a weighted cache that is nearly full): the other shards lend
+    /// it capacity, each its part of `need` first (then whatever more it holds), evicting by
+    /// their own policies what no longer fits. One lender at a time, each under its own lock;
+    /// the removals are reported once no lock is held. Rare: it takes every shard's lock once.
+    #[cold]
+    #[inline(never)]
+    fn lend(&self, i: usize, need: u64) {
+        let n = self.inner.shards.len();
+        let mut batches = Vec::new();
+        {
+            let _one_at_a_time = self.inner.lending.lock();
+            let mut lent = 0;
+            let even = need.div_ceil((n as u64 - 1).max(1));
+            for pass in [Some(even), None] {
+                for j in (1..n).map(|d| (i + d) % n) {
+                    if lent >= need {
+                        break;
+                    }
+                    let want = pass.unwrap_or(need).min(need - lent);
+                    let shard = &self.inner.shards[j];
+                    let mut removed = Removed::new();
+                    let mut state = shard.state.write();
+                    let now = self.now_if(&state);
+                    lent += state.lend(want, now, &mut removed);
+                    shard.after_write(&mut state);
+                    drop(state);
+                    batches.push((j, removed));
+                }
+            }
+            let shard = &self.inner.shards[i];
+            let mut removed = Removed::new();
+            let mut state = shard.state.write();
+            let now = self.now_if(&state);
+            state.receive(lent, now, &mut removed);
+            shard.after_write(&mut state);
+            drop(state);
+            batches.push((i, removed));
+        }
+        for (j, removed) in batches {
+            self.deliver(j, removed, None);
+        }
     }
 
     /// Shard `i`'s counters, if the cache records statistics.

@@ -26,6 +26,7 @@ use crate::expiry::{Deadline, ExpireConfig, Lifetime, MAX_LIFETIME, NO_CAP, Whee
 use crate::listener::Panic;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::listener::{RemovalCause, Removed};
 use crate::loader::Flight;
@@ -121,13 +122,87 @@ pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
 }
 
+/// The capacity of a weighted cache that no shard holds.
+///
+/// A weighted cache's `max_capacity` is one bound on the sum of all weights, whatever the shard
+/// count: an entry may weigh up to all of it. So a weighted shard's capacity is not a fixed
+/// share: it is what the shard has *claimed* from this budget, which starts with all of it.
+/// A shard that needs room claims it here before it evicts, and gives back what it holds
+/// beyond its weight after every write, so the shards evict only once the cache as a whole is
+/// full, as one shard would. The part of a claim above the shard's even share (`base`) is only
+/// granted while a sixteenth of the cache is still free: near full, capacity flows back to the
+/// shards that gave it up instead of drifting to whichever shards write most. An entry larger
+/// than what the shard can claim is made room for by the other shards (`Cache::lend`).
+/// Capacity moves under the shards' locks and through this counter, never counted twice: the
+/// shards' capacities and `free` sum to at most `total`, so the weights do too.
+pub(crate) struct Budget {
+    free: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(total: u64) -> Self {
+        Budget {
+            free: AtomicU64::new(total),
+            total: AtomicU64::new(total),
+        }
+    }
+
+    /// The cache's `max_capacity`.
+    pub(crate) fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Capacity no shard holds.
+    pub(crate) fn free(&self) -> u64 {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    /// Takes up to `want` for a shard `below_base` short of its even share (that part freely;
+    /// the rest only down to a sixteenth of the total left free). Returns what was taken.
+    fn claim(&self, want: u64, below_base: u64) -> u64 {
+        let reserve = self.total() / 16;
+        let mut free = self.free.load(Ordering::Relaxed);
+        loop {
+            let owed = want.min(below_base).min(free);
+            let extra = (want - owed).min(free.saturating_sub(owed).saturating_sub(reserve));
+            let take = owed + extra;
+            if take == 0 {
+                return 0;
+            }
+            match self.free.compare_exchange_weak(
+                free,
+                free - take,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return take,
+                Err(now) => free = now,
+            }
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        self.free.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// The state behind a shard's lock. Readers write nothing here but entries' access counters.
 pub(crate) struct ShardState<K, V> {
     index: HashTable<Token>,
     slab: Slab<K, V>,
     policy: Policy,
     weight: u64,
+    /// The bound on `weight`: a fixed share of the cache's capacity when count-bounded, what
+    /// the shard has claimed from the `budget` when weighted.
     capacity: u64,
+    /// The shard's even share of the cache's capacity (its policy is sized for it).
+    base: u64,
+    /// Where a weighted shard claims its capacity (`None` when count-bounded).
+    budget: Option<Arc<Budget>>,
+    /// Capacity this shard's last insert still needs and could not claim: an entry larger than
+    /// what the shard holds, which the other shards must make room for (`take_shortfall`).
+    shortfall: u64,
     /// Most entries this shard's slab is allowed to grow to: its capacity plus the one entry that
     /// is briefly over the bound during an insert, when count-bounded. Sizes allocations.
     max_entries: usize,
@@ -148,14 +223,16 @@ pub(crate) struct ShardState<K, V> {
 
 impl<K, V> ShardState<K, V> {
     /// `timed` is `Some((now, capped))` to start with a timer wheel.
+    /// `budget`: where a weighted shard claims its capacity (it starts with none).
     pub(crate) fn new(
         capacity: u64,
-        weighted: bool,
+        budget: Option<Arc<Budget>>,
         initial: usize,
         seed: u64,
         timed: Option<(u64, bool)>,
         window: Arc<SharedWindow>,
     ) -> Self {
+        let weighted = budget.is_some();
         let max_entries = if weighted {
             MAX_ENTRIES
         } else {
@@ -185,7 +262,10 @@ impl<K, V> ShardState<K, V> {
             slab,
             policy: Policy::new(capacity, sketch_entries, seed, window),
             weight: 0,
-            capacity,
+            capacity: if weighted { 0 } else { capacity },
+            base: capacity,
+            budget,
+            shortfall: 0,
             max_entries,
             wheel,
             pending: Vec::new(),
@@ -255,6 +335,47 @@ impl<K, V> ShardState<K, V> {
     #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// The heaviest entry this shard may store: the cache's whole capacity when weighted.
+    #[inline]
+    fn limit(&self) -> u64 {
+        self.budget.as_ref().map_or(self.capacity, |b| b.total())
+    }
+
+    /// After a write: a weighted shard gives back the capacity it holds beyond its weight.
+    #[inline]
+    pub(crate) fn give_back_spare(&mut self) {
+        if let Some(b) = &self.budget {
+            if self.capacity > self.weight {
+                b.give_back(self.capacity - self.weight);
+                self.capacity = self.weight;
+            }
+        }
+    }
+
+    /// The room the last insert still needs from the other shards (cleared by reading it, in
+    /// the insert's critical section: until then the shard evicts nothing).
+    pub(crate) fn take_shortfall(&mut self) -> u64 {
+        std::mem::take(&mut self.shortfall)
+    }
+
+    /// Lends up to `want` of this shard's capacity to another shard, evicting what no longer
+    /// fits (to `removed`). Returns what was lent.
+    pub(crate) fn lend(&mut self, want: u64, now: u64, removed: &mut Removed<K, V>) -> u64 {
+        let lent = want.min(self.capacity);
+        self.capacity -= lent;
+        self.policy.fill_main(&mut self.slab);
+        self.evict_to_capacity(now, removed);
+        lent
+    }
+
+    /// Receives capacity lent by other shards for the shortfall of an insert, then evicts
+    /// what still does not fit.
+    pub(crate) fn receive(&mut self, lent: u64, now: u64, removed: &mut Removed<K, V>) {
+        self.capacity += lent;
+        self.policy.fill_main(&mut self.slab);
+        self.evict_to_capacity(now, removed);
     }
 
     /// The entry for `key`, if present (expired or not).
@@ -469,6 +590,7 @@ impl<K, V> ShardState<K, V> {
                 self.evict_token(v, now, removed);
             }
         }
+        let limit = self.limit();
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
         let found = loop {
             let (slab, pending) = (&self.slab, &self.pending);
@@ -498,7 +620,7 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Expired);
                         return None;
                     }
-                    if u64::from(w) > self.capacity {
+                    if u64::from(w) > limit {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
@@ -508,7 +630,8 @@ impl<K, V> ShardState<K, V> {
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, now, time.cfg);
                     self.policy.on_insert(hash, w, self.slab.len());
-                    self.finish_write(now, removed);
+                    self.expire(now, EXPIRE_BUDGET, removed);
+                    self.evict(now, w, removed);
                     return None;
                 }
             };
@@ -534,7 +657,8 @@ impl<K, V> ShardState<K, V> {
                 Ok(d) => d,
                 Err(p) => {
                     removed.set_panic(p);
-                    self.finish_write(now, removed);
+                    self.expire(now, EXPIRE_BUDGET, removed);
+                    self.evict(now, 0, removed);
                     return None;
                 }
             }
@@ -546,16 +670,9 @@ impl<K, V> ShardState<K, V> {
         // only a heavier value can call for an eviction (skipping `fill_main` then).
         self.expire(now, EXPIRE_BUDGET, removed);
         if self.weight > self.capacity {
-            self.evict(now, removed);
+            self.evict(now, w, removed);
         }
         old
-    }
-
-    /// The end of every insert: expire what is due (bounded), then evict down to capacity.
-    #[inline]
-    fn finish_write(&mut self, now: u64, removed: &mut Removed<K, V>) {
-        self.expire(now, EXPIRE_BUDGET, removed);
-        self.evict(now, removed);
     }
 
     /// Replaces the value of entry `t`; `insert` decided its new deadline.
@@ -571,10 +688,10 @@ impl<K, V> ShardState<K, V> {
         cfg: &ExpireConfig<K, V>,
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
-        if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= now) {
+        if u64::from(w) > self.limit() || deadline.is_some_and(|d| d.when <= now) {
             // Too heavy to keep, or expired at once: the old value must not survive either. It
             // was replaced; the new one leaves at once.
-            let cause = if u64::from(w) > self.capacity {
+            let cause = if u64::from(w) > self.limit() {
                 RemovalCause::Evicted
             } else {
                 RemovalCause::Expired
@@ -727,9 +844,39 @@ impl<K, V> ShardState<K, V> {
         removed.push(e.key, e.value, cause);
     }
 
+    /// After an insert of weight `written` (0: none): makes room. A weighted shard first claims
+    /// what it lacks from the budget; if the entry just written is larger than all this shard
+    /// can hold, it evicts nothing and leaves the rest to the other shards (`shortfall`).
     #[inline]
-    fn evict(&mut self, now: u64, removed: &mut Removed<K, V>) {
+    fn evict(&mut self, now: u64, written: u32, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
+        if self.weight > self.capacity && self.budget.is_some() {
+            self.claim(written);
+            if self.shortfall > 0 {
+                return;
+            }
+        }
+        self.evict_to_capacity(now, removed);
+    }
+
+    /// Claims from the budget the capacity this shard lacks (`weight - capacity`); records a
+    /// shortfall if an entry of weight `written` still does not fit.
+    #[cold]
+    fn claim(&mut self, written: u32) {
+        let Some(b) = &self.budget else { return };
+        let lacking = self.weight - self.capacity;
+        let below_base = self.base.saturating_sub(self.capacity);
+        // An entry larger than the shard could otherwise hold takes all the free capacity.
+        let large = u64::from(written) > self.capacity + below_base;
+        let claimed = b.claim(lacking, if large { lacking } else { below_base });
+        self.capacity += claimed;
+        if large && u64::from(written) > self.capacity {
+            self.shortfall = self.weight - self.capacity;
+        }
+    }
+
+    /// Evicts, by the policy, until the weight is within the capacity.
+    fn evict_to_capacity(&mut self, now: u64, removed: &mut Removed<K, V>) {
         while self.weight > self.capacity {
             let Some(v) = self.policy.victim(&mut self.slab) else {
                 debug_assert!(false, "over capacity with no entry to evict");
