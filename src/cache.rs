@@ -1339,13 +1339,13 @@ mod tests {
     fn a_settled_load_left_in_the_index_is_replaced_not_joined() {
         let cache: Cache<u32, u32> = Cache::new(100);
         let (i, h) = cache.hash(&1);
-        let Begin::Lead(first) = cache.begin_load(i, h, &1) else {
+        let Begin::Lead(first) = cache.begin_load(i, h, &1, true) else {
             panic!("the first caller leads");
         };
         assert!(cache.validate().is_ok());
         first.abandon(); // settled, slot left behind
         assert!(cache.validate().is_err());
-        let Begin::Lead(second) = cache.begin_load(i, h, &1) else {
+        let Begin::Lead(second) = cache.begin_load(i, h, &1, true) else {
             panic!("the next caller joined a settled load");
         };
         assert_ne!(first.generation, second.generation);
