@@ -247,8 +247,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///   late.
     ///
     /// With [`time_to_idle`](Self::time_to_idle) too, whichever deadline comes first applies.
-    /// Expiration costs 12 bytes per entry (16 when combined with time-to-idle or an
-    /// [`Expiry`]), and about 1 ns per hit with the default clock.
+    /// Expiration costs 6 bytes per entry (10 when a time-to-live is combined with
+    /// time-to-idle or an [`Expiry`]; the deadline itself lives in the entry, where a
+    /// `u64 -> u64` entry had padding), and about 1 ns per hit with the default clock.
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -455,17 +456,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         match self.refresh {
             None => Ok(None),
             Some(Refresh::After(after)) => {
-                let ttl = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
-                let (ttl, after) = (ticks(ttl), ticks(after));
-                if after == 0 || after >= ttl {
-                    return Err(BuildError::InvalidRefresh);
+                let time_to_live = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
+                let (ttl, ticks_after) = (ticks(time_to_live), ticks(after));
+                if ticks_after == 0 || ticks_after >= ttl {
+                    return Err(BuildError::InvalidRefreshAfter {
+                        refresh_after: after,
+                        time_to_live,
+                    });
                 }
-                Ok(Some(RefreshRule::Window(ttl - after)))
+                Ok(Some(RefreshRule::Window(ttl - ticks_after)))
             }
             Some(Refresh::Early(beta)) if beta.is_finite() && beta > 0.0 => {
                 Ok(Some(RefreshRule::Early(beta)))
             }
-            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefresh),
+            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefreshEarly),
         }
     }
 

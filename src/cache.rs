@@ -556,8 +556,9 @@ where
     /// under one millisecond means the value is not stored (and the previous one is removed).
     /// With [`time_to_idle`](CacheBuilder::time_to_idle), reads may keep the entry alive, but
     /// never past `ttl` after this insert. Works on any cache: a cache built without
-    /// expiration starts keeping deadlines (12 bytes per entry) in a shard the first time one
-    /// of its entries gets one.
+    /// expiration starts keeping deadlines (6 bytes per entry, see
+    /// [`time_to_live`](CacheBuilder::time_to_live)) in a shard the first time one of its
+    /// entries gets one.
     ///
     /// ```
     /// use std::time::Duration;

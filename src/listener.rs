@@ -23,11 +23,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why an entry left the cache, as told to the
 /// [`eviction_listener`](crate::CacheBuilder::eviction_listener).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use cachet::{Cache, Clock, MockClock, RemovalCause};
+///
+/// let time = MockClock::new();
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&causes);
+/// let cache: Cache<&str, u32> = Cache::builder()
+///     .max_capacity(2)
+///     .time_to_live(Duration::from_secs(10))
+///     .clock(Clock::mock(&time))
+///     .eviction_listener(move |key, _, cause| seen.lock().unwrap().push((key, cause)))
+///     .build()
+///     .unwrap();
+/// cache.insert("a", 1);
+/// cache.insert("a", 2); // Replaced: the old value
+/// cache.remove("a"); // Explicit
+/// cache.insert("b", 1);
+/// time.advance(Duration::from_secs(10));
+/// cache.run_pending_maintenance(); // Expired: its lifetime ran out
+/// for k in ["c", "d", "e"] {
+///     cache.insert(k, 0); // Evicted: the policy made room (capacity 2)
+/// }
+/// let causes = causes.lock().unwrap();
+/// assert_eq!(causes[..3], [("a", RemovalCause::Replaced), ("a", RemovalCause::Explicit), ("b", RemovalCause::Expired)]);
+/// assert!(causes[3..].iter().all(|&(_, c)| c == RemovalCause::Evicted));
+/// assert!(RemovalCause::Expired.was_evicted() && !RemovalCause::Explicit.was_evicted());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalCause {
-    /// The eviction policy removed it to respect the capacity, or it was too heavy to be stored
-    /// at all (heavier than its shard's share of the capacity).
+    /// The eviction policy removed it to make room for other entries, or it was too heavy to
+    /// be stored at all (heavier than the cache's whole capacity).
     Evicted,
     /// The user removed it: [`remove`](crate::Cache::remove),
     /// [`invalidate_all`](crate::Cache::invalidate_all) or [`retain`](crate::Cache::retain).

@@ -286,6 +286,34 @@ impl<V: Clone> Flight<V> {
 }
 
 /// A waiter's bounded wait ended before the load did; the load carries on for the others.
+/// Returned by [`Cache::get_or_load_timeout`].
+///
+/// ```
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+/// use cachet::Cache;
+///
+/// let cache: Cache<u64, String> = Cache::new(100);
+/// let (started, wait_for_start) = mpsc::channel();
+/// let (release, wait_for_release) = mpsc::channel::<()>();
+/// let slow = {
+///     let cache = cache.clone();
+///     std::thread::spawn(move || {
+///         cache.get_or_load(&1, || {
+///             started.send(()).unwrap();
+///             wait_for_release.recv().unwrap(); // a slow query
+///             "loaded".to_string()
+///         })
+///     })
+/// };
+/// wait_for_start.recv().unwrap();
+/// let waited = cache.get_or_load_timeout(&1, Duration::from_millis(10), || unreachable!());
+/// let timeout = waited.unwrap_err();
+/// assert_eq!(timeout.waited(), Duration::from_millis(10));
+/// assert!(timeout.to_string().contains("gave up"));
+/// release.send(()).unwrap();
+/// assert_eq!(slow.join().unwrap(), "loaded"); // the load carried on
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeout {
     waited: Duration,

@@ -75,10 +75,22 @@ fn refresh_after_needs_a_longer_time_to_live() {
     ] {
         assert_eq!(
             err(builder().time_to_live(TTL).refresh_after(after)),
-            Some(BuildError::InvalidRefresh),
+            Some(BuildError::InvalidRefreshAfter {
+                refresh_after: after,
+                time_to_live: TTL
+            }),
             "refresh_after({after:?})"
         );
     }
+    // A lifetime over the 12.4-day cap is kept as the cap: the message names the cap.
+    let day = Duration::from_secs(24 * 3600);
+    let e = err(builder().time_to_live(20 * day).refresh_after(15 * day)).unwrap();
+    let msg = e.to_string();
+    assert!(msg.contains("capped") && msg.contains("12.4 days"), "{msg}");
+    assert!(
+        err(builder().time_to_live(20 * day).refresh_after(12 * day)).is_none(),
+        "a refresh within the cap is accepted"
+    );
     assert!(
         builder()
             .time_to_live(TTL)
@@ -89,7 +101,10 @@ fn refresh_after_needs_a_longer_time_to_live() {
     // The async builder applies the same rules.
     let b = builder().time_to_live(TTL).refresh_after(TTL);
     let r = b.build_async_loading(|_| {}, |k: u64| async move { Ok::<_, String>(k) });
-    assert_eq!(r.err(), Some(BuildError::InvalidRefresh));
+    assert!(matches!(
+        r.err(),
+        Some(BuildError::InvalidRefreshAfter { .. })
+    ));
 }
 
 #[test]
@@ -111,7 +126,11 @@ fn refresh_early_needs_a_positive_finite_factor() {
             .time_to_live(TTL)
             .refresh_early(beta)
             .build_loading(loader);
-        assert_eq!(r.err(), Some(BuildError::InvalidRefresh), "beta {beta}");
+        assert_eq!(
+            r.err(),
+            Some(BuildError::InvalidRefreshEarly),
+            "beta {beta}"
+        );
     }
     // No time-to-live needed: XFetch works from any deadline.
     assert!(builder().refresh_early(1.0).build_loading(loader).is_ok());
