@@ -139,6 +139,7 @@ mod clock;
 mod error;
 mod expiry;
 mod listener;
+mod loaded;
 mod loader;
 #[cfg(feature = "metrics")]
 mod metrics_export;
@@ -159,6 +160,7 @@ pub use equivalent::Equivalent;
 pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
+pub use loaded::Loaded;
 pub use loader::Timeout;
 pub use refresh::{AsyncLoadingCache, BoxFuture, LoadingCache};
 pub use stats::CacheStats;
