@@ -1,4 +1,6 @@
-//! Configuration and validation: [`CacheBuilder`].
+//! Configuration and validation: [`CacheBuilder`], the user's options, checked and turned into
+//! the `Config` a cache is built from, and the entry points that build plain and loading caches.
+//! Nothing in the core (cache, shard, slab, policy, expiry) imports it.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -6,47 +8,31 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+
 use crate::DefaultHashBuilder;
 use crate::cache::Cache;
 use crate::clock::Clock;
+use crate::config::{Config, MAX_SHARDS, Weigher, default_shards};
 use crate::error::BuildError;
-use crate::expiry::{Expiry, ticks};
+use crate::expiry::{ExpireConfig, Expiry, ticks};
 use crate::listener::{Listener, RemovalCause};
-use crate::refresh::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
-use std::future::Future;
+use crate::loading::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
+use crate::stats::LoadHook;
 
-/// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
-/// so a shard must be large enough for frequencies and the window to mean something, and every
-/// cache of up to 8,191 entries is a single shard. Sharding a large cache moves its hit ratio by
-/// up to a few points either way: the shards share one window (nudged by each shard's ghost
-/// hits), but each has its own queues and sketch (see the notes in `policy/mod.rs`).
-pub const MIN_SHARD_CAPACITY: u64 = 4096;
-
-/// Shards per hardware thread when the shard count is picked automatically: enough that two
-/// threads rarely want the same shard's write lock at once.
-pub const SHARDS_PER_THREAD: usize = 4;
-
-/// The most shards a cache may have. Past this, shards only cost memory.
-pub const MAX_SHARDS: usize = 1024;
-
-/// The most entries one shard holds, whatever its share of the capacity (about 16.7 million):
-/// the policy's links are 24 bits. See [`CacheBuilder::shards`].
-pub const MAX_ENTRIES_PER_SHARD: usize = crate::slab::MAX_ENTRIES;
-
-/// Refresh threads a blocking [`LoadingCache`] starts at most, by default.
-pub const DEFAULT_REFRESH_THREADS: usize = 2;
+/// Refresh threads a blocking [`LoadingCache`] starts at most, by default: enough for one slow
+/// refresh not to hold up the others, few enough to be cheap when idle.
+const DEFAULT_REFRESH_THREADS: usize = 2;
 
 /// The most refresh threads a blocking [`LoadingCache`] may have.
 pub const MAX_REFRESH_THREADS: usize = 64;
 
 /// The refresh option as given (validated by the `build_*` methods).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Refresh {
+enum Refresh {
     After(Duration),
     Early(f64),
 }
-
-pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// Builds a [`Cache`] with options beyond a capacity.
 ///
@@ -62,27 +48,27 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// assert_eq!(cache.weighted_size(), 5);
 /// ```
 pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
-    pub(crate) max_capacity: Option<u64>,
-    pub(crate) weigher: Option<Weigher<K, V>>,
-    pub(crate) listener: Option<Listener<K, V>>,
-    pub(crate) shards: Option<usize>,
-    pub(crate) hasher: S,
-    pub(crate) initial_capacity: usize,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) tti: Option<Duration>,
-    pub(crate) expiry: Option<Arc<dyn Expiry<K, V>>>,
-    pub(crate) jitter: f64,
-    pub(crate) clock: Clock,
-    pub(crate) record_stats: bool,
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) negative_ttl: Option<Duration>,
-    pub(crate) refresh: Option<Refresh>,
-    pub(crate) refresh_threads: usize,
+    max_capacity: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    shards: Option<usize>,
+    hasher: S,
+    initial_capacity: usize,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    expiry: Option<Arc<dyn Expiry<K, V>>>,
+    jitter: f64,
+    clock: Clock,
+    record_stats: bool,
+    name: Option<Arc<str>>,
+    negative_ttl: Option<Duration>,
+    refresh: Option<Refresh>,
+    refresh_threads: usize,
     _types: PhantomData<fn(K, V)>,
 }
 
 impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         CacheBuilder {
             max_capacity: None,
             weigher: None,
@@ -176,9 +162,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Overrides the shard count (a power of two, at most [`MAX_SHARDS`]).
     ///
-    /// By default it is picked from the capacity and the machine: up to [`SHARDS_PER_THREAD`]
-    /// per hardware thread, but never so many that a shard would hold less than
-    /// [`MIN_SHARD_CAPACITY`], and, without a weigher, at least enough for the capacity to fit
+    /// By default it is picked from the capacity and the machine: up to four per hardware
+    /// thread, but never so many that a shard would hold less than 4,096 entries' worth of
+    /// capacity, and, without a weigher, at least enough for the capacity to fit
     /// [`MAX_ENTRIES_PER_SHARD`] entries per shard. Each shard gets an equal share of
     /// `max_capacity`.
     ///
@@ -192,6 +178,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// capacity: a full shard evicts before it inserts. So a cache never holds more than
     /// `shards * MAX_ENTRIES_PER_SHARD` entries (about 17 billion with [`MAX_SHARDS`]); with
     /// an explicit shard count or a weigher, that can be fewer than the capacity allows.
+    ///
+    /// [`MAX_ENTRIES_PER_SHARD`]: crate::MAX_ENTRIES_PER_SHARD
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -338,8 +326,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// How many threads a blocking [`LoadingCache`] may run refreshes on (default
-    /// [`DEFAULT_REFRESH_THREADS`], at most [`MAX_REFRESH_THREADS`]). They start when there
+    /// How many threads a blocking [`LoadingCache`] may run refreshes on (default 2, at most
+    /// [`MAX_REFRESH_THREADS`]). They start when there
     /// is work and end after a few idle seconds; at most a thousand refreshes wait in the
     /// queue, and past that, refreshes are skipped (the entries are served until they expire).
     pub fn refresh_threads(mut self, threads: usize) -> Self {
@@ -498,29 +486,46 @@ impl<K, V, S> CacheBuilder<K, V, S> {
             Some(n) => n,
             None => default_shards(capacity, self.weigher.is_some()),
         };
-        Ok(Cache::from_builder(self, capacity, shards))
+        Ok(Cache::from_config(self.into_config(capacity, shards)))
+    }
+
+    /// The configuration of a cache of `capacity` in `shards` shards (both already checked).
+    fn into_config(self, capacity: u64, shards: usize) -> Config<K, V, S> {
+        // With the `metrics` feature, finished loads' times also go to its histogram.
+        #[cfg(feature = "metrics")]
+        let on_load: Option<LoadHook> = Some(crate::metrics_export::record_load);
+        #[cfg(not(feature = "metrics"))]
+        let on_load: Option<LoadHook> = None;
+        Config {
+            capacity,
+            shards,
+            hasher: self.hasher,
+            weigher: self.weigher,
+            listener: self.listener,
+            initial_capacity: self.initial_capacity,
+            expire: ExpireConfig::new(self.ttl, self.tti, self.expiry, self.jitter),
+            clock: self.clock,
+            record_stats: self.record_stats,
+            name: self.name,
+            // Under a millisecond turns negative caching off.
+            negative_ttl: self.negative_ttl.map(ticks).filter(|&t| t > 0),
+            on_load,
+        }
     }
 }
 
-/// The shard count picked when none is given. A count-bounded cache gets at least enough shards
-/// for its capacity to fit [`MAX_ENTRIES_PER_SHARD`] entries per shard.
-pub(crate) fn default_shards(capacity: u64, weighted: bool) -> usize {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let by_threads = threads
-        .saturating_mul(SHARDS_PER_THREAD)
-        .next_power_of_two();
-    let by_capacity = (capacity / MIN_SHARD_CAPACITY).max(1);
-    // Largest power of two not above `by_capacity`.
-    let by_capacity = 1usize << (63 - by_capacity.leading_zeros()).min(usize::BITS - 1);
-    let needed = if weighted {
-        1
-    } else {
-        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
-        usize::try_from(capacity.div_ceil(per_shard)).map_or(MAX_SHARDS, |n| {
-            n.checked_next_power_of_two().unwrap_or(MAX_SHARDS)
-        })
-    };
-    by_threads.min(by_capacity).max(needed).min(MAX_SHARDS)
+impl<K: Hash + Eq, V> Cache<K, V, DefaultHashBuilder> {
+    /// A cache holding at most `max_capacity` entries, with the default configuration.
+    pub fn new(max_capacity: u64) -> Self {
+        let shards = default_shards(max_capacity, false);
+        let builder = CacheBuilder::new().max_capacity(max_capacity);
+        Cache::from_config(builder.into_config(max_capacity, shards))
+    }
+
+    /// A builder for options beyond a capacity: a weigher, the shard count, the hasher.
+    pub fn builder() -> CacheBuilder<K, V, DefaultHashBuilder> {
+        CacheBuilder::new()
+    }
 }
 
 impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
@@ -543,50 +548,5 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("refresh", &self.refresh)
             .field("refresh_threads", &self.refresh_threads)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_caches_are_one_shard() {
-        for cap in [0, 1, 10, 100, 1000, MIN_SHARD_CAPACITY * 2 - 1] {
-            assert_eq!(default_shards(cap, false), 1, "capacity {cap}");
-            assert_eq!(default_shards(cap, true), 1, "capacity {cap}");
-        }
-    }
-
-    #[test]
-    fn shard_count_is_a_power_of_two_within_bounds() {
-        for cap in [5_000, 100_000, 1_000_000, u64::MAX] {
-            for weighted in [false, true] {
-                let n = default_shards(cap, weighted);
-                assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{cap} -> {n}");
-                assert!(cap / n as u64 >= MIN_SHARD_CAPACITY, "{cap} -> {n}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_large_count_capacity_gets_shards_enough_to_hold_it() {
-        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
-        for (cap, at_least) in [
-            (per_shard, 1),
-            (per_shard + 1, 2),
-            (per_shard * 100, 128),
-            (per_shard * MAX_SHARDS as u64, MAX_SHARDS),
-            (u64::MAX, MAX_SHARDS),
-        ] {
-            let n = default_shards(cap, false);
-            assert!(n >= at_least && n <= MAX_SHARDS, "{cap} -> {n}");
-            assert!(
-                cap.div_ceil(n as u64) <= per_shard || n == MAX_SHARDS,
-                "{cap} -> {n}"
-            );
-        }
-        // A weight says nothing about the entry count: no minimum.
-        assert!(default_shards(per_shard * 100, true) <= 64);
     }
 }

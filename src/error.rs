@@ -1,4 +1,5 @@
-//! The crate's error types.
+//! The crate's error types: what a build can refuse. A leaf: it depends on nothing else in the
+//! crate.
 
 use std::fmt;
 use std::time::Duration;

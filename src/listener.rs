@@ -1,4 +1,6 @@
-//! Removal notifications: [`RemovalCause`], and their delivery after the shard lock is released.
+//! Removal notifications: [`RemovalCause`], the `Removed` sink every removal goes to under a
+//! shard lock, and its delivery to the listener once the lock is released. It knows nothing of
+//! shards or the cache.
 
 // Design notes
 // - Entries leave a shard only under its write lock, but the user's listener must never run
@@ -126,13 +128,13 @@ impl<K, V> Removed<K, V> {
         }
     }
 
-    /// Keeps a caught panic, to resume after delivery.
     /// Whether a panic waits to be resumed once the removals are delivered.
     #[inline]
     pub(crate) fn panicked(&self) -> bool {
         self.panic.is_some()
     }
 
+    /// Keeps a caught panic, to resume after delivery.
     pub(crate) fn set_panic(&mut self, p: Panic) {
         self.panic.get_or_insert(p);
     }
@@ -185,21 +187,6 @@ impl<K, V> Removed<K, V> {
         if let Some(p) = self.panic {
             resume_unwind(p);
         }
-    }
-}
-
-/// Reports `entries` with their causes to `listener` (if any), counting its panics in
-/// `panics`, as [`Removed::deliver`] does. Call with no lock held.
-pub(crate) fn deliver_all<K, V>(
-    listener: Option<&Listener<K, V>>,
-    entries: impl IntoIterator<Item = (K, V, RemovalCause)>,
-    panics: &AtomicU64,
-) {
-    let Some(listener) = listener else {
-        return;
-    };
-    for (k, v, cause) in entries {
-        notify(listener, k, Value::Owned(v), cause, panics);
     }
 }
 

@@ -1,4 +1,6 @@
-//! The `metrics` feature: the statistics, published through the `metrics` crate's facade.
+//! The `metrics` feature: the statistics, published through the `metrics` crate's facade. A
+//! front-end: the builder points the cache's load hook at `record_load`; nothing in the core
+//! imports it.
 
 // Design notes
 // - Counting stays in the cache's own per-shard counters (see `stats.rs`): going through the
@@ -15,20 +17,12 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::listener::RemovalCause;
 
-/// The `cache` label of `cache`: its name, or `cachet-<n>`.
-fn label<K, V, S>(cache: &Cache<K, V, S>) -> String {
-    match cache.name() {
-        Some(name) => name.to_owned(),
-        None => format!("cachet-{}", cache.serial()),
-    }
-}
-
 /// Records one finished load's time (called as the load ends, with statistics on).
-pub(crate) fn record_load<K, V, S>(cache: &Cache<K, V, S>, took: Duration, ok: bool) {
+pub(crate) fn record_load(label: &str, took: Duration, ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::histogram!(
         "cachet_load_duration_seconds",
-        "cache" => label(cache),
+        "cache" => label.to_owned(),
         "result" => result
     )
     .record(took.as_secs_f64());
@@ -58,7 +52,7 @@ impl<K, V, S> Cache<K, V, S> {
     /// but the two size gauges.
     pub fn publish_metrics(&self) {
         let s = self.stats();
-        let name = label(self);
+        let name = self.label().to_owned();
         let counters = [
             ("cachet_hits_total", s.hits),
             ("cachet_misses_total", s.misses),

@@ -1,4 +1,5 @@
-//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken.
+//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken, and
+//! the `LoadHook` a finished load is reported to. It knows nothing of the cache or its shards.
 
 // Design notes
 // - Counting is off unless the builder's `record_stats` asks for it: a cache without it carries a
@@ -19,6 +20,10 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use crate::listener::RemovalCause;
+
+/// Told of every finished load of a cache that records statistics: the cache's name, how long
+/// the load took, and whether it produced a value. The `metrics` feature's histogram is one.
+pub(crate) type LoadHook = fn(label: &str, took: Duration, ok: bool);
 
 /// Read-counter stripes per shard. Four covers the common case of a few threads hammering the
 /// same hot shard; each costs one cache line per shard.

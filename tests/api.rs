@@ -5,7 +5,11 @@ use std::error::Error;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, RandomState};
 use std::sync::Arc;
 
-use cachet::{BuildError, Cache, CacheBuilder, MAX_SHARDS, MIN_SHARD_CAPACITY};
+use cachet::{BuildError, Cache, CacheBuilder, MAX_SHARDS};
+
+/// The least capacity a shard is given when the shard count is picked automatically (a tuning
+/// constant inside the crate, `src/config.rs`).
+const MIN_SHARD_CAPACITY: u64 = 4096;
 
 fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
 

@@ -152,7 +152,7 @@ fn async_and_batch_callers_after_a_panicking_completion_do_not_spin() {
     assert_eq!(found.len(), 1);
     let c = cache.clone();
     assert_eq!(
-        within_watchdog(move || c.compute(Touchy(1), |v| cachet::Compute::Put(
+        within_watchdog(move || c.compute(&Touchy(1), |v| cachet::Compute::Put(
             v.copied().unwrap_or(0) + 1
         ))),
         Some(13)

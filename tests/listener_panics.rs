@@ -92,7 +92,7 @@ fn writes_and_loads_survive_a_listener_that_always_panics() {
     // The loader's value is stored by a write that also removes expired entries.
     assert_eq!(cache.get_or_load(&500, || 7), 7);
     assert_eq!(cache.get(&500), Some(7));
-    assert_eq!(cache.compute(501, |_| cachet::Compute::Put(8)), Some(8));
+    assert_eq!(cache.compute(&501, |_| cachet::Compute::Put(8)), Some(8));
     cache.retain(|_, _| true);
     cache.invalidate_all();
     assert!(cache.is_empty());

@@ -1,6 +1,6 @@
 #![cfg(cachet_loom)]
-//! Loom models of the in-flight load protocol (`src/loader.rs`): a leader completes, fails,
-//! panics or is cancelled while waiters join and leave.
+//! Loom models of the in-flight load protocol (`src/flight.rs`, `src/load/`): a leader completes,
+//! fails, panics or is cancelled while waiters join and leave.
 //!
 //! Run with
 //!

@@ -78,7 +78,7 @@ fn a_loader_computing_its_own_key_is_reported() {
     let c = cache.clone();
     let msg = panic_message(move || {
         c.get_or_load(&1, || {
-            c.compute(1, |_| cachet::Compute::Put(2)).unwrap_or(0)
+            c.compute(&1, |_| cachet::Compute::Put(2)).unwrap_or(0)
         })
     });
     assert_recursive(&msg);

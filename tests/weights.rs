@@ -174,7 +174,7 @@ fn loaded_and_computed_entries_may_be_large_too() {
     let cache = weighted(100_000, 256);
     assert_eq!(cache.get_or_load(&1, || 70_000), 70_000);
     assert_eq!(cache.get(&1), Some(70_000));
-    cache.compute(2, |_| cachet::Compute::Put(20_000));
+    cache.compute(&2, |_| cachet::Compute::Put(20_000));
     assert_eq!(cache.get(&2), Some(20_000));
     assert!(cache.weighted_size() <= 100_000);
     cache.validate().unwrap();

@@ -1,4 +1,5 @@
-//! Loading caches: a loader registered on the cache, and refresh-ahead.
+//! Loading caches: a loader registered on the cache, and refresh-ahead. A front-end over
+//! [`Cache`] and its loaders; nothing below it (cache, shard, policy, expiry) knows it exists.
 //!
 //! [`LoadingCache`] (blocking loader) and [`AsyncLoadingCache`] (a loader returning a future)
 //! wrap a [`Cache`] whose misses they load with the registered loader, coalesced as in
@@ -24,7 +25,6 @@
 //   started on demand and ended when idle), with a bounded queue: when it is full a refresh is
 //   skipped, never queued without bound. Async refreshes go to the spawn function given.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
@@ -35,11 +35,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::DefaultHashBuilder;
-use crate::cache::Cache;
-use crate::loader::{Flight, Leading, SharedError};
+use crate::cache::{Cache, Hashed};
+use crate::flight::{Flight, Leading, SharedError};
+
+mod pool;
+
+use pool::Pool;
 
 /// A boxed, `Send` future: what an [`AsyncLoadingCache`]'s spawn function receives.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -52,12 +54,6 @@ pub(crate) enum RefreshRule {
     /// `refresh_early(beta)`: the XFetch rule, scaled by the measured load time.
     Early(f64),
 }
-
-/// Refresh jobs a blocking loading cache queues at most; past this, refreshes are skipped.
-const MAX_QUEUED: usize = 1024;
-
-/// How long an idle refresh thread waits for work before it ends.
-const IDLE: Duration = Duration::from_secs(10);
 
 /// What the loaders of both kinds share: the rule, and the measured load time.
 struct Refresher {
@@ -137,8 +133,7 @@ where
     S: BuildHasher,
 {
     cache: Cache<K, V, S>,
-    shard: usize,
-    hash: u32,
+    at: Hashed,
     key: K,
     flight: Arc<Flight<V>>,
     started: Instant,
@@ -151,14 +146,13 @@ where
     V: Clone,
     S: BuildHasher,
 {
-    /// Registers a refresh of `key` (shard `i`, hash `h`), whose refresh this caller claimed;
+    /// Registers a refresh of `key` (hashed to `at`), whose refresh this caller claimed;
     /// `None` if one is already running or the entry left.
-    fn begin(cache: &Cache<K, V, S>, i: usize, h: u32, key: &K) -> Option<Self> {
-        let (key, flight) = cache.begin_refresh(i, h, key)?;
+    fn begin(cache: &Cache<K, V, S>, at: Hashed, key: &K) -> Option<Self> {
+        let (key, flight) = cache.begin_refresh(at, key)?;
         Some(RefreshJob {
             cache: cache.clone(),
-            shard: i,
-            hash: h,
+            at,
             key,
             flight,
             started: Instant::now(),
@@ -168,18 +162,18 @@ where
 
     fn finish(mut self, result: Result<V, SharedError>) {
         let g = self.flight.generation;
-        let (i, h) = (self.shard, self.hash);
         // Until the refresh is unregistered, a panic (the weigher, a `Clone`) leaves through
         // `Drop`, which unregisters it and releases its waiters.
         match result {
             Ok(v) => {
-                self.cache.end_refresh(i, h, &self.key, g, Some(v.clone()));
+                self.cache
+                    .end_refresh(self.at, &self.key, g, Some(v.clone()));
                 self.done = true;
                 self.count(true);
                 self.flight.complete(v);
             }
             Err(e) => {
-                self.cache.end_refresh(i, h, &self.key, g, None);
+                self.cache.end_refresh(self.at, &self.key, g, None);
                 self.done = true;
                 self.count(false);
                 self.flight.fail(e);
@@ -188,7 +182,7 @@ where
     }
 
     fn count(&self, ok: bool) {
-        if let Some(stats) = self.cache.shard_stats(self.shard) {
+        if let Some(stats) = self.cache.shard_stats(self.at.shard) {
             stats.loaded(ok, self.started.elapsed());
         }
     }
@@ -205,93 +199,9 @@ where
             self.count(false);
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 let g = self.flight.generation;
-                self.cache
-                    .end_refresh(self.shard, self.hash, &self.key, g, None)
+                self.cache.end_refresh(self.at, &self.key, g, None)
             }));
             self.flight.abandon();
-        }
-    }
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The blocking refresh threads of one loading cache: at most `max` threads, started when
-/// work arrives and none is idle, ended after `IDLE` without work.
-struct Pool {
-    shared: Arc<PoolShared>,
-}
-
-struct PoolShared {
-    state: Mutex<PoolState>,
-    ready: Condvar,
-    max: usize,
-}
-
-struct PoolState {
-    jobs: VecDeque<Job>,
-    threads: usize,
-    idle: usize,
-}
-
-impl Pool {
-    fn new(max: usize) -> Self {
-        Pool {
-            shared: Arc::new(PoolShared {
-                state: Mutex::new(PoolState {
-                    jobs: VecDeque::new(),
-                    threads: 0,
-                    idle: 0,
-                }),
-                ready: Condvar::new(),
-                max: max.max(1),
-            }),
-        }
-    }
-
-    /// Queues `job`; drops it (which abandons its refresh) if the queue is full.
-    fn execute(&self, job: Job) {
-        let mut state = self.shared.state.lock();
-        if state.jobs.len() >= MAX_QUEUED {
-            drop(state);
-            drop(job);
-            return;
-        }
-        state.jobs.push_back(job);
-        if state.idle > 0 {
-            self.shared.ready.notify_one();
-        } else if state.threads < self.shared.max {
-            state.threads += 1;
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name("cachet-refresh".into())
-                .spawn(move || work(&shared));
-            if spawned.is_err() {
-                // No thread: the job waits for a running one, or is dropped with the pool.
-                state.threads -= 1;
-            }
-        }
-    }
-}
-
-fn work(shared: &PoolShared) {
-    let mut state = shared.state.lock();
-    loop {
-        match state.jobs.pop_front() {
-            Some(job) => {
-                drop(state);
-                // A panicking loader only abandons its own refresh (the job's guard).
-                let _ = catch_unwind(AssertUnwindSafe(job));
-                state = shared.state.lock();
-            }
-            None => {
-                state.idle += 1;
-                let timed_out = shared.ready.wait_for(&mut state, IDLE).timed_out();
-                state.idle -= 1;
-                if timed_out && state.jobs.is_empty() {
-                    state.threads -= 1;
-                    return;
-                }
-            }
         }
     }
 }
@@ -396,11 +306,11 @@ where
     /// refresh returns the current value at once and starts one background refresh; if that
     /// refresh fails, the current value is served until its deadline.
     pub fn get(&self, key: &K) -> Result<V, Arc<E>> {
-        let (i, h) = self.cache.hash(key);
+        let at = self.cache.hash(key);
         let due = |left| self.loader.refresher.due(left);
-        if let Some((v, claimed)) = self.cache.get_refreshing(i, h, key, &due) {
+        if let Some((v, claimed)) = self.cache.get_refreshing(at, key, &due) {
             if claimed {
-                self.refresh(i, h, key);
+                self.refresh(at, key);
             }
             return Ok(v);
         }
@@ -412,8 +322,8 @@ where
         })
     }
 
-    fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
+    fn refresh(&self, at: Hashed, key: &K) {
+        let Some(job) = RefreshJob::begin(&self.cache, at, key) else {
             return;
         };
         let loader = Arc::clone(&self.loader);
@@ -494,14 +404,14 @@ where
 
     /// The value for `key`, as [`LoadingCache::get`], awaiting the loader on a miss.
     pub async fn get(&self, key: &K) -> Result<V, Arc<E>> {
-        let (i, h) = self.cache.hash(key);
+        let at = self.cache.hash(key);
         let hit = {
             let due = |left| self.loader.refresher.due(left);
-            self.cache.get_refreshing(i, h, key, &due)
+            self.cache.get_refreshing(at, key, &due)
         };
         if let Some((v, claimed)) = hit {
             if claimed {
-                self.refresh(i, h, key);
+                self.refresh(at, key);
             }
             return Ok(v);
         }
@@ -517,8 +427,8 @@ where
             .await
     }
 
-    fn refresh(&self, i: usize, h: u32, key: &K) {
-        let Some(job) = RefreshJob::begin(&self.cache, i, h, key) else {
+    fn refresh(&self, at: Hashed, key: &K) {
+        let Some(job) = RefreshJob::begin(&self.cache, at, key) else {
             return;
         };
         let loader = Arc::clone(&self.loader);
