@@ -10,7 +10,7 @@
 //! keep-alive clients asking for Zipf-distributed products, in four scenarios, one after another:
 //!
 //! 1. no cache: every request queries the database;
-//! 2. cachet with a time-to-live and a coalescing loader (`get_or_try_load_async`), measured in
+//! 2. cachet with a time-to-live and a coalescing loader (`get_or_load_async`), measured in
 //!    a steady state, once the same traffic has warmed the cache up;
 //! 3. a stampede: a set of hot pages expires at one instant (a `MockClock` is advanced) while
 //!    every client asks for them; with the coalescing loader the database sees one query per

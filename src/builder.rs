@@ -17,6 +17,7 @@ use crate::config::{Config, MAX_SHARDS, Weigher, default_shards};
 use crate::error::BuildError;
 use crate::expiry::{ExpireConfig, Expiry, ticks};
 use crate::listener::{Listener, RemovalCause};
+use crate::loaded::Loaded;
 use crate::loading::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
 use crate::stats::LoadHook;
 
@@ -281,19 +282,35 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Remembers a failed load for `ttl`: callers of
-    /// [`get_or_try_load`](Cache::get_or_try_load) (and its async and batch forms) that ask for
-    /// the key meanwhile get the same error at once instead of loading again. This is negative
-    /// caching, for the stampede on a key that does not exist: make "not found" an error of
-    /// the loader, and the database sees one query per key per `ttl`.
+    /// Remembers a load that found nothing (`None`) or failed (`Err`) for `ttl`: callers of
+    /// [`get_or_load`](Cache::get_or_load) (and its async, bounded and batch forms, and a
+    /// loading cache's `get`) that ask for the key meanwhile get the same outcome at once
+    /// instead of loading again. This is negative caching, for the stampede on a key that does
+    /// not exist: the database sees one query per missing key per `ttl`. Without it, "not found"
+    /// and errors are never stored.
     ///
-    /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
-    /// differs from the failed loader's cannot receive it and loads again (so does every
-    /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
-    /// [`remove`](Cache::remove) of the key, a [`retain`](Cache::retain) or an
-    /// [`invalidate_all`](Cache::invalidate_all) ends the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// An error is shared (`Arc<E>`) by every caller in the window. A caller that cannot
+    /// receive the outcome (its loader cannot say "not found", or fails with another error
+    /// type) loads again, and its value replaces the remembered outcome. An
+    /// [`insert`](Cache::insert) or [`remove`](Cache::remove) of the key, a
+    /// [`retain`](Cache::retain) or an [`invalidate_all`](Cache::invalidate_all) ends the
+    /// window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
     /// lifetimes; under a millisecond turns negative caching off.
-    pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachet::Cache;
+    ///
+    /// let users: Cache<u64, String> = Cache::builder()
+    ///     .max_capacity(1_000)
+    ///     .negative_ttl(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(users.get_or_load(&404, || None), None); // a query that found nothing
+    /// // Remembered: the next caller gets `None` without running its loader.
+    /// assert_eq!(users.get_or_load(&404, || -> Option<String> { unreachable!() }), None);
+    /// ```
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = Some(ttl);
         self
     }
@@ -367,14 +384,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// Builds a [`LoadingCache`]: a cache with `load` registered as its loader, for misses
-    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)).
-    pub fn build_loading<E, F>(self, load: F) -> Result<LoadingCache<K, V, E, S>, BuildError>
+    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)). `load` takes
+    /// the key by reference and returns a value, an `Option`, a `Result` or a `Result` of an
+    /// `Option` (see [`Loaded`]); the cache's `get` returns the same shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::InvalidRefreshThreads`] for a
+    /// [`refresh_threads`](Self::refresh_threads) of 0 or above [`MAX_REFRESH_THREADS`];
+    /// [`BuildError::RefreshNeedsTtl`], [`BuildError::InvalidRefreshAfter`] or
+    /// [`BuildError::InvalidRefreshEarly`] for a refresh option that cannot apply.
+    pub fn build_loading<L, F>(self, load: F) -> Result<LoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(&K) -> Result<V, E> + Send + Sync + 'static,
+        F: Fn(&K) -> L + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let threads = self.refresh_threads;
@@ -385,26 +411,34 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         Ok(LoadingCache::new(cache, Box::new(load), rule, threads))
     }
 
-    /// Builds an [`AsyncLoadingCache`]: `load` returns a future, and background refreshes
-    /// are handed to `spawn` to run on the caller's executor (for tokio:
-    /// `|refresh| { tokio::spawn(refresh); }`). No particular runtime is needed.
-    pub fn build_async_loading<E, F, Fut, Sp>(
+    /// Builds an [`AsyncLoadingCache`]: `load` takes the key by reference, as
+    /// [`build_loading`](Self::build_loading)'s does, and returns a future that owns what it
+    /// needs (copy the key into it); background refreshes are handed to `spawn` to run on the
+    /// caller's executor (for tokio: `|refresh| { tokio::spawn(refresh); }`). No particular
+    /// runtime is needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::RefreshNeedsTtl`],
+    /// [`BuildError::InvalidRefreshAfter`] or [`BuildError::InvalidRefreshEarly`] for a
+    /// refresh option that cannot apply.
+    pub fn build_async_loading<L, F, Fut, Sp>(
         self,
         spawn: Sp,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
         Sp: Fn(BoxFuture<()>) + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let cache = self.build_cache()?;
-        let load = move |k: K| -> BoxFuture<Result<V, E>> { Box::pin(load(k)) };
+        let load = move |k: &K| -> BoxFuture<L> { Box::pin(load(k)) };
         Ok(AsyncLoadingCache::new(
             cache,
             Box::new(load),
@@ -414,19 +448,24 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// [`build_async_loading`](Self::build_async_loading) with refreshes spawned on the tokio
-    /// runtime this is called from. Fails with [`BuildError::NoTokioRuntime`] outside one.
+    /// runtime this is called from.
+    ///
+    /// # Errors
+    ///
+    /// As [`build_async_loading`](Self::build_async_loading), and
+    /// [`BuildError::NoTokioRuntime`] outside a tokio runtime.
     #[cfg(feature = "tokio")]
-    pub fn build_tokio_loading<E, F, Fut>(
+    pub fn build_tokio_loading<L, F, Fut>(
         self,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
     {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
@@ -544,7 +583,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("clock", &self.clock)
             .field("record_stats", &self.record_stats)
             .field("name", &self.name)
-            .field("cache_errors_for", &self.negative_ttl)
+            .field("negative_ttl", &self.negative_ttl)
             .field("refresh", &self.refresh)
             .field("refresh_threads", &self.refresh_threads)
             .finish()

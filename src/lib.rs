@@ -139,7 +139,7 @@ mod stats;
 mod sync;
 
 pub use builder::{CacheBuilder, MAX_REFRESH_THREADS};
-pub use cache::{Cache, Compute, Iter};
+pub use cache::{Cache, Compute, Entry, Iter};
 pub use clock::{Clock, MockClock};
 pub use config::{MAX_ENTRIES_PER_SHARD, MAX_SHARDS};
 pub use equivalent::Equivalent;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// cannot say "not found" (or fail with that error type) never receives another caller's
 /// `None` (or error): it runs its own loader instead.
 ///
-/// ```ignore
+/// ```
 /// use cachet::Cache;
 ///
 /// let users: Cache<u64, String> = Cache::new(1_000);

@@ -179,7 +179,7 @@ impl ShardStats {
 pub struct CacheStats {
     /// Lookups that found a live entry: `get`, and the loaders' lookups (`peek` and
     /// `contains_key` are not counted). A loader call answered from a remembered failure
-    /// ([`cache_errors_for`](crate::CacheBuilder::cache_errors_for)) is a hit too.
+    /// ([`negative_ttl`](crate::CacheBuilder::negative_ttl)) is a hit too.
     pub hits: u64,
     /// Lookups that found nothing (or an expired entry). A loader call that finds nothing
     /// counts as a miss if it leads the load, and as [`coalesced`](Self::coalesced) if it

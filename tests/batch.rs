@@ -67,7 +67,7 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
     let batch = {
         let (cache, log) = (cache.clone(), Arc::clone(&log));
         thread::spawn(move || {
-            cache.get_all_or_load(0..100, |missing: &[u64]| {
+            cache.get_all_or_load(&(0..100).collect::<Vec<u64>>(), |missing: &[u64]| {
                 log.lock().unwrap().push(missing.to_vec());
                 called_tx.send(()).unwrap();
                 missing.iter().map(|&k| (k, 2_000 + k)).collect::<Vec<_>>()
@@ -121,7 +121,7 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
 #[test]
 fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2, 3, 4]);
         vec![(3, 30), (1, 10)] // in any order
     });
@@ -136,7 +136,7 @@ fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
     }
     assert_eq!(cache.len(), 2);
     // Not found is not remembered: the next batch asks for them again.
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[2, 4]);
         vec![(2, 20)]
     });
@@ -148,7 +148,7 @@ fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
 fn pairs_for_keys_not_asked_for_are_ignored() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
-    let got = cache.get_all_or_load([1, 2, 5], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 5], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         // 99 was not asked for, and 5 is cached: neither is taken from the answer.
         vec![(1, 10), (99, 990), (2, 20), (5, 555)]
@@ -165,12 +165,12 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
     let log: Calls = Arc::default();
-    let got = cache.get_all_or_load([1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
+    let got = cache.get_all_or_load(&[1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
     assert_eq!(calls(&log), [vec![1, 2, 3]]);
     assert_eq!(got, HashMap::from([(1, 10), (2, 20), (3, 30), (5, 50)]));
 
     // A duplicated key the loader does not find: asked once, absent, nothing left in flight.
-    let got = cache.get_all_or_load([7, 7, 8, 7], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[7, 7, 8, 7], |missing: &[u64]| {
         assert_eq!(missing, &[7, 8]);
         vec![(8, 80)]
     });
@@ -184,16 +184,17 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
 fn no_call_to_the_loader_without_a_missing_key() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let never = |_: &[u64]| -> Vec<(u64, u64)> { panic!("nothing to load") };
-    assert!(cache.get_all_or_load(Vec::new(), never).is_empty());
+    assert!(cache.get_all_or_load(&Vec::<u64>::new(), never).is_empty());
     cache.insert(1, 10);
     cache.insert(2, 20);
     assert_eq!(
-        cache.get_all_or_load([2, 1, 2], never),
+        cache.get_all_or_load(&[2, 1, 2], never),
         HashMap::from([(1, 10), (2, 20)])
     );
-    let r = cache.get_all_or_try_load(Vec::new(), |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> {
-        panic!("nothing to load")
-    });
+    let r = cache.get_all_or_try_load(
+        &Vec::<u64>::new(),
+        |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> { panic!("nothing to load") },
+    );
     assert!(r.is_empty());
 }
 
@@ -205,7 +206,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
     let log: Calls = Arc::default();
     let got = {
         let log = Arc::clone(&log);
-        cache.get_all_or_try_load([1, 2, 3, 4, 5], move |missing: &[u64]| {
+        cache.get_all_or_try_load(&[1, 2, 3, 4, 5], move |missing: &[u64]| {
             log.lock().unwrap().push(missing.to_vec());
             Err::<Vec<(u64, u64)>, _>("db down")
         })
@@ -230,7 +231,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
     }
     assert_eq!(cache.len(), 2);
     // The next batch loads them afresh.
-    let got = cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[3, 4]);
         Ok::<_, &str>(vec![(3, 30), (4, 40)])
     });
@@ -242,7 +243,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
 fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
-        c.get_or_try_load(&3, || {
+        c.get_or_load(&3, || {
             gate();
             Err::<u64, _>("leader failed")
         })
@@ -250,7 +251,7 @@ fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let batch = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+            cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
                 assert_eq!(missing, &[4]);
                 Ok::<_, &str>(vec![(4, 40)])
             })
@@ -274,7 +275,7 @@ fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
     let batch = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_load([1, 2, 3], move |missing: &[u64]| {
+            cache.get_all_or_load(&[1, 2, 3], move |missing: &[u64]| {
                 called_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
                 missing.iter().map(|&k| (k, k * 10)).collect::<Vec<_>>()
@@ -284,7 +285,9 @@ fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
     called_rx.recv().unwrap();
     let waiter = {
         let cache = cache.clone();
-        thread::spawn(move || cache.get_or_load(&2, || panic!("the batch is loading key 2")))
+        thread::spawn(move || {
+            cache.get_or_load(&2, || -> u64 { panic!("the batch is loading key 2") })
+        })
     };
     until_waiting(&cache, &2, 1);
     release_tx.send(()).unwrap();
@@ -303,7 +306,7 @@ fn a_single_key_waiter_loads_a_key_the_batch_did_not_find() {
     let batch = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_load([1, 2, 3], move |_: &[u64]| {
+            cache.get_all_or_load(&[1, 2, 3], move |_: &[u64]| {
                 called_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
                 vec![(1, 10), (3, 30)]
@@ -342,7 +345,7 @@ fn a_panicking_batch_hands_its_keys_to_their_waiters() {
         let cache = cache.clone();
         thread::spawn(move || {
             catch_unwind(AssertUnwindSafe(|| {
-                cache.get_all_or_load([1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
+                cache.get_all_or_load(&[1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
                     called_tx.send(()).unwrap();
                     release_rx.recv().unwrap();
                     panic!("batch loader bug")
@@ -396,7 +399,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
         catch_unwind(AssertUnwindSafe(|| {
-            c.get_or_load(&5, || {
+            c.get_or_load(&5, || -> u64 {
                 gate();
                 panic!("single-key loader bug")
             })
@@ -405,7 +408,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let log: Calls = Arc::default();
     let batch = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([4, 5, 6], load))
+        thread::spawn(move || cache.get_all_or_load(&[4, 5, 6], load))
     };
     until_waiting(&cache, &5, 1);
     assert_eq!(calls(&log), [vec![4, 6]], "key 5 is joined, not loaded");
@@ -431,7 +434,7 @@ fn a_batch_joins_the_keys_another_batch_leads() {
     let first = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_load([1, 2], move |missing: &[u64]| {
+            cache.get_all_or_load(&[1, 2], move |missing: &[u64]| {
                 assert_eq!(missing, &[1, 2]);
                 called_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
@@ -443,7 +446,7 @@ fn a_batch_joins_the_keys_another_batch_leads() {
     let log: Calls = Arc::default();
     let second = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([2, 3, 1], load))
+        thread::spawn(move || cache.get_all_or_load(&[2, 3, 1], load))
     };
     until_waiting(&cache, &2, 1);
     assert_eq!(calls(&log), [vec![3]]);
@@ -461,11 +464,11 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .build()
         .unwrap();
-    let first = cache.get_all_or_try_load([1, 2], |missing: &[u64]| {
+    let first = cache.get_all_or_try_load(&[1, 2], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Err::<Vec<(u64, u64)>, _>("not found")
     });
@@ -477,7 +480,7 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     let log: Calls = Arc::default();
     let got = {
         let log = Arc::clone(&log);
-        cache.get_all_or_try_load([1, 2, 3], move |missing: &[u64]| {
+        cache.get_all_or_try_load(&[1, 2, 3], move |missing: &[u64]| {
             log.lock().unwrap().push(missing.to_vec());
             Ok::<_, &str>(vec![(3, 30)])
         })
@@ -488,12 +491,12 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
         assert!(Arc::ptr_eq(got[&k].as_ref().unwrap_err(), &e), "key {k}");
     }
     // A single-key caller with the same error type gets it too.
-    let single = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let single = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&single.unwrap_err(), &e));
 
     // Once the window has passed, the keys are loaded again.
     time.advance(Duration::from_millis(1));
-    let got = cache.get_all_or_try_load([1, 2, 3], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[1, 2, 3], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Ok::<_, &str>(vec![(1, 10), (2, 20)])
     });
@@ -510,7 +513,7 @@ fn assert_send<T: Send>(t: T) -> T {
 fn async_batch_futures_are_send() {
     let cache: Cache<u64, String> = Cache::new(10);
     let f = assert_send(
-        cache.get_all_or_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_load_async(&[1, 2], |missing: Vec<u64>| async move {
             missing
                 .into_iter()
                 .map(|k| (k, k.to_string()))
@@ -519,7 +522,7 @@ fn async_batch_futures_are_send() {
     );
     drop(f);
     let g = assert_send(
-        cache.get_all_or_try_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_try_load_async(&[1, 2], |missing: Vec<u64>| async move {
             Ok::<_, std::io::Error>(
                 missing
                     .into_iter()
@@ -558,7 +561,7 @@ async fn async_batch_answers_hits_joins_and_misses() {
         // `tokio::spawn` needs the batch's future to be `Send`.
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2, 3, 4, 5], move |missing: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2, 3, 4, 5], move |missing: Vec<u64>| {
                     log.lock().unwrap().push(missing.clone());
                     async move { missing.into_iter().map(|k| (k, k * 10)).collect::<Vec<_>>() }
                 })
@@ -588,7 +591,7 @@ async fn a_dropped_async_batch_hands_its_keys_over() {
         let cache = cache.clone();
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2], move |_: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2], move |_: Vec<u64>| {
                     let started = started_tx.clone();
                     async move {
                         started.send(()).unwrap();
@@ -640,7 +643,7 @@ fn a_panicking_hash_mid_batch_leaves_no_key_in_flight() {
     let cache: Cache<Trap, u64> = Cache::new(100);
     ARMED.with(|a| a.set(true));
     let r = catch_unwind(AssertUnwindSafe(|| {
-        cache.get_all_or_load([Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
+        cache.get_all_or_load(&[Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
             Vec::<(Trap, u64)>::new()
         })
     }));

@@ -145,7 +145,7 @@ fn async_and_batch_callers_after_a_panicking_completion_do_not_spin() {
     lead_into_the_trap(&cache, 3);
     let c = cache.clone();
     let found = within_watchdog(move || {
-        c.get_all_or_load([Touchy(3)], |keys: &[Touchy]| {
+        c.get_all_or_load(&[Touchy(3)], |keys: &[Touchy]| {
             keys.iter().map(|k| (k.clone(), 30)).collect::<Vec<_>>()
         })
     });

@@ -177,7 +177,7 @@ fn compute_after_a_failed_load_sees_nothing() {
     let leader = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_or_try_load(&1, || {
+            cache.get_or_load(&1, || {
                 started_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
                 Err::<u64, _>("db down")
@@ -210,11 +210,11 @@ fn compute_over_a_cached_error_sees_nothing_and_ends_the_window() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .build()
         .unwrap();
-    let e = cache.get_or_try_load(&1, || Err::<u64, _>("not found"));
+    let e = cache.get_or_load(&1, || Err::<u64, _>("not found"));
     assert!(e.is_err());
     // Keep leaves the negative entry; Put replaces it.
     let kept = cache.compute(&1, |v| {
@@ -222,7 +222,7 @@ fn compute_over_a_cached_error_sees_nothing_and_ends_the_window() {
         Compute::Keep
     });
     assert_eq!(kept, None);
-    let cached = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let cached = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&cached.unwrap_err(), e.as_ref().unwrap_err()));
     let mut seen = None;
     let r = cache.compute(&1, |v| {
@@ -230,7 +230,7 @@ fn compute_over_a_cached_error_sees_nothing_and_ends_the_window() {
         Compute::Put(7)
     });
     assert_eq!((seen, r), (Some(None), Some(7)));
-    let v = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
+    let v = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
     assert_eq!(v, Ok(7));
     cache.validate().unwrap();
 }

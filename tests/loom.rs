@@ -196,14 +196,14 @@ fn leader_fails_while_a_waiter_joins() {
         let other = {
             let (cache, calls) = (cache.clone(), calls.clone());
             thread::spawn(move || {
-                cache.get_or_try_load(&1, || {
+                cache.get_or_load(&1, || {
                     calls.count();
                     Err::<u32, _>("theirs")
                 })
             })
         };
         let mine = cache
-            .get_or_try_load(&1, || {
+            .get_or_load(&1, || {
                 calls.count();
                 Err::<u32, _>("mine")
             })
@@ -235,13 +235,13 @@ fn leader_fails_with_another_error_type() {
         let other = {
             let (cache, calls) = (cache.clone(), calls.clone());
             thread::spawn(move || {
-                cache.get_or_try_load(&1, || {
+                cache.get_or_load(&1, || {
                     calls.count();
                     Ok::<u32, u8>(20)
                 })
             })
         };
-        let mine = cache.get_or_try_load(&1, || {
+        let mine = cache.get_or_load(&1, || {
             calls.count();
             Err::<u32, _>("mine")
         });

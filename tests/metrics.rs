@@ -240,8 +240,8 @@ fn the_load_histogram_gets_one_sample_per_finished_load_by_result() {
     let ((), got) = capture(|| {
         assert_eq!(cache.get_or_load(&1, || 1), 1);
         assert_eq!(cache.get_or_load(&2, || 2), 2);
-        assert_eq!(cache.get_or_load(&2, || unreachable!()), 2); // a hit: no load
-        let err = cache.get_or_try_load(&3, || Err::<u64, _>("down"));
+        assert_eq!(cache.get_or_load(&2, || -> u64 { unreachable!() }), 2); // a hit: no load
+        let err = cache.get_or_load(&3, || Err::<u64, _>("down"));
         assert_eq!(err, Err(Arc::new("down")));
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             cache.get_or_load(&4, || -> u64 { panic!("loader panics") })

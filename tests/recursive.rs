@@ -64,8 +64,8 @@ fn a_fallible_blocking_loader_asking_for_its_own_key_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
     let msg = panic_message(move || {
-        c.get_or_try_load(&1, || {
-            c.get_or_try_load(&1, || Ok::<u64, String>(2))
+        c.get_or_load(&1, || {
+            c.get_or_load(&1, || Ok::<u64, String>(2))
                 .map_err(|e| e.to_string())
         })
     });
@@ -101,7 +101,7 @@ fn an_async_loader_awaiting_its_own_key_is_reported() {
 #[test]
 fn a_loading_cache_whose_loader_asks_for_its_own_key_is_reported() {
     use std::sync::{Arc, OnceLock};
-    type Users = cachet::LoadingCache<u64, u64, String>;
+    type Users = cachet::LoadingCache<u64, u64, Result<u64, String>>;
     let slot: Arc<OnceLock<Users>> = Arc::new(OnceLock::new());
     let inner = Arc::clone(&slot);
     let users: Users = Cache::builder()
@@ -133,7 +133,7 @@ fn a_batch_loader_asking_for_a_key_it_loads_is_reported() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let c = cache.clone();
     let msg = panic_message(move || {
-        c.get_all_or_load([1, 2], |keys: &[u64]| {
+        c.get_all_or_load(&[1, 2], |keys: &[u64]| {
             let inner = c.get_or_load(&2, || 20);
             keys.iter().map(|&k| (k, inner + k)).collect::<Vec<_>>()
         })

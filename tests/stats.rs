@@ -152,7 +152,7 @@ fn inserts_count_insert_insert_with_ttl_and_loads_that_store() {
     assert_eq!(cache.stats().inserts, 3);
     assert_eq!(cache.get_or_load(&3, || 30), 30); // stored
     assert_eq!(cache.stats().inserts, 4);
-    assert_eq!(cache.get_or_load(&3, || unreachable!()), 30); // a hit: no load, no insert
+    assert_eq!(cache.get_or_load(&3, || -> u64 { unreachable!() }), 30); // a hit: no load, no insert
     let s = cache.stats();
     assert_eq!((s.inserts, s.loads, s.load_failures), (4, 1, 0));
     // Misses: the load's first lookup; hits: the loader that found key 3.
@@ -167,7 +167,7 @@ fn inserts_count_insert_insert_with_ttl_and_loads_that_store() {
 fn a_failed_load_counts_no_insert() {
     let cache = recording(100);
     assert_eq!(
-        cache.get_or_try_load(&1, || Err::<u64, _>("down")),
+        cache.get_or_load(&1, || Err::<u64, _>("down")),
         Err(Arc::new("down"))
     );
     assert_eq!(cache.peek(&1), None);
@@ -207,7 +207,7 @@ fn loads_and_failures_by_outcome_and_the_load_times() {
     assert!(s.average_load_time().is_some());
     assert!(s.max_load_time <= s.total_load_time);
 
-    let err = cache.get_or_try_load(&2, || Err::<u64, _>(5u8));
+    let err = cache.get_or_load(&2, || Err::<u64, _>(5u8));
     assert_eq!(err, Err(Arc::new(5u8)));
     assert_eq!(
         (cache.stats().loads, cache.stats().load_failures),
@@ -461,7 +461,7 @@ fn without_record_stats_the_counters_stay_zero_but_the_sizes_are_reported() {
     assert_eq!(cache.get(&1), Some(3));
     assert_eq!(cache.get(&9), None);
     assert_eq!(cache.get_or_load(&4, || 1), 1);
-    let _ = cache.get_or_try_load(&5, || Err::<u64, _>(()));
+    let _ = cache.get_or_load(&5, || Err::<u64, _>(()));
     cache.insert_with_ttl(6, 1, Duration::from_millis(1));
     time.advance(Duration::from_millis(1));
     cache.run_pending_maintenance(); // expired

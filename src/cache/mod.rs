@@ -3,9 +3,10 @@
 //! validated `Config` and knows nothing of the builder, the loaders or the loading caches.
 //
 // Files: this one holds the handle and its construction; `read.rs` the lookups, `write.rs`
-// inserts, `compute` and removals, `maintain.rs` expiration scheduling and delivery of removals,
+// inserts, `compute` and removals, `entry.rs` the entry API over `compute`, `maintain.rs` expiration scheduling and delivery of removals,
 // `loads.rs` the cache's side of loads and refreshes in flight, `iter.rs` the iterator.
 
+mod entry;
 mod iter;
 mod loads;
 mod maintain;
@@ -29,6 +30,7 @@ use crate::shard::{Budget, ShardState};
 use crate::stats::{CacheStats, LoadHook, ShardStats};
 use crate::sync::{Mutex, RwLock};
 
+pub use entry::Entry;
 pub use iter::Iter;
 use read::ReadMode;
 pub use write::Compute;
@@ -101,7 +103,8 @@ struct Inner<K, V, S> {
     hasher: S,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
-    capacity: u64,
+    /// The `max_capacity` (changed by `set_capacity`).
+    capacity: AtomicU64,
     clock: Clock,
     expire: ExpireConfig<K, V>,
     /// Whether the cache keeps statistics (`record_stats`; the counters are in the shards).
@@ -109,7 +112,7 @@ struct Inner<K, V, S> {
     /// How `get` reads (whether entries can expire, and how).
     read: ReadMode,
     name: Option<Arc<str>>,
-    /// How long a failed load's error is served (`cache_errors_for`), in clock ticks.
+    /// How long a failed or empty load is remembered (`negative_ttl`), in clock ticks.
     negative_ttl: Option<u64>,
     /// Told of every finished load's time, with statistics on.
     on_load: Option<LoadHook>,
@@ -192,7 +195,7 @@ where
                 hasher,
                 weigher,
                 listener,
-                capacity,
+                capacity: AtomicU64::new(capacity),
                 clock,
                 read: ReadMode::new(timed.is_some(), expire.ttl_only(), record_stats),
                 expire,
@@ -296,9 +299,10 @@ impl<K, V, S> Cache<K, V, S> {
         &self.inner.label
     }
 
-    /// The configured `max_capacity`.
+    /// The `max_capacity`: as configured, or as last set by
+    /// [`set_capacity`](Self::set_capacity).
     pub fn capacity(&self) -> u64 {
-        self.inner.capacity
+        self.inner.capacity.load(Ordering::Relaxed)
     }
 
     /// Number of shards.
@@ -330,10 +334,10 @@ where
         }
         // A weighted cache's capacity not held by a shard is in its budget.
         total += self.inner.budget.as_ref().map_or(0, |b| b.free());
-        if total != self.inner.capacity {
+        let capacity = self.inner.capacity.load(Ordering::Relaxed);
+        if total != capacity {
             return Err(format!(
-                "shard capacities (and free budget) sum to {total}, not {}",
-                self.inner.capacity
+                "shard capacities (and free budget) sum to {total}, not {capacity}"
             ));
         }
         Ok(())
@@ -356,7 +360,7 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
         f.debug_struct("Cache")
             .field("name", &self.inner.name)
             .field("len", &self.len())
-            .field("capacity", &self.inner.capacity)
+            .field("capacity", &self.inner.capacity.load(Ordering::Relaxed))
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()
     }

@@ -12,6 +12,8 @@ use crate::expiry::{Lifetime, ticks};
 use crate::flight::{Flight, Wait, check_not_leading};
 use crate::listener::{RemovalCause, Removed};
 
+use std::sync::atomic::Ordering;
+
 use super::read::ReadKind;
 use super::{Cache, Hashed};
 
@@ -333,6 +335,90 @@ where
             if let Err(p) = visited {
                 resume_unwind(p);
             }
+        }
+    }
+
+    /// Removes `key` if `remove(&value)` says so, in one step that no other write to the key
+    /// can interleave with, and returns the removed value. Waits for a load of the key in
+    /// flight first, as [`compute`](Self::compute) does.
+    ///
+    /// # Panics
+    ///
+    /// If `remove` panics, nothing changes and the panic resumes.
+    ///
+    /// ```
+    /// use cachet::Cache;
+    ///
+    /// let sessions: Cache<u64, &str> = Cache::new(100);
+    /// sessions.insert(1, "expired-token");
+    /// assert_eq!(sessions.remove_if(&1, |token| token.starts_with("expired")), Some("expired-token"));
+    /// assert_eq!(sessions.remove_if(&1, |_| true), None);
+    /// ```
+    pub fn remove_if<Q, F>(&self, key: &Q, remove: F) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        V: Clone,
+        F: FnOnce(&V) -> bool,
+    {
+        let mut removed = None;
+        self.compute(key, |current| match current {
+            Some(v) if remove(v) => {
+                removed = Some(v.clone());
+                Compute::Remove
+            }
+            _ => Compute::Keep,
+        });
+        removed
+    }
+
+    /// Changes `max_capacity` now: the cache evicts, by its policy, what no longer fits (and
+    /// reports it to the listener as [`RemovalCause::Evicted`]), and grows into a larger one as
+    /// entries arrive. The shard count stays as built; a count-bounded cache's shards each get
+    /// an even share of the new capacity (a shard with none stores nothing). Every shard is
+    /// locked at once while the capacity changes hands: a rare operation.
+    ///
+    /// ```
+    /// use cachet::Cache;
+    ///
+    /// let cache: Cache<u64, u64> = Cache::new(1_000);
+    /// for k in 0..1_000 {
+    ///     cache.insert(k, k);
+    /// }
+    /// cache.set_capacity(100);
+    /// assert_eq!(cache.capacity(), 100);
+    /// assert!(cache.len() <= 100);
+    /// ```
+    pub fn set_capacity(&self, max_capacity: u64) {
+        let inner = &self.inner;
+        let mut batches = Vec::new();
+        {
+            let _no_lending = inner.lending.lock();
+            let mut states: Vec<_> = inner.shards.iter().map(|s| s.state.write()).collect();
+            let old = inner.capacity.swap(max_capacity, Ordering::Relaxed);
+            let n = states.len() as u64;
+            let time = self.now();
+            let mut held = 0;
+            for (i, state) in states.iter_mut().enumerate() {
+                let base = max_capacity / n + u64::from((i as u64) < max_capacity % n);
+                // A weighted shard shrinks with the cache, in proportion to what it holds.
+                let limit = if max_capacity < old {
+                    let scaled = u128::from(state.capacity()) * u128::from(max_capacity);
+                    u64::try_from(scaled / u128::from(old)).unwrap_or(u64::MAX)
+                } else {
+                    u64::MAX
+                };
+                let mut removed = Removed::new();
+                state.set_capacity(base, limit, &time, &mut removed);
+                inner.shards[i].after_write(state);
+                held += state.capacity();
+                batches.push((i, removed));
+            }
+            if let Some(budget) = &inner.budget {
+                budget.reset(max_capacity, held);
+            }
+        }
+        for (i, removed) in batches {
+            self.deliver(i, removed, None);
         }
     }
 

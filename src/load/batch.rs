@@ -7,6 +7,8 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use equivalent::Equivalent;
+
 use crate::cache::{Cache, Hashed};
 use crate::flight::{Flight, Leading, Outcome, Wait, check_not_leading};
 use crate::shard::Begin;
@@ -69,7 +71,7 @@ where
     ///
     /// let cache: Cache<u64, String> = Cache::new(1_000);
     /// cache.insert(1, "cached".to_string());
-    /// let found = cache.get_all_or_load([1, 2, 3], |missing: &[u64]| {
+    /// let found = cache.get_all_or_load(&[1, 2, 3], |missing: &[u64]| {
     ///     assert_eq!(missing, &[2, 3]); // one query for both, e.g. `WHERE id IN (2, 3)`
     ///     missing.iter().filter(|&&id| id != 3).map(|&id| (id, format!("row {id}"))).collect::<Vec<_>>()
     /// });
@@ -77,9 +79,10 @@ where
     /// assert_eq!(found[&2], "row 2");
     /// assert_eq!(cache.get(&2).as_deref(), Some("row 2"));
     /// ```
-    pub fn get_all_or_load<I, F, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    pub fn get_all_or_load<'q, Q, I, F, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(&[K]) -> R,
         R: IntoIterator<Item = (K, V)>,
     {
@@ -90,15 +93,20 @@ where
     /// gets its value or the error of the load that covered it: when `load` fails, every key
     /// it was asked for gets that error (shared, `Arc<E>`), as do the other callers waiting on
     /// those keys; a key that joined another caller's failed load gets that load's error.
-    pub fn get_all_or_try_load<I, F, R, E>(&self, keys: I, mut load: F) -> BatchResult<K, V, E>
+    pub fn get_all_or_try_load<'q, Q, I, F, R, E>(
+        &self,
+        keys: I,
+        mut load: F,
+    ) -> BatchResult<K, V, E>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(&[K]) -> Result<R, E>,
         R: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
         let mut out = HashMap::new();
-        let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut todo: Vec<K> = keys.into_iter().map(ToOwned::to_owned).collect();
         let mut first = true;
         while !todo.is_empty() {
             let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
@@ -122,9 +130,14 @@ where
 
     /// Async [`get_all_or_load`](Self::get_all_or_load): `load` gets the missing keys (owned)
     /// and returns a future.
-    pub async fn get_all_or_load_async<I, F, Fut, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    pub async fn get_all_or_load_async<'q, Q, I, F, Fut, R>(
+        &self,
+        keys: I,
+        mut load: F,
+    ) -> HashMap<K, V>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = R>,
         R: IntoIterator<Item = (K, V)>,
@@ -138,20 +151,21 @@ where
 
     /// Async [`get_all_or_try_load`](Self::get_all_or_try_load). If this future is dropped
     /// while its loader runs, the loads it led are handed to their waiters.
-    pub async fn get_all_or_try_load_async<I, F, Fut, R, E>(
+    pub async fn get_all_or_try_load_async<'q, Q, I, F, Fut, R, E>(
         &self,
         keys: I,
         mut load: F,
     ) -> BatchResult<K, V, E>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<R, E>>,
         R: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
         let mut out = HashMap::new();
-        let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut todo: Vec<K> = keys.into_iter().map(ToOwned::to_owned).collect();
         let mut first = true;
         while !todo.is_empty() {
             let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
@@ -222,7 +236,7 @@ where
     }
 
     /// The guards of the loads a round leads (dropped unsettled, they hand the loads over).
-    fn leads<'a>(&'a self, round: &'a Round<K, V>) -> Vec<Lead<'a, K, V, S>> {
+    fn leads<'a>(&'a self, round: &'a Round<K, V>) -> Vec<Lead<'a, K, V, S, K>> {
         round
             .lead_keys
             .iter()
@@ -233,7 +247,7 @@ where
 
     /// Settles every load a round led with the batch loader's answer.
     fn finish_round<R, E>(
-        leads: Vec<Lead<'_, K, V, S>>,
+        leads: Vec<Lead<'_, K, V, S, K>>,
         result: Result<R, E>,
         out: &mut BatchResult<K, V, E>,
     ) where
@@ -247,10 +261,13 @@ where
                     let key = lead.key.clone();
                     match found.remove(&key) {
                         Some(v) => {
-                            let v = lead.finish_shared::<E>(Ok(v));
-                            out.insert(key, v);
+                            if let Ok(Some(v)) = lead.settle::<E>(Ok(Some(v))) {
+                                out.insert(key, Ok(v));
+                            }
                         }
-                        None => lead.finish_missing(),
+                        None => {
+                            let _ = lead.settle::<E>(Ok(None)); // not found: no entry in `out`
+                        }
                     }
                 }
             }
@@ -258,7 +275,8 @@ where
                 let e = Arc::new(e);
                 for lead in leads {
                     let key = lead.key.clone();
-                    out.insert(key, lead.finish_shared(Err(Arc::clone(&e))));
+                    let _ = lead.settle::<E>(Err(Arc::clone(&e)));
+                    out.insert(key, Err(Arc::clone(&e)));
                 }
             }
         }
@@ -274,13 +292,16 @@ where
     ) where
         E: Send + Sync + 'static,
     {
-        match outcome.next::<E>() {
-            Next::Done(r) => {
-                out.insert(k, r);
+        match outcome.next::<E>(true) {
+            Next::Done(Ok(Some(v))) => {
+                out.insert(k, Ok(v));
             }
-            Next::Missing => {}
+            Next::Done(Ok(None)) => {} // not found
+            Next::Done(Err(e)) => {
+                out.insert(k, Err(e));
+            }
             Next::Retry => todo.push(k),
-            Next::RetryAfterForeignError => {
+            Next::RetryOwn => {
                 self.abandon_load(at, flight.generation);
                 todo.push(k);
             }

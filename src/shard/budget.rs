@@ -23,20 +23,28 @@ use super::ShardState;
 /// The capacity of a weighted cache that no shard holds.
 pub(crate) struct Budget {
     free: AtomicU64,
-    total: u64,
+    /// The cache's `max_capacity` (changed by `Cache::set_capacity`, with every shard locked).
+    total: AtomicU64,
 }
 
 impl Budget {
     pub(crate) fn new(total: u64) -> Self {
         Budget {
             free: AtomicU64::new(total),
-            total,
+            total: AtomicU64::new(total),
         }
     }
 
     /// The cache's `max_capacity`.
     pub(crate) fn total(&self) -> u64 {
-        self.total
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Sets the cache's capacity to `total`, the shards now holding `held` of it (every shard
+    /// locked, so nothing claims or gives back meanwhile).
+    pub(crate) fn reset(&self, total: u64, held: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.free.store(total - held, Ordering::Relaxed);
     }
 
     /// Capacity no shard holds.
@@ -48,7 +56,7 @@ impl Budget {
     /// Takes up to `want` for a shard `below_base` short of its even share: that part freely,
     /// the rest only down to a sixteenth of the total left free. Returns what was taken.
     fn claim(&self, want: u64, below_base: u64) -> u64 {
-        let reserve = self.total / 16;
+        let reserve = self.total() / 16;
         let mut free = self.free.load(Ordering::Relaxed);
         loop {
             let owed = want.min(below_base).min(free);
@@ -135,5 +143,32 @@ impl<K, V> ShardState<K, V> {
         self.capacity += lent;
         self.policy.fill_main(&mut self.slab);
         self.evict_to_capacity(now, removed);
+    }
+}
+
+impl<K, V> ShardState<K, V> {
+    /// The cache's capacity changed: this shard's even share is now `base`. A count-bounded
+    /// shard's capacity becomes it; a weighted shard keeps what it holds, up to `limit` (what
+    /// the cache can still give it). Evicts down to the new capacity; returns the capacity the
+    /// shard holds.
+    pub(crate) fn set_capacity(
+        &mut self,
+        base: u64,
+        limit: u64,
+        time: &Now<'_>,
+        removed: &mut Removed<K, V>,
+    ) -> u64 {
+        self.base = base;
+        self.capacity = if self.budget.is_some() {
+            self.capacity.min(limit)
+        } else {
+            base
+        };
+        self.max_entries = self.entries_for(base);
+        self.policy.set_capacity(base);
+        let now = self.tick_if_timed(time);
+        self.policy.fill_main(&mut self.slab);
+        self.evict_to_capacity(now, removed);
+        self.capacity
     }
 }

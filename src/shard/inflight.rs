@@ -20,7 +20,7 @@ pub(super) struct Pending<K, V> {
     pub(super) key: K,
     pub(super) hash: u32,
     flight: Arc<Flight<V>>,
-    /// `None` while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
+    /// `None` while the load runs. Otherwise the load failed and, with `negative_ttl`, its
     /// error is served to callers of the key until this clock tick (a negative entry).
     failed_until: Option<u64>,
 }
@@ -31,7 +31,7 @@ pub(crate) enum Begin<V> {
     Hit(V),
     /// Wait on a load in flight.
     Join(Arc<Flight<V>>),
-    /// A failed load remembered (`cache_errors_for`): its flight holds the outcome.
+    /// A failed or empty load remembered (`negative_ttl`): its flight holds the outcome.
     Remembered(Arc<Flight<V>>),
     /// Run the loader: a new load was registered.
     Lead(Arc<Flight<V>>),
@@ -44,7 +44,7 @@ pub(super) struct InFlight<K, V> {
     pub(super) pending: Vec<Pending<K, V>>,
     /// Generation of the next load, so a leader can tell its own slot from a newer one.
     next_generation: u64,
-    /// Negative entries (failed loads kept with `cache_errors_for`) in the order they were
+    /// Negative entries (failed loads kept with `negative_ttl`) in the order they were
     /// made, which is the order they end in (one lifetime for all): `(until, generation,
     /// hash)`. A queued one whose slot was since replaced is skipped when it comes up.
     negative: VecDeque<(u64, u64, u32)>,
@@ -93,15 +93,15 @@ impl<K, V> InFlight<K, V> {
 impl<K, V> ShardState<K, V> {
     /// After a miss: finds the entry (a hit after all), joins the load in flight, or registers
     /// a new load for the caller to lead. An expired entry is removed on the way (to `removed`).
-    pub(crate) fn begin_load(
+    pub(crate) fn begin_load<Q>(
         &mut self,
         hash: u32,
-        key: &K,
+        key: &Q,
         time: &Now<'_>,
         removed: &mut Removed<K, V>,
     ) -> Begin<V>
     where
-        K: Eq + Clone,
+        Q: ?Sized + Equivalent<K> + ToOwned<Owned = K>,
         V: Clone,
     {
         let now = self.tick_if_timed(time);
@@ -111,17 +111,22 @@ impl<K, V> ShardState<K, V> {
             let (slab, pending) = (&self.slab, &self.loads.pending);
             let t = match self.index.entry(
                 index_hash(hash),
-                |&t| key_of(slab, pending, t) == key,
+                |&t| key.equivalent(key_of(slab, pending, t)),
                 |&t| index_hash(hash_of(slab, pending, t)),
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     // The entry expired (or left) while its refresh runs: wait for that load.
-                    if let Some(r) = self.loads.refreshing.iter().find(|r| &r.key == key) {
+                    if let Some(r) = self
+                        .loads
+                        .refreshing
+                        .iter()
+                        .find(|r| key.equivalent(&r.key))
+                    {
                         return Begin::Join(Arc::clone(&r.flight));
                     }
-                    // Cloned first: a panicking `Clone` must leave nothing half-registered.
-                    let key = key.clone();
+                    // Built first: a panicking `to_owned` must leave nothing half-registered.
+                    let key = key.to_owned();
                     let flight = self.loads.flight();
                     v.insert(PENDING | self.loads.pending.len() as Token);
                     self.loads.pending.push(Pending {

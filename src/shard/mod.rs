@@ -114,13 +114,7 @@ impl<K, V> ShardState<K, V> {
         window: Arc<SharedWindow>,
     ) -> Self {
         let weighted = budget.is_some();
-        let max_entries = if weighted {
-            MAX_ENTRIES
-        } else {
-            usize::try_from(capacity.saturating_add(1))
-                .unwrap_or(MAX_ENTRIES)
-                .min(MAX_ENTRIES)
-        };
+        let max_entries = entries_for(weighted, capacity);
         // Every entry weighs at least 1, so no shard ever holds more entries than its capacity.
         let fits = usize::try_from(capacity).unwrap_or(usize::MAX);
         let initial = initial.min(max_entries).min(fits);
@@ -151,6 +145,11 @@ impl<K, V> ShardState<K, V> {
             wheel,
             loads: InFlight::new(),
         }
+    }
+
+    /// `max_entries` for a shard of `capacity`.
+    pub(super) fn entries_for(&self, capacity: u64) -> usize {
+        entries_for(self.budget.is_some(), capacity)
     }
 
     /// Whether entries of this shard may have deadlines.
@@ -195,7 +194,6 @@ impl<K, V> ShardState<K, V> {
         self.weight
     }
 
-    #[cfg(any(test, feature = "_test-hooks"))]
     #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
@@ -245,6 +243,18 @@ impl<K, V> ShardState<K, V> {
             }
         }
         e
+    }
+}
+
+/// Most entries a shard of `capacity` grows its slab to: its capacity plus the one entry that
+/// is briefly over the bound during an insert when count-bounded; no bound when weighted.
+fn entries_for(weighted: bool, capacity: u64) -> usize {
+    if weighted {
+        MAX_ENTRIES
+    } else {
+        usize::try_from(capacity.saturating_add(1))
+            .unwrap_or(MAX_ENTRIES)
+            .min(MAX_ENTRIES)
     }
 }
 
