@@ -744,7 +744,7 @@ fn impossible_initial_capacity_is_a_hint_not_an_abort() {
     small.validate().unwrap();
 }
 
-/// Regression: when every window entry has been read, the policy promotes them all to the main
+/// When every window entry has been read, the policy promotes them all to the main
 /// space and the window empties while a victim is being chosen. That must neither panic nor lose
 /// the bound. Reached by growing, through an update, an entry that sits in the window.
 #[test]

@@ -185,13 +185,56 @@ impl Harness {
     fn release(&self) {
         self.release.send(()).unwrap();
     }
+
+    /// Loads of `key` from now on park in the loader until [`release`](Self::release)
+    /// (`NONE`: no key).
+    fn block(&self, key: u64) {
+        self.src.block.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads of `key` from now on fail (`NONE`: no key).
+    fn fail(&self, key: u64) {
+        self.src.fail.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads of `key` from now on panic (`NONE`: no key).
+    fn panic(&self, key: u64) {
+        self.src.panic.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads each of `keys` into `cache` (a miss, and the key's first loader call).
+    fn load_first(&self, cache: &Loading, keys: &[u64]) {
+        for &k in keys {
+            assert_eq!(cache.get(&k), Ok(k * 1000 + 1));
+            assert_eq!(self.called(), (k, 1));
+        }
+    }
+
+    /// Moves the clock to 50 s, past `AFTER` for entries loaded at 0 s: a hit on `key` returns
+    /// its first value at once and starts its refresh, the key's second loader call.
+    fn start_refresh(&self, cache: &Loading, key: u64) {
+        self.time.advance(secs(50));
+        assert_eq!(cache.get(&key), Ok(key * 1000 + 1));
+        assert_eq!(self.called(), (key, 2));
+    }
+
+    /// The marker (see the module docs), for a cache with one refresh thread whose refresh of
+    /// another key was started: key 8's refresh, queued behind it, starts and is stored, so the
+    /// earlier refresh has ended.
+    fn after_the_running_refresh(&self, cache: &Loading) {
+        assert_eq!(cache.get(&8), Ok(8001));
+        assert_eq!(self.called(), (8, 2), "the earlier refresh has ended");
+        eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    }
 }
+
+type Loading = LoadingCache<u64, u64, Result<u64, String>>;
 
 /// A loading cache (mock clock, TTL 60 s, refresh after 45 s, further options from
 /// `configure`) whose loader returns `key * 1000 + n` on the key's `n`th call.
 fn loading(
     configure: impl FnOnce(CacheBuilder<u64, u64>) -> CacheBuilder<u64, u64>,
-) -> (LoadingCache<u64, u64, Result<u64, String>>, Harness) {
+) -> (Loading, Harness) {
     let time = MockClock::new();
     let (called_tx, called) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
@@ -242,8 +285,7 @@ fn loading(
 #[test]
 fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001)); // a miss: loaded now
-    assert_eq!(h.called(), (7, 1));
+    h.load_first(&cache, &[7]); // a miss: loaded now
 
     h.time.advance(secs(44));
     for _ in 0..100 {
@@ -251,7 +293,7 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
     }
     h.no_call_pending();
 
-    h.src.block.store(7, Ordering::SeqCst);
+    h.block(7);
     h.time.advance(secs(6)); // 50 s: older than 45 s
     assert_eq!(cache.get(&7), Ok(7001), "the old value, at once");
     assert_eq!(h.called(), (7, 2), "one background refresh");
@@ -281,7 +323,7 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
     h.time.advance(secs(50)); // 100 s
     assert_eq!(cache.cache().peek(&7), Some(7002));
     // It is due again (10 s left): the next hit refreshes it again.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     assert_eq!(cache.get(&7), Ok(7002));
     assert_eq!(h.called(), (7, 3));
     eventually("the second refresh is stored", || {
@@ -295,18 +337,10 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
 #[test]
 fn a_failed_refresh_serves_the_old_value_until_its_deadline() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-
-    h.src.fail.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
-    // The marker: 8's refresh starts once 7's has ended.
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2));
-    eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    h.load_first(&cache, &[7, 8]);
+    h.fail(7);
+    h.start_refresh(&cache, 7);
+    h.after_the_running_refresh(&cache);
 
     // Stale-if-error: the old value, and no further refresh before the deadline.
     for step in [0, 5_000, 4_999] {
@@ -319,7 +353,7 @@ fn a_failed_refresh_serves_the_old_value_until_its_deadline() {
     assert_eq!(h.calls(7), 2);
 
     // From the deadline on, a miss: loaded normally.
-    h.src.fail.store(NONE, Ordering::SeqCst);
+    h.fail(NONE);
     h.time.advance(Duration::from_millis(1)); // 60 s
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.called(), (7, 3));
@@ -331,18 +365,11 @@ fn a_failed_refresh_serves_the_old_value_until_its_deadline() {
 #[test]
 fn a_panicking_refresh_serves_the_old_value_until_its_deadline() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-
-    h.src.panic.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
-    // The marker: the refresh thread survived the panic and runs 8's refresh.
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2));
-    eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    h.load_first(&cache, &[7, 8]);
+    h.panic(7);
+    h.start_refresh(&cache, 7);
+    // The refresh thread survived the panic and runs 8's refresh.
+    h.after_the_running_refresh(&cache);
 
     h.time.advance(Duration::from_millis(9_999)); // 59.999 s
     for _ in 0..100 {
@@ -350,7 +377,7 @@ fn a_panicking_refresh_serves_the_old_value_until_its_deadline() {
     }
     h.no_call_pending();
 
-    h.src.panic.store(NONE, Ordering::SeqCst);
+    h.panic(NONE);
     h.time.advance(Duration::from_millis(1)); // 60 s
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.calls(7), 3);
@@ -365,12 +392,9 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 #[test]
 fn a_caller_that_misses_during_a_refresh_joins_it() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2)); // the refresh, parked
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.start_refresh(&cache, 7); // the refresh, parked
     h.time.advance(secs(15)); // 65 s: the entry has expired, its refresh still runs
     assert_eq!(cache.cache().peek(&7), None);
 
@@ -434,13 +458,10 @@ fn a_caller_that_misses_during_a_refresh_joins_it() {
 #[test]
 fn a_failed_refresh_gives_its_error_to_the_callers_that_joined_it() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.src.fail.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.fail(7);
+    h.start_refresh(&cache, 7);
     h.time.advance(secs(15)); // expired
     // An infallible caller cannot receive the refresh's error: it loads itself once the
     // refresh has failed.
@@ -472,19 +493,13 @@ fn a_failed_refresh_gives_its_error_to_the_callers_that_joined_it() {
 #[test]
 fn an_insert_during_a_refresh_keeps_the_refreshed_value_out() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7, 8]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
 
     assert_eq!(cache.cache().insert(7, 555), Some(7001)); // e.g. the application wrote the row
-    assert_eq!(cache.get(&8), Ok(8001)); // the marker, queued behind 7's refresh
     h.release();
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
-    eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    h.after_the_running_refresh(&cache);
     assert_eq!(
         cache.cache().peek(&7),
         Some(555),
@@ -493,7 +508,7 @@ fn an_insert_during_a_refresh_keeps_the_refreshed_value_out() {
     assert_eq!(cache.get(&7), Ok(555));
 
     // The inserted value has its own life (from 50 s to 110 s) and is refreshed in its turn.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     h.time.advance(secs(44)); // 94 s: 16 s left, not due
     assert_eq!(cache.get(&7), Ok(555));
     h.no_call_pending();
@@ -507,21 +522,16 @@ fn an_insert_during_a_refresh_keeps_the_refreshed_value_out() {
 #[test]
 fn a_remove_during_a_refresh_keeps_the_refreshed_value_out() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7, 8]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
 
     assert_eq!(cache.cache().remove(&7), Some(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
     h.release();
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
+    h.after_the_running_refresh(&cache);
     assert_eq!(cache.cache().peek(&7), None, "the removal was not undone");
     // The next get is a miss, loaded in the caller.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.called(), (7, 3));
     cache.cache().validate().unwrap();
@@ -530,12 +540,9 @@ fn a_remove_during_a_refresh_keeps_the_refreshed_value_out() {
 #[test]
 fn a_refresh_in_flight_counts_as_a_load_in_flight() {
     let (cache, h) = loading(|b| b.record_stats());
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
     let during = cache.cache().stats();
     h.release();
     eventually("7 refreshed", || cache.cache().peek(&7) == Some(7002));
@@ -549,8 +556,7 @@ fn a_refresh_in_flight_counts_as_a_load_in_flight() {
 #[test]
 fn a_loading_cache_miss_counts_one_miss() {
     let (cache, h) = loading(|b| b.record_stats());
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
+    h.load_first(&cache, &[7]);
     assert_eq!(cache.get(&7), Ok(7001));
     let s = cache.cache().stats();
     assert_eq!((s.hits, s.misses, s.loads, s.inserts), (1, 1, 1, 1));
@@ -577,15 +583,9 @@ fn a_panicking_weigher_on_a_refreshed_value_does_not_strand_the_key() {
             1
         })
     });
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001)); // its refresh returns 7002: the weigher panics
-    assert_eq!(h.called(), (7, 2));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
-    eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    h.load_first(&cache, &[7, 8]);
+    h.start_refresh(&cache, 7); // its refresh returns 7002: the weigher panics
+    h.after_the_running_refresh(&cache);
     assert_eq!(cache.cache().peek(&7), Some(7001));
     // At the deadline the key must load normally (a stranded refresh would be joined forever:
     // the bounded wait shows it as a timeout).
