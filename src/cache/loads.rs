@@ -62,11 +62,12 @@ where
     where
         K: Clone,
     {
-        let absent = value.is_none();
-        self.store_loaded(at, key.clone(), value, |state| {
-            let current = state.end_refresh(generation);
-            current && !absent
-        }) || (absent && self.remove_refreshed(at, key, generation))
+        match value {
+            Some(v) => self.store_loaded(at, key.clone(), Some(v), |state| {
+                state.end_refresh(generation)
+            }),
+            None => self.remove_refreshed(at, key, generation),
+        }
     }
 
     /// Ends the background refresh of `generation` with nothing to store (its loader failed,
