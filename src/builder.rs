@@ -369,8 +369,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Validates the configuration and builds the cache.
     ///
-    /// A [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early)
-    /// needs a registered loader: use [`build_loading`](Self::build_loading) or
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the option at fault: [`BuildError::MissingCapacity`] without
+    /// [`max_capacity`](Self::max_capacity); [`BuildError::ZeroShards`],
+    /// [`BuildError::ShardsNotPowerOfTwo`] or [`BuildError::TooManyShards`] for a bad
+    /// [`shards`](Self::shards); [`BuildError::InvalidJitter`] for a
+    /// [`ttl_jitter`](Self::ttl_jitter) outside `[0, 1]`; [`BuildError::RefreshNeedsLoader`]
+    /// with [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early),
+    /// which need a registered loader: use [`build_loading`](Self::build_loading) or
     /// [`build_async_loading`](Self::build_async_loading) for those.
     pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
     where

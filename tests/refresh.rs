@@ -602,11 +602,7 @@ fn a_panicking_weigher_on_a_refreshed_value_does_not_strand_the_key() {
 
 /// A loading cache with `refresh_early(1.0)` whose loader takes at least 5 ms (it spins: the
 /// rule needs a measured load time) and counts its calls.
-fn early() -> (
-    LoadingCache<u64, u64, Result<u64, String>>,
-    MockClock,
-    Arc<AtomicUsize>,
-) {
+fn early() -> (Loading, MockClock, Arc<AtomicUsize>) {
     let time = MockClock::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);

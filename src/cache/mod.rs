@@ -322,6 +322,10 @@ where
     /// Checks every internal invariant of every shard (queue links and weights, index and slab
     /// agreement, the capacity bound) and returns the first violation found. For tests; it holds
     /// every shard's read lock while it walks all of them.
+    ///
+    /// # Errors
+    ///
+    /// The first invariant found broken, described.
     pub fn validate(&self) -> Result<(), String> {
         // Capacity moves between a weighted cache's shards and its budget under the shards'
         // locks (and the lending lock while in transit): with all of them held, it adds up.

@@ -65,6 +65,12 @@ where
     /// Every key is led by this caller before it waits on others, so two batches that share
     /// keys never wait on each other in a cycle. Duplicate keys are answered once.
     ///
+    /// # Panics
+    ///
+    /// If `load` panics, the loads this caller led are handed to their waiters and the panic
+    /// resumes. A `load` that asks this cache for one of the keys it is loading panics (it
+    /// would wait for itself).
+    ///
     /// ```
     /// use std::collections::HashMap;
     /// use cachet::Cache;
@@ -93,6 +99,10 @@ where
     /// gets its value or the error of the load that covered it: when `load` fails, every key
     /// it was asked for gets that error (shared, `Arc<E>`), as do the other callers waiting on
     /// those keys; a key that joined another caller's failed load gets that load's error.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load`](Self::get_all_or_load).
     pub fn get_all_or_try_load<'q, Q, I, F, R, E>(
         &self,
         keys: I,
@@ -130,6 +140,11 @@ where
 
     /// Async [`get_all_or_load`](Self::get_all_or_load): `load` gets the missing keys (owned)
     /// and returns a future.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load`](Self::get_all_or_load) (a loader that awaits this cache's load
+    /// of one of its keys, in the same task, panics).
     pub async fn get_all_or_load_async<'q, Q, I, F, Fut, R>(
         &self,
         keys: I,
@@ -151,6 +166,10 @@ where
 
     /// Async [`get_all_or_try_load`](Self::get_all_or_try_load). If this future is dropped
     /// while its loader runs, the loads it led are handed to their waiters.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load_async`](Self::get_all_or_load_async).
     pub async fn get_all_or_try_load_async<'q, Q, I, F, Fut, R, E>(
         &self,
         keys: I,

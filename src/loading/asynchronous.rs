@@ -128,9 +128,9 @@ where
         let mut out = HashMap::new();
         for key in keys {
             let key = key.to_owned();
-            if !out.contains_key(&key) {
-                let got = self.get(&key).await;
-                out.insert(key, got);
+            if let std::collections::hash_map::Entry::Vacant(slot) = out.entry(key) {
+                let got = self.get(slot.key()).await;
+                slot.insert(got);
             }
         }
         out
