@@ -141,7 +141,7 @@ fn demo(options: &Options) -> Fallible<()> {
             )
         });
         cached.print(&format!(
-            "2/4 cachet: capacity {}, TTL {} s, get_or_try_load_async{warmed}",
+            "2/4 cachet: capacity {}, TTL {} s, get_or_load_async{warmed}",
             thousands(capacity),
             TTL.as_secs(),
         ));
@@ -149,7 +149,7 @@ fn demo(options: &Options) -> Fallible<()> {
         let coalesced = stampede(&db, true, options.clients, "[3/4] stampede, coalescing").await?;
         coalesced.row.print(&format!(
             "3/4 stampede: {HOT_PAGES} hot pages expire at once under {} clients, \
-             get_or_try_load_async",
+             get_or_load_async",
             options.clients
         ));
         coalesced.print_reloads();
