@@ -140,8 +140,7 @@ where
                 let life = Lifetime::Configured;
                 state.insert(at.hash, key, v, w, life, &mut op);
             }
-            let short = state.take_shortfall();
-            shard.after_write(&mut state);
+            let short = shard.after_insert(&mut state);
             (current && stored_value, short)
         };
         if let (true, Some(stats)) = (stored, self.shard_stats(at.shard)) {

@@ -73,6 +73,8 @@ struct Shard<K, V> {
     stats: Option<Box<ShardStats>>,
     /// This shard's number in `Inner::shards`.
     index: usize,
+    /// Whether the cache is weighted: its shards claim and give back capacity.
+    weighted: bool,
 }
 
 impl<K, V> Shard<K, V> {
@@ -87,7 +89,29 @@ impl<K, V> Shard<K, V> {
     /// longer needs, and publishes when the shard next has expiration work.
     #[inline]
     fn after_write(&self, state: &mut ShardState<K, V>) {
-        state.give_back_spare();
+        if self.weighted {
+            state.give_back_spare();
+        }
+        self.publish_due(state);
+    }
+
+    /// `after_write` for an insert: also returns the room the insert still needs from the
+    /// other shards (a weighted cache's large entry; 0 otherwise), to `lend` it once the lock
+    /// is released.
+    #[inline]
+    fn after_insert(&self, state: &mut ShardState<K, V>) -> u64 {
+        let short = if self.weighted {
+            state.take_shortfall()
+        } else {
+            0
+        };
+        self.after_write(state);
+        short
+    }
+
+    /// Publishes when the shard next has expiration work (write lock held).
+    #[inline]
+    fn publish_due(&self, state: &ShardState<K, V>) {
         if state.is_timed() {
             let due = state.next_due();
             if self.due.load(Ordering::Relaxed) != due {
@@ -185,6 +209,7 @@ where
                     due: AtomicU64::new(u64::MAX),
                     stats: record_stats.then(Box::default),
                     index: i,
+                    weighted: budget.is_some(),
                 }
             })
             .collect();

@@ -92,8 +92,7 @@ where
         let (old, short) = {
             let mut state = shard.state.write();
             let old = state.insert(at.hash, key, value, w, life, &mut op);
-            let short = state.take_shortfall();
-            shard.after_write(&mut state);
+            let short = shard.after_insert(&mut state);
             // The first deadline of a cache built without expiration: reads now check them
             // (a read that still took `read_plain` takes an entry with a deadline for a miss).
             if state.is_timed()
@@ -224,7 +223,7 @@ where
                     let new = v.clone();
                     let life = Lifetime::Configured;
                     old = state.insert(at.hash, owned, v, w, life, &mut op);
-                    short = state.take_shortfall();
+                    short = shard.after_insert(&mut state);
                     if let Some(stats) = self.shard_stats(at.shard) {
                         stats.inserted();
                     }

@@ -107,14 +107,12 @@ impl<K, V> ShardState<K, V> {
         false
     }
 
-    /// After a write: a weighted shard gives back the capacity it holds beyond its weight.
+    /// After a write of a weighted shard: gives back the capacity it holds beyond its weight.
     #[inline]
     pub(crate) fn give_back_spare(&mut self) {
-        if let Some(b) = &self.budget {
-            if self.capacity > self.weight {
-                b.give_back(self.capacity - self.weight);
-                self.capacity = self.weight;
-            }
+        if let (true, Some(b)) = (self.capacity > self.weight, &self.budget) {
+            b.give_back(self.capacity - self.weight);
+            self.capacity = self.weight;
         }
     }
 

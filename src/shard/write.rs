@@ -51,7 +51,6 @@ impl<K, V> ShardState<K, V> {
                 self.evict_token(v, now, removed);
             }
         }
-        let limit = self.limit();
         // One probe finds the key or the slot for it. User `Eq` runs here, before any change.
         let found = loop {
             let (slab, pending) = (&self.slab, &self.loads.pending);
@@ -79,7 +78,10 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Expired);
                         return None;
                     }
-                    if u64::from(w) > limit {
+                    // Heavier than the shard may store: its capacity, or (weighted) the cache's.
+                    let heavy = u64::from(w) > self.capacity
+                        && u64::from(w) > self.budget.as_ref().map_or(self.capacity, |b| b.total());
+                    if heavy {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
@@ -156,7 +158,7 @@ impl<K, V> ShardState<K, V> {
         op: &mut WriteCtx<'_, K, V>,
     ) -> Option<V> {
         let (cfg, removed) = (op.expire, &mut op.removed);
-        let too_heavy = u64::from(w) > self.limit();
+        let too_heavy = u64::from(w) > self.capacity && u64::from(w) > self.limit();
         if too_heavy || deadline.is_some_and(|d| d.when <= d.from) {
             // Too heavy to keep, or expired at once: the old value must not survive either. It
             // was replaced; the new one leaves at once.
@@ -209,6 +211,7 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// Evicts, by the policy, until the weight is within the capacity.
+    #[inline(always)]
     pub(super) fn evict_to_capacity(&mut self, now: Option<u64>, removed: &mut Removed<K, V>) {
         while self.weight > self.capacity {
             let Some(v) = self.policy.victim(&mut self.slab) else {
