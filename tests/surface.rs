@@ -310,3 +310,32 @@ fn an_async_loading_cache_takes_its_key_by_reference() {
         assert_eq!(cache.cache().len(), 2);
     });
 }
+
+/// The futures of the async forms are `Send` (they can be spawned on a multi-threaded runtime),
+/// and the loading caches are `Send + Sync + Clone` handles.
+#[test]
+fn async_forms_are_send_and_loading_caches_are_handles() {
+    fn send<T: Send>(_: &T) {}
+    fn handle<T: Send + Sync + Clone + 'static>() {}
+    let cache: Cache<String, u64> = Cache::new(10);
+    send(&cache.get_or_load_async("k", async { 1 }));
+    send(&cache.entry("k").or_insert_async(1));
+    send(
+        &cache
+            .entry("k")
+            .and_upsert_async(|v| v.copied().unwrap_or(0)),
+    );
+    send(&cache.entry("k").and_compute_async(|_| Compute::Keep));
+    handle::<LoadingCache<String, u64, Option<u64>>>();
+    handle::<AsyncLoadingCache<String, u64, Result<u64, String>>>();
+    let loading: AsyncLoadingCache<String, u64, Option<u64>> = Cache::builder()
+        .max_capacity(10)
+        .build_async_loading(
+            |_| {},
+            |k: &String| std::future::ready(Some(k.len() as u64)),
+        )
+        .unwrap();
+    send(&loading.get("k"));
+    send(&loading.refresh("k"));
+    assert!(format!("{:?}", cache.entry("k")).starts_with("Entry"));
+}

@@ -1,6 +1,7 @@
 //! The entry API: one key's read-modify-write operations, blocking and async, all through
 //! `compute`.
 
+use std::fmt;
 use std::hash::{BuildHasher, Hash};
 
 use equivalent::Equivalent;
@@ -32,6 +33,14 @@ use super::write::Compute;
 pub struct Entry<'a, K, V, S, Q: ?Sized> {
     cache: &'a Cache<K, V, S>,
     key: &'a Q,
+}
+
+impl<K, V, S, Q: ?Sized> fmt::Debug for Entry<'_, K, V, S, Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K, V, S> Cache<K, V, S>
