@@ -79,7 +79,9 @@ fn get_or_load_hit(group: &mut BenchmarkGroup<'_, WallTime>, keys: &[u64]) {
         b.iter(|| {
             let key = keys[i & MASK];
             i = i.wrapping_add(1);
-            black_box(cache.get_or_load(&black_box(key), || unreachable!("every key is resident")))
+            black_box(cache.get_or_load(&black_box(key), || -> u64 {
+                unreachable!("every key is resident")
+            }))
         })
     });
 }

@@ -17,6 +17,7 @@ use crate::config::{Config, MAX_SHARDS, Weigher, default_shards};
 use crate::error::BuildError;
 use crate::expiry::{ExpireConfig, Expiry, ticks};
 use crate::listener::{Listener, RemovalCause};
+use crate::loaded::Loaded;
 use crate::loading::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
 use crate::stats::LoadHook;
 
@@ -102,9 +103,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Weighs entries, so `max_capacity` bounds their total weight instead of their count.
     ///
     /// The weigher runs on every insert, before the shard is locked; it may panic (the insert
-    /// then fails and the cache is unchanged). A weight of 0 counts as 1. An entry heavier than
-    /// its shard's share of the capacity (`max_capacity / shards`) is not stored, and inserting it
-    /// removes any previous value for its key.
+    /// then fails and the cache is unchanged). A weight of 0 counts as 1.
+    ///
+    /// `max_capacity` then bounds the sum of the weights of the whole cache, whatever the shard
+    /// count or the machine: the shards claim capacity from one budget as they fill, and evict
+    /// only once the cache is full. Any entry up to `max_capacity` may be stored (the other
+    /// shards make room for a large one, by their own policies); the eviction policy may still
+    /// turn a newcomer away in favour of entries used more often. An entry heavier than
+    /// `max_capacity` is not stored (the listener hears [`RemovalCause::Evicted`]), and
+    /// inserting it removes any previous value for its key.
     pub fn weigher<F>(mut self, weigher: F) -> Self
     where
         F: Fn(&K, &V) -> u32 + Send + Sync + 'static,
@@ -118,9 +125,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// It runs in the thread whose operation removed the entry, after the shard's lock is
     /// released, so it may call back into the cache. For a value that [`insert`](Cache::insert)
-    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone. If the
-    /// listener panics, the operation's other notifications are still delivered, the cache is
-    /// unaffected, and the first panic then resumes in the caller of that operation.
+    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone.
+    ///
+    /// A panic of the listener never reaches the caller (whose operation may have nothing to do
+    /// with the entry: a `get` that removed an unrelated expired entry on its way): it is
+    /// caught, counted in [`CacheStats::listener_panics`](crate::CacheStats::listener_panics),
+    /// and the listener is still called for the next removals. The default panic hook prints
+    /// it as usual.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -157,6 +168,12 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// capacity, and, without a weigher, at least enough for the capacity to fit
     /// [`MAX_ENTRIES_PER_SHARD`] entries per shard. Each shard gets an equal share of
     /// `max_capacity`.
+    ///
+    /// A count-bounded cache has at most `max_capacity` shards (fewer if `shards` asks for
+    /// more: a shard with no share of the capacity could store nothing). A weighted cache's
+    /// shards share its capacity as they need it: the sum of the weights is bounded by
+    /// `max_capacity` whatever the shard count, and any entry up to `max_capacity` can be
+    /// stored.
     ///
     /// A shard holds at most [`MAX_ENTRIES_PER_SHARD`] entries whatever its share of the
     /// capacity: a full shard evicts before it inserts. So a cache never holds more than
@@ -219,8 +236,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///   late.
     ///
     /// With [`time_to_idle`](Self::time_to_idle) too, whichever deadline comes first applies.
-    /// Expiration costs 12 bytes per entry (16 when combined with time-to-idle or an
-    /// [`Expiry`]), and about 1 ns per hit with the default clock.
+    /// Expiration costs 6 bytes per entry (10 when a time-to-live is combined with
+    /// time-to-idle or an [`Expiry`]; the deadline itself lives in the entry, where a
+    /// `u64 -> u64` entry had padding), and about 1 ns per hit with the default clock.
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -264,19 +282,35 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Remembers a failed load for `ttl`: callers of
-    /// [`get_or_try_load`](Cache::get_or_try_load) (and its async and batch forms) that ask for
-    /// the key meanwhile get the same error at once instead of loading again. This is negative
-    /// caching, for the stampede on a key that does not exist: make "not found" an error of
-    /// the loader, and the database sees one query per key per `ttl`.
+    /// Remembers a load that found nothing (`None`) or failed (`Err`) for `ttl`: callers of
+    /// [`get_or_load`](Cache::get_or_load) (and its async, bounded and batch forms, and a
+    /// loading cache's `get`) that ask for the key meanwhile get the same outcome at once
+    /// instead of loading again. This is negative caching, for the stampede on a key that does
+    /// not exist: the database sees one query per missing key per `ttl`. Without it, "not found"
+    /// and errors are never stored.
     ///
-    /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
-    /// differs from the failed loader's cannot receive it and loads again (so does every
-    /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
-    /// [`remove`](Cache::remove) or [`invalidate_all`](Cache::invalidate_all) of the key ends
-    /// the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// An error is shared (`Arc<E>`) by every caller in the window. A caller that cannot
+    /// receive the outcome (its loader cannot say "not found", or fails with another error
+    /// type) loads again, and its value replaces the remembered outcome. An
+    /// [`insert`](Cache::insert) or [`remove`](Cache::remove) of the key, a
+    /// [`retain`](Cache::retain) or an [`invalidate_all`](Cache::invalidate_all) ends the
+    /// window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
     /// lifetimes; under a millisecond turns negative caching off.
-    pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachet::Cache;
+    ///
+    /// let users: Cache<u64, String> = Cache::builder()
+    ///     .max_capacity(1_000)
+    ///     .negative_ttl(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(users.get_or_load(&404, || None), None); // a query that found nothing
+    /// // Remembered: the next caller gets `None` without running its loader.
+    /// assert_eq!(users.get_or_load(&404, || -> Option<String> { unreachable!() }), None);
+    /// ```
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = Some(ttl);
         self
     }
@@ -335,8 +369,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Validates the configuration and builds the cache.
     ///
-    /// A [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early)
-    /// needs a registered loader: use [`build_loading`](Self::build_loading) or
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the option at fault: [`BuildError::MissingCapacity`] without
+    /// [`max_capacity`](Self::max_capacity); [`BuildError::ZeroShards`],
+    /// [`BuildError::ShardsNotPowerOfTwo`] or [`BuildError::TooManyShards`] for a bad
+    /// [`shards`](Self::shards); [`BuildError::InvalidJitter`] for a
+    /// [`ttl_jitter`](Self::ttl_jitter) outside `[0, 1]`; [`BuildError::RefreshNeedsLoader`]
+    /// with [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early),
+    /// which need a registered loader: use [`build_loading`](Self::build_loading) or
     /// [`build_async_loading`](Self::build_async_loading) for those.
     pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
     where
@@ -350,14 +391,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// Builds a [`LoadingCache`]: a cache with `load` registered as its loader, for misses
-    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)).
-    pub fn build_loading<E, F>(self, load: F) -> Result<LoadingCache<K, V, E, S>, BuildError>
+    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)). `load` takes
+    /// the key by reference and returns a value, an `Option`, a `Result` or a `Result` of an
+    /// `Option` (see [`Loaded`]); the cache's `get` returns the same shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::InvalidRefreshThreads`] for a
+    /// [`refresh_threads`](Self::refresh_threads) of 0 or above [`MAX_REFRESH_THREADS`];
+    /// [`BuildError::RefreshNeedsTtl`], [`BuildError::InvalidRefreshAfter`] or
+    /// [`BuildError::InvalidRefreshEarly`] for a refresh option that cannot apply.
+    pub fn build_loading<L, F>(self, load: F) -> Result<LoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(&K) -> Result<V, E> + Send + Sync + 'static,
+        F: Fn(&K) -> L + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let threads = self.refresh_threads;
@@ -368,26 +418,34 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         Ok(LoadingCache::new(cache, Box::new(load), rule, threads))
     }
 
-    /// Builds an [`AsyncLoadingCache`]: `load` returns a future, and background refreshes
-    /// are handed to `spawn` to run on the caller's executor (for tokio:
-    /// `|refresh| { tokio::spawn(refresh); }`). No particular runtime is needed.
-    pub fn build_async_loading<E, F, Fut, Sp>(
+    /// Builds an [`AsyncLoadingCache`]: `load` takes the key by reference, as
+    /// [`build_loading`](Self::build_loading)'s does, and returns a future that owns what it
+    /// needs (copy the key into it); background refreshes are handed to `spawn` to run on the
+    /// caller's executor (for tokio: `|refresh| { tokio::spawn(refresh); }`). No particular
+    /// runtime is needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::RefreshNeedsTtl`],
+    /// [`BuildError::InvalidRefreshAfter`] or [`BuildError::InvalidRefreshEarly`] for a
+    /// refresh option that cannot apply.
+    pub fn build_async_loading<L, F, Fut, Sp>(
         self,
         spawn: Sp,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
         Sp: Fn(BoxFuture<()>) + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let cache = self.build_cache()?;
-        let load = move |k: K| -> BoxFuture<Result<V, E>> { Box::pin(load(k)) };
+        let load = move |k: &K| -> BoxFuture<L> { Box::pin(load(k)) };
         Ok(AsyncLoadingCache::new(
             cache,
             Box::new(load),
@@ -397,19 +455,24 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// [`build_async_loading`](Self::build_async_loading) with refreshes spawned on the tokio
-    /// runtime this is called from. Fails with [`BuildError::NoTokioRuntime`] outside one.
+    /// runtime this is called from.
+    ///
+    /// # Errors
+    ///
+    /// As [`build_async_loading`](Self::build_async_loading), and
+    /// [`BuildError::NoTokioRuntime`] outside a tokio runtime.
     #[cfg(feature = "tokio")]
-    pub fn build_tokio_loading<E, F, Fut>(
+    pub fn build_tokio_loading<L, F, Fut>(
         self,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
     {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
@@ -427,17 +490,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         match self.refresh {
             None => Ok(None),
             Some(Refresh::After(after)) => {
-                let ttl = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
-                let (ttl, after) = (ticks(ttl), ticks(after));
-                if after == 0 || after >= ttl {
-                    return Err(BuildError::InvalidRefresh);
+                let time_to_live = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
+                let (ttl, ticks_after) = (ticks(time_to_live), ticks(after));
+                if ticks_after == 0 || ticks_after >= ttl {
+                    return Err(BuildError::InvalidRefreshAfter {
+                        refresh_after: after,
+                        time_to_live,
+                    });
                 }
-                Ok(Some(RefreshRule::Window(ttl - after)))
+                Ok(Some(RefreshRule::Window(ttl - ticks_after)))
             }
             Some(Refresh::Early(beta)) if beta.is_finite() && beta > 0.0 => {
                 Ok(Some(RefreshRule::Early(beta)))
             }
-            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefresh),
+            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefreshEarly),
         }
     }
 
@@ -459,6 +525,10 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                 });
             }
             Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
+            // A count-bounded shard with no share of the capacity could store nothing.
+            Some(n) if self.weigher.is_none() && n as u64 > capacity.max(1) => {
+                1 << capacity.max(1).ilog2()
+            }
             Some(n) => n,
             None => default_shards(capacity, self.weigher.is_some()),
         };
@@ -520,7 +590,7 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("clock", &self.clock)
             .field("record_stats", &self.record_stats)
             .field("name", &self.name)
-            .field("cache_errors_for", &self.negative_ttl)
+            .field("negative_ttl", &self.negative_ttl)
             .field("refresh", &self.refresh)
             .field("refresh_threads", &self.refresh_threads)
             .finish()

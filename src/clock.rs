@@ -41,6 +41,35 @@ const TICK: Duration = Duration::from_millis(1);
 /// - [`Clock::precise`]: reads [`Instant::now`] on every operation; no thread, about 20 ns more
 ///   per operation on an expiring cache.
 /// - [`Clock::mock`]: a [`MockClock`] that only moves when told to, for deterministic tests.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachet::{Cache, Clock, MockClock};
+///
+/// // In production: the default ticking clock, or `Clock::precise()` for exact milliseconds.
+/// let sessions: Cache<u64, String> = Cache::builder()
+///     .max_capacity(1_000)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(Clock::precise())
+///     .build()
+///     .unwrap();
+/// sessions.insert(1, "alice".into());
+/// assert!(sessions.contains_key(&1));
+///
+/// // In a test: time moves only when the test says so.
+/// let time = MockClock::new();
+/// let tokens: Cache<u64, String> = Cache::builder()
+///     .max_capacity(1_000)
+///     .time_to_live(Duration::from_secs(60))
+///     .clock(Clock::mock(&time))
+///     .build()
+///     .unwrap();
+/// tokens.insert(1, "t0k3n".into());
+/// time.advance(Duration::from_secs(59));
+/// assert!(tokens.contains_key(&1));
+/// time.advance(Duration::from_secs(1));
+/// assert!(!tokens.contains_key(&1));
+/// ```
 pub struct Clock {
     kind: Kind,
     /// Set once a ticking clock is registered with a running ticker: then a read is this load

@@ -44,7 +44,7 @@ pub(crate) struct Config<K, V, S> {
     pub(crate) clock: Clock,
     pub(crate) record_stats: bool,
     pub(crate) name: Option<Arc<str>>,
-    /// How long a failed load's error is served, in clock ticks (`None`: not at all).
+    /// How long a failed or empty load is remembered, in clock ticks (`None`: not at all).
     pub(crate) negative_ttl: Option<u64>,
     /// Told of every finished load's time, with statistics on.
     pub(crate) on_load: Option<LoadHook>,

@@ -3,6 +3,7 @@
 //! tasks, wait on. A leaf: it knows nothing of caches, shards or loaders.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -108,6 +109,16 @@ impl<V> Flight<V> {
     pub(crate) fn missing(&self) {
         self.settle(State::Missing);
     }
+
+    /// This flight's identity while it lives (its address).
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Whether the flight has ended (however it ended).
+    pub(crate) fn is_settled(&self) -> bool {
+        !matches!(*self.state.lock(), State::Running { .. })
+    }
 }
 
 impl<V: Clone> Flight<V> {
@@ -186,5 +197,69 @@ impl<'a, V> Wait<'a, V> {
             flight,
             registered: None,
         }
+    }
+}
+
+thread_local! {
+    /// The flights whose loaders run on this thread's stack, innermost last (by address). A
+    /// blocking loader runs inside its leader's call, and an async leader's loader future is
+    /// polled inside the leader's own poll: a load that joins one of these flights from there
+    /// would wait for the very frame that has to finish it.
+    static LEADING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The panic message of a recursive load.
+const RECURSIVE_LOAD: &str = "cachet: recursive load: a loader asked its own cache for the key it \
+     is loading (through a loader method, an entry or a loading cache's get), which would wait \
+     for its own result forever";
+
+/// Marks flights as led by the code that runs while it lives (on this thread).
+pub(crate) struct Leading {
+    marked: usize,
+}
+
+impl Leading {
+    pub(crate) fn enter<'a, V: 'a>(flights: impl IntoIterator<Item = &'a Flight<V>>) -> Self {
+        Self::mark(flights.into_iter().map(Flight::id))
+    }
+
+    fn mark(ids: impl Iterator<Item = usize>) -> Self {
+        LEADING.with(|l| {
+            let mut l = l.borrow_mut();
+            let before = l.len();
+            l.extend(ids);
+            Leading {
+                marked: l.len() - before,
+            }
+        })
+    }
+
+    /// Runs `fut`, polling it with the flights `ids` marked as led.
+    pub(crate) async fn run<F: Future>(ids: Vec<usize>, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            let _leading = Self::mark(ids.iter().copied());
+            fut.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        LEADING.with(|l| {
+            let mut l = l.borrow_mut();
+            let keep = l.len() - self.marked;
+            l.truncate(keep);
+        });
+    }
+}
+
+/// Panics if `flight` is led by a loader running on this thread's stack: joining it would
+/// wait forever.
+pub(crate) fn check_not_leading<V>(flight: &Flight<V>) {
+    let id = flight.id();
+    if LEADING.with(|l| l.borrow().contains(&id)) {
+        panic!("{RECURSIVE_LOAD}");
     }
 }

@@ -49,12 +49,27 @@
 //! - **Policy work happens on writes**, under the write lock: the queues are run as second-chance
 //!   FIFOs (CLOCK), and an entry's accesses are folded into the frequency sketch when it comes up
 //!   for eviction. There is no background thread and no maintenance call to make.
+//! - A count-bounded cache gives each shard an even share of its capacity. A **weighted** cache's
+//!   shards claim their capacity from one budget as they fill, so `max_capacity` bounds the sum
+//!   of all weights whatever the shard count, and an entry may weigh up to all of it (the other
+//!   shards then make room).
 //!
 //! ## Removal notifications
 //!
 //! [`CacheBuilder::eviction_listener`] is told of every entry that leaves, once, with a
 //! [`RemovalCause`]. Removals are collected while a shard is locked and delivered by the thread
-//! that caused them once the lock is released, so a listener never runs under a cache lock.
+//! that caused them once the lock is released, so a listener never runs under a cache lock. A
+//! panicking listener never reaches a caller: its panics are caught and counted
+//! ([`CacheStats::listener_panics`]). Inspection (`len`, `is_empty`, `weighted_size`, `stats`,
+//! `Debug`) runs no user code at all.
+//!
+//! ## Loading
+//!
+//! [`Cache::get_or_load`] (and its async, bounded and batch forms, the [`Entry`] API and the
+//! [`LoadingCache`]s) runs one load per key at a time, whoever asks; a loader returns a value,
+//! an `Option` or a `Result` ([`Loaded`]). A loader that asks the cache for the key it is
+//! loading, on the same thread or in the same task, is reported by a panic naming the
+//! recursive load instead of waiting for itself forever.
 //!
 //! ## Expiration
 //!
@@ -128,6 +143,7 @@ mod expiry;
 mod flight;
 mod listener;
 mod load;
+mod loaded;
 mod loading;
 #[cfg(feature = "metrics")]
 mod metrics_export;
@@ -138,7 +154,7 @@ mod stats;
 mod sync;
 
 pub use builder::{CacheBuilder, MAX_REFRESH_THREADS};
-pub use cache::{Cache, Compute, Iter};
+pub use cache::{Cache, Compute, Entry, Iter};
 pub use clock::{Clock, MockClock};
 pub use config::{MAX_ENTRIES_PER_SHARD, MAX_SHARDS};
 pub use equivalent::Equivalent;
@@ -146,6 +162,7 @@ pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
 pub use load::Timeout;
+pub use loaded::Loaded;
 pub use loading::{AsyncLoadingCache, BoxFuture, LoadingCache};
 pub use stats::CacheStats;
 
@@ -157,3 +174,8 @@ pub type DefaultHashBuilder = hashbrown::DefaultHashBuilder;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's examples (every cachet entry of its tables), run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/migration.md")]
+struct MigrationDoctests;

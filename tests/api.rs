@@ -470,16 +470,14 @@ fn growing_an_entry_evicts_to_fit() {
 }
 
 #[test]
-fn entry_heavier_than_a_shard_is_not_stored_and_does_not_flush() {
+fn entry_heavier_than_the_capacity_is_not_stored_and_does_not_flush() {
     for shards in [1usize, 4] {
         let c = weighted(100, shards);
-        let share = 100 / shards as u32;
-        // Light entries, few enough that no shard is full.
         for k in 0..10 {
             c.insert(k, 1);
         }
         assert_eq!(c.len(), 10);
-        assert_eq!(c.insert(1000, share + 1), None);
+        assert_eq!(c.insert(1000, 101), None);
         assert!(!c.contains_key(&1000));
         assert_eq!(c.len(), 10, "the heavy insert flushed entries");
         for k in 0..10 {
@@ -487,11 +485,11 @@ fn entry_heavier_than_a_shard_is_not_stored_and_does_not_flush() {
         }
         assert_eq!(c.weighted_size(), 10);
         c.validate().unwrap();
-        // The heaviest weight a shard can hold is stored.
+        // The whole capacity is stored, whatever the shard count.
         let e = weighted(100, shards);
-        e.insert(7, share);
-        assert_eq!(e.get(&7), Some(share));
-        assert_eq!(e.weighted_size(), u64::from(share));
+        e.insert(7, 100);
+        assert_eq!(e.get(&7), Some(100));
+        assert_eq!(e.weighted_size(), 100);
         e.insert(8, u32::MAX);
         assert!(!e.contains_key(&8));
     }

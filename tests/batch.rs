@@ -92,7 +92,7 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
             missing.iter().map(|&k| (k, 2_000 + k)).collect::<Vec<_>>()
         });
         let cache = cache.clone();
-        thread::spawn(move || cache.get_all_or_load(0..100, load))
+        thread::spawn(move || cache.get_all_or_load(&(0..100).collect::<Vec<u64>>(), load))
     };
     called_rx.recv().unwrap();
     // The batch has stored what it loaded and now waits on the first key it joined.
@@ -141,7 +141,7 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
 #[test]
 fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2, 3, 4]);
         vec![(3, 30), (1, 10)] // in any order
     });
@@ -149,7 +149,7 @@ fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
     none_stored_nor_in_flight(&cache, &[2, 4]);
     assert_eq!(cache.len(), 2);
     // Not found is not remembered: the next batch asks for them again.
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[2, 4]);
         vec![(2, 20)]
     });
@@ -161,7 +161,7 @@ fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
 fn pairs_for_keys_not_asked_for_are_ignored() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
-    let got = cache.get_all_or_load([1, 2, 5], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 5], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         // 99 was not asked for, and 5 is cached: neither is taken from the answer.
         vec![(1, 10), (99, 990), (2, 20), (5, 555)]
@@ -178,12 +178,12 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
     let log: Calls = Arc::default();
-    let got = cache.get_all_or_load([1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
+    let got = cache.get_all_or_load(&[1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
     assert_eq!(calls(&log), [vec![1, 2, 3]]);
     assert_eq!(got, HashMap::from([(1, 10), (2, 20), (3, 30), (5, 50)]));
 
     // A duplicated key the loader does not find: asked once, absent, nothing left in flight.
-    let got = cache.get_all_or_load([7, 7, 8, 7], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[7, 7, 8, 7], |missing: &[u64]| {
         assert_eq!(missing, &[7, 8]);
         vec![(8, 80)]
     });
@@ -197,16 +197,17 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
 fn no_call_to_the_loader_without_a_missing_key() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let never = |_: &[u64]| -> Vec<(u64, u64)> { panic!("nothing to load") };
-    assert!(cache.get_all_or_load(Vec::new(), never).is_empty());
+    assert!(cache.get_all_or_load(&Vec::<u64>::new(), never).is_empty());
     cache.insert(1, 10);
     cache.insert(2, 20);
     assert_eq!(
-        cache.get_all_or_load([2, 1, 2], never),
+        cache.get_all_or_load(&[2, 1, 2], never),
         HashMap::from([(1, 10), (2, 20)])
     );
-    let r = cache.get_all_or_try_load(Vec::new(), |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> {
-        panic!("nothing to load")
-    });
+    let r = cache.get_all_or_try_load(
+        &Vec::<u64>::new(),
+        |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> { panic!("nothing to load") },
+    );
     assert!(r.is_empty());
 }
 
@@ -217,7 +218,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
     cache.insert(2, 20);
     let log: Calls = Arc::default();
     let got = cache.get_all_or_try_load(
-        [1, 2, 3, 4, 5],
+        &[1, 2, 3, 4, 5],
         logged(&log, |_| Err::<Vec<(u64, u64)>, _>("db down")),
     );
     assert_eq!(calls(&log), [vec![3, 4, 5]]);
@@ -233,7 +234,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
     none_stored_nor_in_flight(&cache, &[3, 4, 5]);
     assert_eq!(cache.len(), 2);
     // The next batch loads them afresh.
-    let got = cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[3, 4]);
         Ok::<_, &str>(vec![(3, 30), (4, 40)])
     });
@@ -245,7 +246,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
 fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
-        c.get_or_try_load(&3, || {
+        c.get_or_load(&3, || {
             gate();
             Err::<u64, _>("leader failed")
         })
@@ -253,7 +254,7 @@ fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let batch = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+            cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
                 assert_eq!(missing, &[4]);
                 Ok::<_, &str>(vec![(4, 40)])
             })
@@ -273,14 +274,16 @@ fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
 fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (batch, release) = blocked_leader(&cache, |c, gate| {
-        c.get_all_or_load([1, 2, 3], |missing: &[u64]| {
+        c.get_all_or_load(&[1, 2, 3], |missing: &[u64]| {
             gate();
             missing.iter().map(|&k| (k, k * 10)).collect::<Vec<_>>()
         })
     });
     let waiter = {
         let cache = cache.clone();
-        thread::spawn(move || cache.get_or_load(&2, || panic!("the batch is loading key 2")))
+        thread::spawn(move || {
+            cache.get_or_load(&2, || -> u64 { panic!("the batch is loading key 2") })
+        })
     };
     until_waiting(&cache, &2, 1);
     release.send(()).unwrap();
@@ -295,7 +298,7 @@ fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
 fn a_single_key_waiter_loads_a_key_the_batch_did_not_find() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (batch, release) = blocked_leader(&cache, |c, gate| {
-        c.get_all_or_load([1, 2, 3], |_: &[u64]| {
+        c.get_all_or_load(&[1, 2, 3], |_: &[u64]| {
             gate();
             vec![(1, 10), (3, 30)]
         })
@@ -327,7 +330,7 @@ fn a_panicking_batch_hands_its_keys_to_their_waiters() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (batch, release) = blocked_leader(&cache, |c, gate| {
         catch_unwind(AssertUnwindSafe(|| {
-            c.get_all_or_load([1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
+            c.get_all_or_load(&[1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
                 gate();
                 panic!("batch loader bug")
             })
@@ -378,7 +381,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
         catch_unwind(AssertUnwindSafe(|| {
-            c.get_or_load(&5, || {
+            c.get_or_load(&5, || -> u64 {
                 gate();
                 panic!("single-key loader bug")
             })
@@ -387,7 +390,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let log: Calls = Arc::default();
     let batch = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([4, 5, 6], load))
+        thread::spawn(move || cache.get_all_or_load(&[4, 5, 6], load))
     };
     until_waiting(&cache, &5, 1);
     assert_eq!(calls(&log), [vec![4, 6]], "key 5 is joined, not loaded");
@@ -409,7 +412,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
 fn a_batch_joins_the_keys_another_batch_leads() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (first, release) = blocked_leader(&cache, |c, gate| {
-        c.get_all_or_load([1, 2], |missing: &[u64]| {
+        c.get_all_or_load(&[1, 2], |missing: &[u64]| {
             assert_eq!(missing, &[1, 2]);
             gate();
             vec![(1, 100), (2, 200)]
@@ -418,7 +421,7 @@ fn a_batch_joins_the_keys_another_batch_leads() {
     let log: Calls = Arc::default();
     let second = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([2, 3, 1], load))
+        thread::spawn(move || cache.get_all_or_load(&[2, 3, 1], load))
     };
     until_waiting(&cache, &2, 1);
     assert_eq!(calls(&log), [vec![3]]);
@@ -436,11 +439,11 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .build()
         .unwrap();
-    let first = cache.get_all_or_try_load([1, 2], |missing: &[u64]| {
+    let first = cache.get_all_or_try_load(&[1, 2], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Err::<Vec<(u64, u64)>, _>("not found")
     });
@@ -450,19 +453,19 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     // Within the window: the failed keys get the error, only the new key is loaded.
     time.advance(Duration::from_millis(4_999));
     let log: Calls = Arc::default();
-    let got = cache.get_all_or_try_load([1, 2, 3], logged(&log, |_| Ok::<_, &str>(vec![(3, 30)])));
+    let got = cache.get_all_or_try_load(&[1, 2, 3], logged(&log, |_| Ok::<_, &str>(vec![(3, 30)])));
     assert_eq!(calls(&log), [vec![3]]);
     assert_eq!(got[&3], Ok(30));
     for k in [1, 2] {
         assert!(Arc::ptr_eq(got[&k].as_ref().unwrap_err(), &e), "key {k}");
     }
     // A single-key caller with the same error type gets it too.
-    let single = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let single = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&single.unwrap_err(), &e));
 
     // Once the window has passed, the keys are loaded again.
     time.advance(Duration::from_millis(1));
-    let got = cache.get_all_or_try_load([1, 2, 3], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[1, 2, 3], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Ok::<_, &str>(vec![(1, 10), (2, 20)])
     });
@@ -479,7 +482,7 @@ fn assert_send<T: Send>(t: T) -> T {
 fn async_batch_futures_are_send() {
     let cache: Cache<u64, String> = Cache::new(10);
     let f = assert_send(
-        cache.get_all_or_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_load_async(&[1, 2], |missing: Vec<u64>| async move {
             missing
                 .into_iter()
                 .map(|k| (k, k.to_string()))
@@ -488,7 +491,7 @@ fn async_batch_futures_are_send() {
     );
     drop(f);
     let g = assert_send(
-        cache.get_all_or_try_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_try_load_async(&[1, 2], |missing: Vec<u64>| async move {
             Ok::<_, std::io::Error>(
                 missing
                     .into_iter()
@@ -527,7 +530,7 @@ async fn async_batch_answers_hits_joins_and_misses() {
         // `tokio::spawn` needs the batch's future to be `Send`.
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2, 3, 4, 5], move |missing: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2, 3, 4, 5], move |missing: Vec<u64>| {
                     log.lock().unwrap().push(missing.clone());
                     async move { missing.into_iter().map(|k| (k, k * 10)).collect::<Vec<_>>() }
                 })
@@ -557,7 +560,7 @@ async fn a_dropped_async_batch_hands_its_keys_over() {
         let cache = cache.clone();
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2], move |_: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2], move |_: Vec<u64>| {
                     let started = started_tx.clone();
                     async move {
                         started.send(()).unwrap();
@@ -609,7 +612,7 @@ fn a_panicking_hash_mid_batch_leaves_no_key_in_flight() {
     let cache: Cache<Trap, u64> = Cache::new(100);
     ARMED.with(|a| a.set(true));
     let r = catch_unwind(AssertUnwindSafe(|| {
-        cache.get_all_or_load([Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
+        cache.get_all_or_load(&[Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
             Vec::<(Trap, u64)>::new()
         })
     }));

@@ -174,6 +174,7 @@ fn tti_is_refreshed_by_get_only() {
     t.assert_present(1, 10);
     t.advance_to(160);
     assert_eq!(t.cache.peek(&1), None);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     assert_eq!(
         t.take(),
@@ -555,11 +556,14 @@ fn ttl_lifetimes_crossing_2_pow_32_ms() {
         assert_eq!(t2.cache.get(&k), Some(k)); // idle deadline: start + 9000
     }
     t.advance_to(start + 5000);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     assert_eq!(t.take().len(), 200);
     t2.advance_to(start + 8999);
+    t2.cache.run_pending_maintenance();
     assert_eq!(t2.cache.len(), 200);
     t2.advance_to(start + 9000);
+    t2.cache.run_pending_maintenance();
     assert_eq!(t2.cache.len(), 0);
     assert!(t2.take().iter().all(|&(_, _, c)| c == Expired));
     t.valid();
@@ -902,6 +906,7 @@ fn jitter_spreads_expirations_over_the_fraction() {
         t.assert_present(k, k);
     }
     t.advance_to(TTL);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     let got = t.take();
     assert_eq!(got.len(), 1100);
@@ -1190,6 +1195,7 @@ fn idle_then(idle: u64, shards: usize, op: IdleOp) {
             assert_eq!(t.cache.contains_key(&100), long_lived, "{ctx}");
         }
         IdleOp::Len => {
+            t.cache.run_pending_maintenance();
             assert_eq!(t.cache.len(), usize::from(long_lived), "{ctx}");
         }
         IdleOp::Insert => {

@@ -1,6 +1,6 @@
 #![cfg(cachet_loom)]
-//! Loom models of the in-flight load protocol (`src/flight.rs`, `src/load/`): a leader completes,
-//! fails, panics or is cancelled while waiters join and leave.
+//! Loom models of the in-flight load protocol (`src/loader.rs`): a leader completes, fails,
+//! panics or is cancelled while waiters join and leave.
 //!
 //! Run with
 //!
@@ -203,9 +203,9 @@ fn leader_fails_while_a_waiter_joins() {
     model(|| {
         let (cache, calls) = (cache(), Calls::default());
         let load = calls.load(Err::<u32, _>("theirs"));
-        let other = on_thread(&cache, move |c| c.get_or_try_load(&1, load));
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
         let mine = cache
-            .get_or_try_load(&1, calls.load(Err::<u32, _>("mine")))
+            .get_or_load(&1, calls.load(Err::<u32, _>("mine")))
             .unwrap_err();
         let theirs = other.join().unwrap().unwrap_err();
         match calls.get() {
@@ -230,8 +230,8 @@ fn leader_fails_with_another_error_type() {
     model(|| {
         let (cache, calls) = (cache(), Calls::default());
         let load = calls.load(Ok::<u32, u8>(20));
-        let other = on_thread(&cache, move |c| c.get_or_try_load(&1, load));
-        let mine = cache.get_or_try_load(&1, calls.load(Err::<u32, _>("mine")));
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
+        let mine = cache.get_or_load(&1, calls.load(Err::<u32, _>("mine")));
         let theirs = other.join().unwrap();
         assert_eq!(
             theirs,

@@ -366,6 +366,24 @@ impl Harness {
                 self.cache.invalidate_all();
             }
             Op::Len => {
+                // `len` only looks: it counts what is stored, live or expired (some expired
+                // entries may be removed already, reported but not yet settled), and reports
+                // nothing. Once the expired entries are removed, it counts the live ones.
+                let reported = self.log.lock().unwrap().len();
+                let len = self.cache.len();
+                let (live, stored) = (self.live_entries().len(), self.model.len());
+                prop_assert!(
+                    live <= len && len <= stored,
+                    "step {}: len {} at {}, {} live, {} stored",
+                    step,
+                    len,
+                    self.now,
+                    live,
+                    stored
+                );
+                let after = self.log.lock().unwrap().len();
+                prop_assert_eq!(after, reported, "step {}: len reported removals", step);
+                self.cache.run_pending_maintenance();
                 let want = self.live_entries().len();
                 prop_assert_eq!(self.cache.len(), want, "step {}: len at {}", step, self.now);
                 clean_after = true;

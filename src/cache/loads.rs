@@ -5,9 +5,11 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use equivalent::Equivalent;
+
 use crate::expiry::Lifetime;
 use crate::flight::Flight;
-use crate::listener::Removed;
+use crate::listener::{RemovalCause, Removed};
 use crate::shard::{Begin, ShardState};
 
 use super::{Cache, Hashed};
@@ -18,10 +20,12 @@ where
     S: BuildHasher,
 {
     /// After a miss on `key` (hashed to `at`): a hit after all, a load to join, or a load to
-    /// lead (see `load/`).
-    pub(crate) fn begin_load(&self, at: Hashed, key: &K) -> Begin<V>
+    /// lead (see `load/`). `first`: this is the caller's first decision, which its statistics
+    /// count: a hit (a value, or a remembered failure), a miss (it leads the load) or a
+    /// coalesced wait (it joins another caller's load).
+    pub(crate) fn begin_load<Q>(&self, at: Hashed, key: &Q, first: bool) -> Begin<V>
     where
-        K: Clone,
+        Q: ?Sized + Equivalent<K> + ToOwned<Owned = K>,
         V: Clone,
     {
         let shard = &self.inner.shards[at.shard];
@@ -29,37 +33,83 @@ where
         let begin = {
             let mut state = shard.state.write();
             let begin = state.begin_load(at.hash, key, &self.now(), &mut removed);
-            shard.publish_due(&state);
+            shard.after_write(&mut state);
             begin
         };
+        if let (true, Some(stats)) = (first, &shard.stats) {
+            match &begin {
+                Begin::Hit(_) | Begin::Remembered(_) => stats.hit(),
+                Begin::Lead(_) => stats.miss(),
+                Begin::Join(_) => stats.coalesced(),
+            }
+        }
         self.deliver(at.shard, removed, None);
         begin
     }
 
     /// Ends the load of `generation` for `key`; stores `value` if the load was not superseded
     /// meanwhile. Returns whether it was stored.
-    pub(crate) fn end_load(&self, at: Hashed, key: &K, generation: u64, value: Option<V>) -> bool
-    where
-        K: Clone,
-    {
-        self.store_loaded(at, key, value, |state| {
-            state.end_load(at.hash, key, generation)
+    pub(crate) fn end_load(&self, at: Hashed, key: K, generation: u64, value: V) -> bool {
+        self.store_loaded(at, key, Some(value), |state| {
+            state.end_load(at.hash, generation)
         })
     }
 
-    /// Ends the background refresh of `generation` for `key`, storing `value` unless a write
-    /// or removal of the key superseded the refresh. Returns whether it was stored.
+    /// Ends the background refresh of `generation` for `key`, unless a write or removal of the
+    /// key superseded it: stores `Some(value)`; with `None` (the loader found nothing), removes
+    /// the key. Returns whether the refresh was still current.
     pub(crate) fn end_refresh(&self, at: Hashed, key: &K, generation: u64, value: Option<V>) -> bool
     where
         K: Clone,
     {
-        self.store_loaded(at, key, value, |state| state.end_refresh(generation))
+        match value {
+            Some(v) => self.store_loaded(at, key.clone(), Some(v), |state| {
+                state.end_refresh(generation)
+            }),
+            None => self.remove_refreshed(at, key, generation),
+        }
+    }
+
+    /// Ends the background refresh of `generation` with nothing to store (its loader failed,
+    /// panicked or was dropped): the current value stays.
+    pub(crate) fn abandon_refresh(&self, at: Hashed, generation: u64) {
+        self.inner.shards[at.shard]
+            .state
+            .write()
+            .end_refresh(generation);
+    }
+
+    /// Ends a refresh of `generation` whose loader found nothing: removes `key`, as
+    /// [`remove`](Cache::remove) would, if the refresh is still current.
+    fn remove_refreshed(&self, at: Hashed, key: &K, generation: u64) -> bool {
+        let shard = &self.inner.shards[at.shard];
+        let mut removed = Removed::new();
+        let current = {
+            let mut state = shard.state.write();
+            let current = state.end_refresh(generation);
+            if current {
+                let time = self.now();
+                if let Some((k, v, expired)) = state.remove(at.hash, key, &time, &mut removed) {
+                    let cause = if expired {
+                        RemovalCause::Expired
+                    } else {
+                        RemovalCause::Explicit
+                    };
+                    removed.push(k, v, cause);
+                }
+            }
+            shard.after_write(&mut state);
+            current
+        };
+        self.deliver(at.shard, removed, None);
+        current
     }
 
     /// Registers a background refresh of `key` (whose refresh this caller claimed): returns
     /// the key and the flight other callers may join, or `None` if one is already running.
-    pub(crate) fn begin_refresh(&self, at: Hashed, key: &K) -> Option<(K, Arc<Flight<V>>)>
+    pub(crate) fn begin_refresh<Q>(&self, at: Hashed, key: &Q) -> Option<(K, Arc<Flight<V>>)>
     where
+        Q: ?Sized + Equivalent<K>,
         K: Clone,
     {
         let mut state = self.inner.shards[at.shard].state.write();
@@ -71,54 +121,54 @@ where
     pub(super) fn store_loaded(
         &self,
         at: Hashed,
-        key: &K,
+        key: K,
         value: Option<V>,
         current: impl FnOnce(&mut ShardState<K, V>) -> bool,
-    ) -> bool
-    where
-        K: Clone,
-    {
+    ) -> bool {
         // The weigher runs before the lock, as for `insert`.
         let w = match (&self.inner.weigher, &value) {
-            (Some(weigh), Some(v)) => weigh(key, v),
+            (Some(weigh), Some(v)) => weigh(&key, v),
             _ => 1,
         };
         let shard = &self.inner.shards[at.shard];
         let mut op = self.write_ctx();
-        let stored = {
+        let (stored, short) = {
             let mut state = shard.state.write();
             let current = current(&mut state);
             let stored_value = value.is_some();
             if let (true, Some(v)) = (current, value) {
                 let life = Lifetime::Configured;
-                state.insert(at.hash, key.clone(), v, w, life, &mut op);
+                state.insert(at.hash, key, v, w, life, &mut op);
             }
-            shard.publish_due(&state);
-            current && stored_value
+            let short = shard.after_insert(&mut state);
+            (current && stored_value, short)
         };
         if let (true, Some(stats)) = (stored, self.shard_stats(at.shard)) {
             stats.inserted();
         }
         self.deliver(at.shard, op.removed, None);
+        if short > 0 {
+            self.lend(at.shard, short);
+        }
         stored
     }
 
-    /// Ends a failed load: with `cache_errors_for`, its slot stays as a negative entry;
+    /// Ends a failed load: with `negative_ttl`, its slot stays as a negative entry;
     /// otherwise the key is freed for a new leader.
-    pub(crate) fn fail_load(&self, at: Hashed, key: &K, generation: u64) {
+    pub(crate) fn fail_load(&self, at: Hashed, generation: u64) {
         let mut state = self.inner.shards[at.shard].state.write();
         if let Some(ttl) = self.inner.negative_ttl {
             let until = self.inner.clock.now_ticks().saturating_add(ttl);
-            state.keep_failed(at.hash, key, generation, until);
+            state.keep_failed(at.hash, generation, until);
         } else {
-            state.end_load(at.hash, key, generation);
+            state.end_load(at.hash, generation);
         }
     }
 
     /// Ends an abandoned load (no value): frees the key for a new leader.
-    pub(crate) fn abandon_load(&self, at: Hashed, key: &K, generation: u64) {
+    pub(crate) fn abandon_load(&self, at: Hashed, generation: u64) {
         let shard = &self.inner.shards[at.shard];
-        shard.state.write().end_load(at.hash, key, generation);
+        shard.state.write().end_load(at.hash, generation);
     }
 
     /// Records a finished load of shard `i` that took `took`, if the cache records statistics.
@@ -126,7 +176,7 @@ where
         if let Some(stats) = self.shard_stats(i) {
             stats.loaded(ok, took);
             if let Some(on_load) = self.inner.on_load {
-                on_load(self.name(), took, ok);
+                on_load(self.label(), took, ok);
             }
         }
     }

@@ -68,7 +68,7 @@ impl<K, V, S> Cache<K, V, S> {
                     },
                 };
                 state.expire(time, EXPIRE_BUDGET, &mut removed);
-                shard.publish_due(&state);
+                shard.after_write(&mut state);
             }
             self.deliver(i, removed, None);
             if let Maintain::Batch(_) = work {
@@ -102,7 +102,7 @@ impl<K, V, S> Cache<K, V, S> {
         {
             let mut state = shard.state.write();
             state.expire(&self.now(), EXPIRE_BUDGET, &mut removed);
-            shard.publish_due(&state);
+            shard.after_write(&mut state);
         }
         self.deliver(i, removed, None);
     }
@@ -123,7 +123,8 @@ impl<K, V, S> Cache<K, V, S> {
     #[inline(never)]
     pub(super) fn deliver_slow(&self, i: usize, removed: Removed<K, V>, returned: Option<&V>) {
         self.count_removed(i, removed.causes());
-        removed.deliver(self.inner.listener.as_ref(), returned);
+        let panics = &self.inner.listener_panics;
+        removed.deliver(self.inner.listener.as_ref(), returned, panics);
     }
 
     /// The context of a write that starts now: its time, the configured lifetimes, and an

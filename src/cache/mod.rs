@@ -3,9 +3,10 @@
 //! validated `Config` and knows nothing of the builder, the loaders or the loading caches.
 //
 // Files: this one holds the handle and its construction; `read.rs` the lookups, `write.rs`
-// inserts, `compute` and removals, `maintain.rs` expiration scheduling and delivery of removals,
+// inserts, `compute` and removals, `entry.rs` the entry API over `compute`, `maintain.rs` expiration scheduling and delivery of removals,
 // `loads.rs` the cache's side of loads and refreshes in flight, `iter.rs` the iterator.
 
+mod entry;
 mod iter;
 mod loads;
 mod maintain;
@@ -25,10 +26,11 @@ use crate::config::{Config, Weigher};
 use crate::expiry::ExpireConfig;
 use crate::listener::{Listener, RemovalCause};
 use crate::policy::{SharedWindow, initial_window};
-use crate::shard::ShardState;
+use crate::shard::{Budget, ShardState};
 use crate::stats::{CacheStats, LoadHook, ShardStats};
-use crate::sync::RwLock;
+use crate::sync::{Mutex, RwLock};
 
+pub use entry::Entry;
 pub use iter::Iter;
 use read::ReadMode;
 pub use write::Compute;
@@ -71,6 +73,8 @@ struct Shard<K, V> {
     stats: Option<Box<ShardStats>>,
     /// This shard's number in `Inner::shards`.
     index: usize,
+    /// Whether the cache is weighted: its shards claim and give back capacity.
+    weighted: bool,
 }
 
 impl<K, V> Shard<K, V> {
@@ -79,6 +83,30 @@ impl<K, V> Shard<K, V> {
     fn pending_due(&self) -> Option<u64> {
         let due = self.due.load(Ordering::Relaxed);
         (due != u64::MAX).then_some(due)
+    }
+
+    /// The end of every write (write lock held): gives back the capacity a weighted shard no
+    /// longer needs, and publishes when the shard next has expiration work.
+    #[inline]
+    fn after_write(&self, state: &mut ShardState<K, V>) {
+        if self.weighted {
+            state.give_back_spare();
+        }
+        self.publish_due(state);
+    }
+
+    /// `after_write` for an insert: also returns the room the insert still needs from the
+    /// other shards (a weighted cache's large entry; 0 otherwise), to `lend` it once the lock
+    /// is released.
+    #[inline]
+    fn after_insert(&self, state: &mut ShardState<K, V>) -> u64 {
+        let short = if self.weighted {
+            state.take_shortfall()
+        } else {
+            0
+        };
+        self.after_write(state);
+        short
     }
 
     /// Publishes when the shard next has expiration work (write lock held).
@@ -99,7 +127,8 @@ struct Inner<K, V, S> {
     hasher: S,
     weigher: Option<Weigher<K, V>>,
     listener: Option<Listener<K, V>>,
-    capacity: u64,
+    /// The `max_capacity` (changed by `set_capacity`).
+    capacity: AtomicU64,
     clock: Clock,
     expire: ExpireConfig<K, V>,
     /// Whether the cache keeps statistics (`record_stats`; the counters are in the shards).
@@ -107,11 +136,23 @@ struct Inner<K, V, S> {
     /// How `get` reads (whether entries can expire, and how).
     read: ReadMode,
     name: Option<Arc<str>>,
-    /// How long a failed load's error is served (`cache_errors_for`), in clock ticks.
+    /// How long a failed or empty load is remembered (`negative_ttl`), in clock ticks.
     negative_ttl: Option<u64>,
     /// Told of every finished load's time, with statistics on.
     on_load: Option<LoadHook>,
+    /// The cache's label in published figures: its name, or `cachet-<n>` for the n-th cache
+    /// the process built, so that two unnamed caches never share one.
+    label: Arc<str>,
+    /// Panics of the eviction listener, caught where the notifications are delivered.
+    listener_panics: AtomicU64,
+    /// The capacity no shard holds, when weighted (see `shard/budget.rs`).
+    budget: Option<Arc<Budget>>,
+    /// Serialises the shards' lending to an entry too large for its own shard (`lend`).
+    lending: Mutex<()>,
 }
+
+/// Numbers the caches of the process, so that unnamed ones get distinct labels.
+static CACHES_BUILT: AtomicU64 = AtomicU64::new(0);
 
 impl<K, V, S> Clone for Cache<K, V, S> {
     fn clone(&self) -> Self {
@@ -143,7 +184,7 @@ where
             on_load,
         } = config;
         let n = shards as u64;
-        let weighted = weigher.is_some();
+        let budget = weigher.is_some().then(|| Arc::new(Budget::new(capacity)));
         let initial = initial_capacity.div_ceil(shards);
         // Only an expiring cache reads the clock (and so starts the ticker) up front.
         let timed = expire
@@ -159,7 +200,7 @@ where
                 Shard {
                     state: CachePadded::new(RwLock::new(ShardState::new(
                         cap,
-                        weighted,
+                        budget.clone(),
                         initial,
                         seed,
                         timed,
@@ -168,6 +209,7 @@ where
                     due: AtomicU64::new(u64::MAX),
                     stats: record_stats.then(Box::default),
                     index: i,
+                    weighted: budget.is_some(),
                 }
             })
             .collect();
@@ -178,14 +220,24 @@ where
                 hasher,
                 weigher,
                 listener,
-                capacity,
+                capacity: AtomicU64::new(capacity),
                 clock,
                 read: ReadMode::new(timed.is_some(), expire.ttl_only(), record_stats),
                 expire,
                 record_stats,
+                label: match &name {
+                    Some(name) => Arc::clone(name),
+                    None => {
+                        let n = CACHES_BUILT.fetch_add(1, Ordering::Relaxed) + 1;
+                        Arc::from(format!("cachet-{n}"))
+                    }
+                },
                 name,
                 negative_ttl,
                 on_load,
+                listener_panics: AtomicU64::new(0),
+                budget,
+                lending: Mutex::new(()),
             }),
         }
     }
@@ -204,25 +256,25 @@ where
 
 /// Sizes, settings and maintenance: they need neither hashing nor comparing keys.
 impl<K, V, S> Cache<K, V, S> {
-    /// Number of entries, not counting expired ones.
+    /// Number of entries stored.
     ///
-    /// Entries that have expired but are not yet removed are removed first (in batches of at
-    /// most a thousand per shard lock, and reported to the listener), so the count is exact at
-    /// the moment each shard is counted.
+    /// Entries whose deadline has passed count until they are removed: they are never returned,
+    /// and writes (and reads that miss) remove them as they go, but `len` only looks. For a
+    /// count without them, call [`run_pending_maintenance`](Self::run_pending_maintenance)
+    /// first. `len` takes each shard's read lock in turn and runs no user code.
     pub fn len(&self) -> usize {
-        self.run_pending_maintenance();
         self.inner.shards.iter().map(|s| s.state.read().len()).sum()
     }
 
-    /// Whether the cache holds no (unexpired) entries.
+    /// Whether the cache stores no entry (see [`len`](Self::len) about expired entries).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Total weight of the entries (their count when there is no weigher), not counting expired
-    /// ones; removes expired entries first, as [`len`](Self::len) does.
+    /// Total weight of the entries stored (their count when there is no weigher); like
+    /// [`len`](Self::len), it counts expired entries until they are removed, and runs no user
+    /// code.
     pub fn weighted_size(&self) -> u64 {
-        self.run_pending_maintenance();
         self.inner
             .shards
             .iter()
@@ -257,6 +309,7 @@ impl<K, V, S> Cache<K, V, S> {
             out.weighted_size += state.weight();
             out.loads_in_flight += state.loads_in_flight() as u64;
         }
+        out.listener_panics = self.inner.listener_panics.load(Ordering::Relaxed);
         out
     }
 
@@ -265,9 +318,16 @@ impl<K, V, S> Cache<K, V, S> {
         self.inner.name.as_deref()
     }
 
-    /// The configured `max_capacity`.
+    /// The cache's label in published figures: its name, or `cachet-<n>` for the n-th cache
+    /// the process built.
+    pub(crate) fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The `max_capacity`: as configured, or as last set by
+    /// [`set_capacity`](Self::set_capacity).
     pub fn capacity(&self) -> u64 {
-        self.inner.capacity
+        self.inner.capacity.load(Ordering::Relaxed)
     }
 
     /// Number of shards.
@@ -285,19 +345,28 @@ where
     S: BuildHasher,
 {
     /// Checks every internal invariant of every shard (queue links and weights, index and slab
-    /// agreement, the capacity bound) and returns the first violation found. For tests; it locks
-    /// each shard in turn and walks all of it.
+    /// agreement, the capacity bound) and returns the first violation found. For tests; it holds
+    /// every shard's read lock while it walks all of them.
+    ///
+    /// # Errors
+    ///
+    /// The first invariant found broken, described.
     pub fn validate(&self) -> Result<(), String> {
+        // Capacity moves between a weighted cache's shards and its budget under the shards'
+        // locks (and the lending lock while in transit): with all of them held, it adds up.
+        let _no_lending = self.inner.lending.lock();
+        let states: Vec<_> = self.inner.shards.iter().map(|s| s.state.read()).collect();
         let mut total = 0;
-        for (i, shard) in self.inner.shards.iter().enumerate() {
-            let s = shard.state.read();
+        for (i, s) in states.iter().enumerate() {
             s.validate().map_err(|e| format!("shard {i}: {e}"))?;
             total += s.capacity();
         }
-        if total != self.inner.capacity {
+        // A weighted cache's capacity not held by a shard is in its budget.
+        total += self.inner.budget.as_ref().map_or(0, |b| b.free());
+        let capacity = self.inner.capacity.load(Ordering::Relaxed);
+        if total != capacity {
             return Err(format!(
-                "shard capacities sum to {total}, not {}",
-                self.inner.capacity
+                "shard capacities (and free budget) sum to {total}, not {capacity}"
             ));
         }
         Ok(())
@@ -320,7 +389,7 @@ impl<K, V, S> fmt::Debug for Cache<K, V, S> {
         f.debug_struct("Cache")
             .field("name", &self.inner.name)
             .field("len", &self.len())
-            .field("capacity", &self.inner.capacity)
+            .field("capacity", &self.inner.capacity.load(Ordering::Relaxed))
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()
     }

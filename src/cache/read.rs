@@ -82,7 +82,7 @@ where
         match self.inner.read.get() {
             ReadKind::Plain => {
                 let at = self.hash(key);
-                self.read_plain::<_, false>(at, key)
+                self.read_plain::<_, false, false>(at, key)
             }
             ReadKind::Ttl => self.get_ttl(key),
             ReadKind::Full => self.get_timed(key),
@@ -98,10 +98,11 @@ where
         V: Clone,
     {
         let at = self.hash(key);
-        self.read_plain::<_, true>(at, key)
+        self.read_plain::<_, true, true>(at, key)
     }
 
-    /// [`get`](Self::get) with the key already hashed to `at`.
+    /// A loader's first look: [`get`](Self::get) with the key already hashed to `at`, counting
+    /// a hit but not a miss (`begin_load` counts how the call goes on).
     #[inline]
     pub(crate) fn get_at<Q>(&self, at: Hashed, key: &Q) -> Option<V>
     where
@@ -109,14 +110,15 @@ where
         V: Clone,
     {
         match self.inner.read.get() {
-            ReadKind::Plain => self.read_plain::<_, false>(at, key),
-            ReadKind::PlainCounted => self.read_plain::<_, true>(at, key),
+            ReadKind::Plain => self.read_plain::<_, false, false>(at, key),
+            ReadKind::PlainCounted => self.read_plain::<_, true, false>(at, key),
             _ => self.get_timed_at(at, key),
         }
     }
 
     /// A read of a loading cache: also says whether this reader claimed the entry's refresh
-    /// (`refresh` decides from the ticks the entry has left), which it must then start.
+    /// (`refresh` decides from the ticks the entry has left), which it must then start. Like
+    /// `get_at`, it counts a hit but not a miss.
     #[inline]
     pub(crate) fn get_refreshing<Q>(
         &self,
@@ -129,9 +131,13 @@ where
         V: Clone,
     {
         match self.inner.read.get() {
-            ReadKind::Plain => self.read_plain::<_, false>(at, key).map(|v| (v, false)),
-            ReadKind::PlainCounted => self.read_plain::<_, true>(at, key).map(|v| (v, false)),
-            _ => self.read_timed(at, key, Some(refresh)),
+            ReadKind::Plain => self
+                .read_plain::<_, false, false>(at, key)
+                .map(|v| (v, false)),
+            ReadKind::PlainCounted => self
+                .read_plain::<_, true, false>(at, key)
+                .map(|v| (v, false)),
+            _ => self.read_timed(at, key, Some(refresh), false),
         }
     }
 
@@ -154,9 +160,14 @@ where
     /// the cache's first `insert_with_ttl` (which moves it to `Ttl`) was visible, so this read
     /// may be ordered before that insert, and before every later one whose entry it finds.
     ///
-    /// `COUNTED`: whether the cache keeps statistics.
+    /// `COUNTED`: whether the cache keeps statistics; `MISSES`: whether a miss is counted here
+    /// (not for a loader, whose call is counted by how it goes on).
     #[inline(always)]
-    pub(super) fn read_plain<Q, const COUNTED: bool>(&self, at: Hashed, key: &Q) -> Option<V>
+    pub(super) fn read_plain<Q, const COUNTED: bool, const MISSES: bool>(
+        &self,
+        at: Hashed,
+        key: &Q,
+    ) -> Option<V>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
@@ -169,7 +180,7 @@ where
             if let Some(s) = &shard.stats {
                 if v.is_some() {
                     s.hit();
-                } else {
+                } else if MISSES {
                     s.miss();
                 }
             }
@@ -185,7 +196,7 @@ where
         V: Clone,
     {
         let at = self.hash(key);
-        self.read_timed(at, key, None).map(|(v, _)| v)
+        self.read_timed(at, key, None, true).map(|(v, _)| v)
     }
 
     /// [`get`](Self::get) of a cache whose only expiration is a time-to-live: like
@@ -213,7 +224,7 @@ where
             }
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, &Now::at(&self.inner.clock, now));
+                self.timed_miss(shard, &Now::at(&self.inner.clock, now), true);
                 None
             }
             _ => {
@@ -223,12 +234,12 @@ where
         }
     }
 
-    /// A miss of an expiring cache (no lock held): counted, and the shard's expired entries
-    /// reclaimed if some are due at `now` (read here if `None`; checked inline: most misses
-    /// find none).
+    /// A miss of an expiring cache (no lock held): counted (if `count`), and the shard's
+    /// expired entries reclaimed if some are due at `now` (checked inline: most misses find
+    /// none).
     #[inline(always)]
-    pub(super) fn timed_miss(&self, shard: &Shard<K, V>, time: &Now<'_>) {
-        if let Some(stats) = &shard.stats {
+    pub(super) fn timed_miss(&self, shard: &Shard<K, V>, time: &Now<'_>, count: bool) {
+        if let (true, Some(stats)) = (count, &shard.stats) {
             stats.miss();
         }
         if let Some(due) = shard.pending_due() {
@@ -245,16 +256,18 @@ where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
-        self.read_timed(at, key, None).map(|(v, _)| v)
+        self.read_timed(at, key, None, false).map(|(v, _)| v)
     }
 
-    /// A read of an expiring cache: deadlines, time-to-idle and refresh.
+    /// A read of an expiring cache: deadlines, time-to-idle and refresh. `miss`: whether a
+    /// miss is counted.
     #[inline(always)]
     pub(super) fn read_timed<Q>(
         &self,
         at: Hashed,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
+        miss: bool,
     ) -> Option<(V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
@@ -274,12 +287,12 @@ where
             Read::Refile(v, when) => (v.clone(), false, Some(when)),
             Read::Miss => {
                 drop(state);
-                self.timed_miss(shard, &self.now());
+                self.timed_miss(shard, &self.now(), miss);
                 return None;
             }
             Read::Stale => {
                 drop(state);
-                return self.read_stale(at, key, refresh);
+                return self.read_stale(at, key, refresh, miss);
             }
         };
         drop(state);
@@ -300,13 +313,14 @@ where
         at: Hashed,
         key: &Q,
         refresh: Option<&dyn Fn(u64) -> bool>,
+        miss: bool,
     ) -> Option<(V, bool)>
     where
         Q: ?Sized + Equivalent<K>,
         V: Clone,
     {
         self.catch_up(at.shard);
-        self.read_timed(at, key, refresh)
+        self.read_timed(at, key, refresh, miss)
     }
 
     /// Returns a clone of the value for `key` without counting it as an access: the entry is no
@@ -360,7 +374,7 @@ where
         let shard = &self.inner.shards[at.shard];
         let mut state = shard.state.write();
         state.refile(at.hash, key, when, &self.now());
-        shard.publish_due(&state);
+        shard.after_write(&mut state);
     }
 }
 

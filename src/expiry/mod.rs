@@ -104,6 +104,11 @@ pub(crate) fn ticks(d: Duration) -> u64 {
     millis(d).min(MAX_LIFETIME)
 }
 
+/// The lifetime the cache keeps for `d`: whole milliseconds, capped at `MAX_LIFETIME`.
+pub(crate) fn kept_lifetime(d: Duration) -> Duration {
+    Duration::from_millis(ticks(d))
+}
+
 /// The configured sources of deadlines.
 pub(crate) struct ExpireConfig<K, V> {
     pub(crate) ttl: Option<u64>,

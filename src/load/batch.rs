@@ -7,8 +7,10 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
+use equivalent::Equivalent;
+
 use crate::cache::{Cache, Hashed};
-use crate::flight::{Flight, Outcome, Wait};
+use crate::flight::{Flight, Leading, Outcome, Wait, check_not_leading};
 use crate::shard::Begin;
 
 use super::{Lead, Next};
@@ -63,13 +65,19 @@ where
     /// Every key is led by this caller before it waits on others, so two batches that share
     /// keys never wait on each other in a cycle. Duplicate keys are answered once.
     ///
+    /// # Panics
+    ///
+    /// If `load` panics, the loads this caller led are handed to their waiters and the panic
+    /// resumes. A `load` that asks this cache for one of the keys it is loading panics (it
+    /// would wait for itself).
+    ///
     /// ```
     /// use std::collections::HashMap;
     /// use cachet::Cache;
     ///
     /// let cache: Cache<u64, String> = Cache::new(1_000);
     /// cache.insert(1, "cached".to_string());
-    /// let found = cache.get_all_or_load([1, 2, 3], |missing: &[u64]| {
+    /// let found = cache.get_all_or_load(&[1, 2, 3], |missing: &[u64]| {
     ///     assert_eq!(missing, &[2, 3]); // one query for both, e.g. `WHERE id IN (2, 3)`
     ///     missing.iter().filter(|&&id| id != 3).map(|&id| (id, format!("row {id}"))).collect::<Vec<_>>()
     /// });
@@ -77,9 +85,10 @@ where
     /// assert_eq!(found[&2], "row 2");
     /// assert_eq!(cache.get(&2).as_deref(), Some("row 2"));
     /// ```
-    pub fn get_all_or_load<I, F, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    pub fn get_all_or_load<'q, Q, I, F, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(&[K]) -> R,
         R: IntoIterator<Item = (K, V)>,
     {
@@ -90,24 +99,38 @@ where
     /// gets its value or the error of the load that covered it: when `load` fails, every key
     /// it was asked for gets that error (shared, `Arc<E>`), as do the other callers waiting on
     /// those keys; a key that joined another caller's failed load gets that load's error.
-    pub fn get_all_or_try_load<I, F, R, E>(&self, keys: I, mut load: F) -> BatchResult<K, V, E>
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load`](Self::get_all_or_load).
+    pub fn get_all_or_try_load<'q, Q, I, F, R, E>(
+        &self,
+        keys: I,
+        mut load: F,
+    ) -> BatchResult<K, V, E>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(&[K]) -> Result<R, E>,
         R: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
         let mut out = HashMap::new();
-        let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut todo: Vec<K> = keys.into_iter().map(ToOwned::to_owned).collect();
+        let mut first = true;
         while !todo.is_empty() {
-            let round = self.begin_round(todo, &mut out);
+            let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
-                let result = load(&round.lead_keys);
+                let result = {
+                    let _leading = Leading::enter(round.leads.iter().map(|l| &*l.1));
+                    load(&round.lead_keys)
+                };
                 Self::finish_round(leads, result, &mut out);
             }
             todo = Vec::new();
             for join in round.joins {
+                check_not_leading(&join.flight);
                 let outcome = join.flight.wait(None).expect("no deadline was given");
                 self.joined(join, outcome, &mut out, &mut todo);
             }
@@ -117,9 +140,19 @@ where
 
     /// Async [`get_all_or_load`](Self::get_all_or_load): `load` gets the missing keys (owned)
     /// and returns a future.
-    pub async fn get_all_or_load_async<I, F, Fut, R>(&self, keys: I, mut load: F) -> HashMap<K, V>
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load`](Self::get_all_or_load) (a loader that awaits this cache's load
+    /// of one of its keys, in the same task, panics).
+    pub async fn get_all_or_load_async<'q, Q, I, F, Fut, R>(
+        &self,
+        keys: I,
+        mut load: F,
+    ) -> HashMap<K, V>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = R>,
         R: IntoIterator<Item = (K, V)>,
@@ -133,29 +166,37 @@ where
 
     /// Async [`get_all_or_try_load`](Self::get_all_or_try_load). If this future is dropped
     /// while its loader runs, the loads it led are handed to their waiters.
-    pub async fn get_all_or_try_load_async<I, F, Fut, R, E>(
+    ///
+    /// # Panics
+    ///
+    /// As [`get_all_or_load_async`](Self::get_all_or_load_async).
+    pub async fn get_all_or_try_load_async<'q, Q, I, F, Fut, R, E>(
         &self,
         keys: I,
         mut load: F,
     ) -> BatchResult<K, V, E>
     where
-        I: IntoIterator<Item = K>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K> + 'q,
+        I: IntoIterator<Item = &'q Q>,
         F: FnMut(Vec<K>) -> Fut,
         Fut: Future<Output = Result<R, E>>,
         R: IntoIterator<Item = (K, V)>,
         E: Send + Sync + 'static,
     {
         let mut out = HashMap::new();
-        let mut todo: Vec<K> = keys.into_iter().collect();
+        let mut todo: Vec<K> = keys.into_iter().map(ToOwned::to_owned).collect();
+        let mut first = true;
         while !todo.is_empty() {
-            let round = self.begin_round(todo, &mut out);
+            let round = self.begin_round(todo, std::mem::take(&mut first), &mut out);
             if !round.lead_keys.is_empty() {
                 let leads = self.leads(&round);
-                let result = load(round.lead_keys.clone()).await;
+                let ids = round.leads.iter().map(|l| l.1.id()).collect();
+                let result = Leading::run(ids, load(round.lead_keys.clone())).await;
                 Self::finish_round(leads, result, &mut out);
             }
             todo = Vec::new();
             for join in round.joins {
+                check_not_leading(&join.flight);
                 let wait = Wait::new(&join.flight);
                 let outcome = wait.await;
                 self.joined(join, outcome, &mut out, &mut todo);
@@ -164,8 +205,15 @@ where
         out
     }
 
-    /// Sorts `keys` into hits (straight into `out`), loads to join and loads to lead.
-    fn begin_round<E>(&self, keys: Vec<K>, out: &mut BatchResult<K, V, E>) -> Round<K, V> {
+    /// Sorts `keys` into hits (straight into `out`), loads to join and loads to lead. `first`:
+    /// the batch's first round, whose lookups the statistics count (a later round retries keys
+    /// whose loads were abandoned, already counted).
+    fn begin_round<E>(
+        &self,
+        keys: Vec<K>,
+        first: bool,
+        out: &mut BatchResult<K, V, E>,
+    ) -> Round<K, V> {
         let mut round = Round {
             lead_keys: Vec::new(),
             leads: Vec::new(),
@@ -177,15 +225,19 @@ where
                     continue; // a duplicate
                 }
                 let at = self.hash(&k);
-                if let Some(v) = self.get_at(at, &k) {
-                    out.insert(k, Ok(v));
-                    continue;
+                if first {
+                    if let Some(v) = self.get_at(at, &k) {
+                        out.insert(k, Ok(v));
+                        continue;
+                    }
                 }
-                match self.begin_load(at, &k) {
+                match self.begin_load(at, &k, first) {
                     Begin::Hit(v) => {
                         out.insert(k, Ok(v));
                     }
-                    Begin::Join(flight) => round.joins.push(Joined { key: k, at, flight }),
+                    Begin::Join(flight) | Begin::Remembered(flight) => {
+                        round.joins.push(Joined { key: k, at, flight })
+                    }
                     Begin::Lead(flight) => {
                         round.lead_keys.push(k);
                         round.leads.push((at, flight));
@@ -203,7 +255,7 @@ where
     }
 
     /// The guards of the loads a round leads (dropped unsettled, they hand the loads over).
-    fn leads<'a>(&'a self, round: &'a Round<K, V>) -> Vec<Lead<'a, K, V, S>> {
+    fn leads<'a>(&'a self, round: &'a Round<K, V>) -> Vec<Lead<'a, K, V, S, K>> {
         round
             .lead_keys
             .iter()
@@ -214,7 +266,7 @@ where
 
     /// Settles every load a round led with the batch loader's answer.
     fn finish_round<R, E>(
-        leads: Vec<Lead<'_, K, V, S>>,
+        leads: Vec<Lead<'_, K, V, S, K>>,
         result: Result<R, E>,
         out: &mut BatchResult<K, V, E>,
     ) where
@@ -228,10 +280,13 @@ where
                     let key = lead.key.clone();
                     match found.remove(&key) {
                         Some(v) => {
-                            let v = lead.finish_shared::<E>(Ok(v));
-                            out.insert(key, v);
+                            if let Ok(Some(v)) = lead.settle::<E>(Ok(Some(v))) {
+                                out.insert(key, Ok(v));
+                            }
                         }
-                        None => lead.finish_missing(),
+                        None => {
+                            let _ = lead.settle::<E>(Ok(None)); // not found: no entry in `out`
+                        }
                     }
                 }
             }
@@ -239,7 +294,8 @@ where
                 let e = Arc::new(e);
                 for lead in leads {
                     let key = lead.key.clone();
-                    out.insert(key, lead.finish_shared(Err(Arc::clone(&e))));
+                    let _ = lead.settle::<E>(Err(Arc::clone(&e)));
+                    out.insert(key, Err(Arc::clone(&e)));
                 }
             }
         }
@@ -255,14 +311,17 @@ where
     ) where
         E: Send + Sync + 'static,
     {
-        match outcome.next::<E>() {
-            Next::Done(r) => {
-                out.insert(k, r);
+        match outcome.next::<E>(true) {
+            Next::Done(Ok(Some(v))) => {
+                out.insert(k, Ok(v));
             }
-            Next::Missing => {}
+            Next::Done(Ok(None)) => {} // not found
+            Next::Done(Err(e)) => {
+                out.insert(k, Err(e));
+            }
             Next::Retry => todo.push(k),
-            Next::RetryAfterForeignError => {
-                self.abandon_load(at, &k, flight.generation);
+            Next::RetryOwn => {
+                self.abandon_load(at, flight.generation);
                 todo.push(k);
             }
         }

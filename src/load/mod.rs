@@ -1,5 +1,5 @@
-//! The loader family on `Cache`: `get_or_load` and its fallible, bounded and async forms (and
-//! the batch loads in `batch.rs`). It drives the shard's in-flight loads through the cache and
+//! The loader family on `Cache`: `get_or_load` and its bounded and async forms, for loaders of
+//! every `Loaded` shape (and the batch loads in `batch.rs`). It drives the shard's in-flight loads through the cache and
 //! waits on `Flight`s; the shard and the cache know nothing of it.
 //
 // In-flight loads: how a hundred concurrent misses on one key become one call to the loader.
@@ -18,10 +18,10 @@
 //    late leader must not overwrite what they did (a `remove` after a database update must not be
 //    undone by a load that read the old row). Either way it then publishes the outcome to its
 //    waiters, after the lock is released.
-// 3. A waiter wakes with the value, with the shared error (if its error type is the leader's),
-//    or with "abandoned": the leader panicked, its future was dropped, or its error has a type
-//    this waiter cannot receive. It then starts again at step 1, so exactly one of the waiters
-//    becomes the new leader and the others join it. A waiter is either a parked thread (a
+// 3. A waiter wakes with the value, with "not found" or the shared error (if it can take them:
+//    its loader's shape says "not found", its error type is the leader's), or with "abandoned":
+//    the leader panicked or its future was dropped. Otherwise it starts again at step 1, so
+//    exactly one of the waiters becomes the new leader and the others join it. A waiter is either a parked thread (a
 //    condition variable) or a task (a waker); both wait on the same `Flight`, so blocking and
 //    async callers coalesce with each other.
 //
@@ -30,47 +30,79 @@
 
 mod batch;
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use equivalent::Equivalent;
+
 use crate::cache::{Cache, Hashed};
-use crate::flight::{Flight, Outcome, SharedError, Wait};
+use crate::flight::{Flight, Leading, Outcome, SharedError, Wait, check_not_leading};
+use crate::loaded::Loaded;
 use crate::shard::Begin;
 
-/// What a waiter does with a flight's outcome.
+/// What a waiter does with a flight's outcome: a value, "not found" (`Ok(None)`) or an error
+/// it can take, or start again.
 enum Next<V, E> {
-    Done(Result<V, Arc<E>>),
-    /// The key is not in the batch loader's answer.
-    Missing,
+    Done(Result<Option<V>, Arc<E>>),
     /// Start again (lead or join a new load).
     Retry,
-    /// The load failed with an error of another type than this caller's: drop that failed
-    /// load's slot (it may be kept as a negative entry), then start again.
-    RetryAfterForeignError,
+    /// The load ended with "not found" or an error this caller cannot take (its loader cannot
+    /// say "not found", or fails with another type): drop that load's slot (it may be kept as
+    /// a negative entry), then start again with its own loader.
+    RetryOwn,
 }
 
 impl<V> Outcome<V> {
-    fn next<E>(self) -> Next<V, E>
+    /// What a caller that can take "not found" (`absent`) and errors of type `E` does.
+    fn next<E>(self, absent: bool) -> Next<V, E>
     where
         E: Send + Sync + 'static,
     {
         match self {
-            Outcome::Loaded(v) => Next::Done(Ok(v)),
+            Outcome::Loaded(v) => Next::Done(Ok(Some(v))),
             Outcome::Failed(e) => match e.downcast::<E>() {
                 Ok(e) => Next::Done(Err(e)),
-                Err(_) => Next::RetryAfterForeignError,
+                Err(_) => Next::RetryOwn,
             },
-            Outcome::Missing => Next::Missing,
+            Outcome::Missing if absent => Next::Done(Ok(None)),
+            Outcome::Missing => Next::RetryOwn,
             Outcome::Abandoned => Next::Retry,
         }
     }
 }
 
 /// A waiter's bounded wait ended before the load did; the load carries on for the others.
+/// Returned by [`Cache::get_or_load_timeout`].
+///
+/// ```
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+/// use cachet::Cache;
+///
+/// let cache: Cache<u64, String> = Cache::new(100);
+/// let (started, wait_for_start) = mpsc::channel();
+/// let (release, wait_for_release) = mpsc::channel::<()>();
+/// let slow = {
+///     let cache = cache.clone();
+///     std::thread::spawn(move || {
+///         cache.get_or_load(&1, || {
+///             started.send(()).unwrap();
+///             wait_for_release.recv().unwrap(); // a slow query
+///             "loaded".to_string()
+///         })
+///     })
+/// };
+/// wait_for_start.recv().unwrap();
+/// let waited = cache.get_or_load_timeout(&1, Duration::from_millis(10), || -> String { unreachable!() });
+/// let timeout = waited.unwrap_err();
+/// assert_eq!(timeout.waited(), Duration::from_millis(10));
+/// assert!(timeout.to_string().contains("gave up"));
+/// release.send(()).unwrap();
+/// assert_eq!(slow.join().unwrap(), "loaded"); // the load carried on
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeout {
     waited: Duration,
@@ -95,35 +127,31 @@ impl fmt::Display for Timeout {
 
 impl std::error::Error for Timeout {}
 
-/// Why a blocking load ended without a value.
-enum Failure<E> {
-    Failed(Arc<E>),
-    Timeout,
-}
-
-/// The leader of a load. However it leaves (value, error, panic, dropped future), the flight is
-/// settled and the pending slot removed, so no waiter hangs.
-struct Lead<'a, K, V, S>
+/// The leader of a load. However it leaves (value, "not found", error, panic, dropped future),
+/// the flight is settled and the pending slot removed (or kept as a negative entry), so no
+/// waiter hangs.
+struct Lead<'a, K, V, S, Q: ?Sized>
 where
     K: Hash + Eq,
     S: BuildHasher,
 {
     cache: &'a Cache<K, V, S>,
     at: Hashed,
-    key: &'a K,
+    key: &'a Q,
     flight: Arc<Flight<V>>,
     settled: bool,
     /// When the load started, if the cache records statistics.
     started: Option<Instant>,
 }
 
-impl<'a, K, V, S> Lead<'a, K, V, S>
+impl<'a, K, V, S, Q> Lead<'a, K, V, S, Q>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq,
     V: Clone,
     S: BuildHasher,
+    Q: ?Sized + ToOwned<Owned = K>,
 {
-    fn new(cache: &'a Cache<K, V, S>, at: Hashed, key: &'a K, flight: Arc<Flight<V>>) -> Self {
+    fn new(cache: &'a Cache<K, V, S>, at: Hashed, key: &'a Q, flight: Arc<Flight<V>>) -> Self {
         let started = cache.shard_stats(at.shard).map(|_| Instant::now());
         Lead {
             cache,
@@ -135,32 +163,39 @@ where
         }
     }
 
-    fn finish<E>(self, result: Result<V, E>) -> Result<V, Arc<E>>
-    where
-        E: Send + Sync + 'static,
-    {
-        self.finish_shared(result.map_err(Arc::new))
+    /// Stores the value (unless superseded) or settles "not found" or the error, then wakes the
+    /// waiters; returns what the leader's call returns.
+    fn finish<L: Loaded<V>>(self, loaded: L) -> L::Output {
+        L::join(self.settle(loaded.split().map_err(Arc::new)))
     }
 
-    /// Stores the value (unless superseded) or settles the failure, then wakes the waiters.
-    fn finish_shared<E>(mut self, result: Result<V, Arc<E>>) -> Result<V, Arc<E>>
+    /// `finish` for an outcome already in one form (the error shared).
+    fn settle<E>(mut self, result: Result<Option<V>, Arc<E>>) -> Result<Option<V>, Arc<E>>
     where
         E: Send + Sync + 'static,
     {
         let g = self.flight.generation;
-        // Until the slot is settled, a panic (the weigher, a `Clone`) leaves through `Drop`,
-        // which frees the key and hands the load to a waiter.
+        // Until the slot is settled, a panic (the weigher, the key's `Eq`, a `Clone`) leaves
+        // through `Drop`, which frees the key and hands the load to a waiter.
         match result {
-            Ok(v) => {
-                self.cache.end_load(self.at, self.key, g, Some(v.clone()));
+            Ok(Some(v)) => {
+                self.cache
+                    .end_load(self.at, self.key.to_owned(), g, v.clone());
                 let for_waiters = v.clone();
                 self.settled = true;
                 self.count(true);
                 self.flight.complete(for_waiters);
-                Ok(v)
+                Ok(Some(v))
+            }
+            Ok(None) => {
+                self.cache.fail_load(self.at, g);
+                self.settled = true;
+                self.count(true);
+                self.flight.missing();
+                Ok(None)
             }
             Err(e) => {
-                self.cache.fail_load(self.at, self.key, g);
+                self.cache.fail_load(self.at, g);
                 self.settled = true;
                 self.count(false);
                 self.flight.fail(Arc::clone(&e) as SharedError);
@@ -168,21 +203,13 @@ where
             }
         }
     }
-
-    /// A batch loader did not return this key: nothing is stored; waiters are told.
-    fn finish_missing(mut self) {
-        let g = self.flight.generation;
-        self.cache.abandon_load(self.at, self.key, g);
-        self.settled = true;
-        self.count(true);
-        self.flight.missing();
-    }
 }
 
-impl<K, V, S> Lead<'_, K, V, S>
+impl<K, V, S, Q> Lead<'_, K, V, S, Q>
 where
     K: Hash + Eq,
     S: BuildHasher,
+    Q: ?Sized,
 {
     /// Counts the finished load, if the cache records statistics.
     fn count(&self, ok: bool) {
@@ -192,21 +219,19 @@ where
     }
 }
 
-impl<K, V, S> Drop for Lead<'_, K, V, S>
+impl<K, V, S, Q> Drop for Lead<'_, K, V, S, Q>
 where
     K: Hash + Eq,
     S: BuildHasher,
+    Q: ?Sized,
 {
     fn drop(&mut self) {
         if !self.settled {
             self.count(false);
-            // The loader panicked or the future was dropped: free the key for a new leader.
-            // `end_load` with no value needs neither hashing nor cloning; a panic in it (a
-            // listener) must not stop the waiters from being released.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.cache
-                    .abandon_load(self.at, self.key, self.flight.generation)
-            }));
+            // The loader (or the completion: the weigher, the key's `Eq` or a `Clone`)
+            // panicked, or the future was dropped: free the key for a new leader. The slot is
+            // found by its generation, so this runs no user code and cannot panic.
+            self.cache.abandon_load(self.at, self.flight.generation);
             self.flight.abandon();
         }
     }
@@ -215,123 +240,142 @@ where
 /// Loaders: one load per key at a time, whoever asks.
 impl<K, V, S> Cache<K, V, S>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq,
     V: Clone,
     S: BuildHasher,
 {
     /// Returns the value for `key`, loading it with `load` on a miss. Concurrent callers that
     /// miss the same key, blocking or async, wait for one load: exactly one `load` runs per key
-    /// at a time, and every waiter receives its value (a clone).
+    /// at a time, and every waiter receives its outcome (a clone of the value).
+    ///
+    /// `load` may return the value, an `Option` (`None`: not found), a `Result`, or a `Result`
+    /// of an `Option`, and the call returns the same shape, with an error shared as an
+    /// `Arc<E>` by every caller of that load (see [`Loaded`]). Only a value is stored; "not
+    /// found" and errors are remembered only with [`negative_ttl`](crate::CacheBuilder::negative_ttl).
+    /// The key may be borrowed (`&str` for a `Cache<String, _>`): it is turned into a `K` only
+    /// to load it.
+    ///
+    /// The loaded value is stored unless an [`insert`](Self::insert) or
+    /// [`remove`](Self::remove) of the key, a [`retain`](Self::retain) or an
+    /// [`invalidate_all`](Self::invalidate_all) happened during the load (the waiters still
+    /// receive it). `load` runs with no lock held and may use the cache, but not ask for the
+    /// key it is loading.
+    ///
+    /// # Panics
     ///
     /// If the leading caller's `load` panics, the panic unwinds that caller only; one of the
-    /// waiters then loads again with its own `load`. The loaded value is stored unless an
-    /// [`insert`](Self::insert), [`remove`](Self::remove) or
-    /// [`invalidate_all`](Self::invalidate_all) of the key happened during the load (the
-    /// waiters still receive it). `load` runs with no lock held and may use the cache.
+    /// waiters then loads again with its own `load`. A `load` that asks this cache for the key
+    /// it is loading panics with a message naming the recursive load (it would wait for itself
+    /// forever).
     ///
     /// ```
     /// use cachet::Cache;
     ///
-    /// let cache: Cache<u64, String> = Cache::new(1_000);
-    /// let name = cache.get_or_load(&42, || "Ada".to_string()); // e.g. a database query
-    /// assert_eq!(name, "Ada");
-    /// assert_eq!(cache.get(&42).as_deref(), Some("Ada"));
+    /// let users: Cache<String, String> = Cache::new(1_000);
+    /// let name = users.get_or_load("ada", || "Ada Lovelace".to_string()); // e.g. a query
+    /// assert_eq!(name, "Ada Lovelace");
+    /// assert_eq!(users.get("ada").as_deref(), Some("Ada Lovelace"));
+    /// // A loader that can say "not found", and one that can fail:
+    /// assert_eq!(users.get_or_load("nobody", || None), None);
+    /// let row: Result<String, _> = users.get_or_load("bob", || Err::<String, _>("timeout"));
+    /// assert_eq!(*row.unwrap_err(), "timeout");
     /// ```
-    pub fn get_or_load<F>(&self, key: &K, load: F) -> V
+    pub fn get_or_load<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: FnOnce() -> V,
-    {
-        match self.load_blocking(key, None, true, || Ok::<V, Infallible>(load())) {
-            Ok(v) => v,
-            Err(Failure::Failed(e)) => match *e {},
-            Err(Failure::Timeout) => unreachable!("no deadline was given"),
-        }
-    }
-
-    /// Like [`get_or_load`](Self::get_or_load), for a fallible `load`. When it fails, the
-    /// leading caller and every caller waiting on that load get the same error, shared as an
-    /// `Arc<E>`; nothing is stored, and the next caller starts a fresh load. (A waiter whose
-    /// error type differs from the leader's cannot receive its error: it loads again itself.)
-    pub fn get_or_try_load<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
-    where
-        F: FnOnce() -> Result<V, E>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: FnOnce() -> L,
     {
         match self.load_blocking(key, None, true, load) {
-            Ok(v) => Ok(v),
-            Err(Failure::Failed(e)) => Err(e),
-            Err(Failure::Timeout) => unreachable!("no deadline was given"),
+            Ok(out) => out,
+            Err(_) => unreachable!("no deadline was given"),
         }
     }
 
-    /// [`get_or_try_load`](Self::get_or_try_load) for a caller that has just looked `key` up
-    /// and missed (and counted that miss): goes straight to leading or joining a load.
-    pub(crate) fn try_load_missed<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    /// [`get_or_load`](Self::get_or_load) for a caller that has just looked `key` up and
+    /// missed: goes straight to leading or joining a load.
+    pub(crate) fn load_missed<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: FnOnce() -> Result<V, E>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: FnOnce() -> L,
     {
         match self.load_blocking(key, None, false, load) {
-            Ok(v) => Ok(v),
-            Err(Failure::Failed(e)) => Err(e),
-            Err(Failure::Timeout) => unreachable!("no deadline was given"),
+            Ok(out) => out,
+            Err(_) => unreachable!("no deadline was given"),
         }
     }
 
     /// Like [`get_or_load`](Self::get_or_load), but waits at most `timeout` for another
     /// caller's load of the key; the load carries on for the others. The bound is on waiting:
     /// a caller that becomes the leader runs `load` to the end.
-    pub fn get_or_load_timeout<F>(&self, key: &K, timeout: Duration, load: F) -> Result<V, Timeout>
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] if another caller's load of the key was still running after `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load).
+    pub fn get_or_load_timeout<Q, L, F>(
+        &self,
+        key: &Q,
+        timeout: Duration,
+        load: F,
+    ) -> Result<L::Output, Timeout>
     where
-        F: FnOnce() -> V,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: FnOnce() -> L,
     {
         let deadline = Instant::now().checked_add(timeout);
-        match self.load_blocking(key, deadline, true, || Ok::<V, Infallible>(load())) {
-            Ok(v) => Ok(v),
-            Err(Failure::Failed(e)) => match *e {},
-            Err(Failure::Timeout) => Err(Timeout { waited: timeout }),
-        }
+        self.load_blocking(key, deadline, true, load)
+            .map_err(|()| Timeout { waited: timeout })
     }
 
-    fn load_blocking<F, E>(
+    /// The blocking loader: `Err(())` if `deadline` passed while waiting.
+    fn load_blocking<Q, L, F>(
         &self,
-        key: &K,
+        key: &Q,
         deadline: Option<Instant>,
         probe: bool,
         load: F,
-    ) -> Result<V, Failure<E>>
+    ) -> Result<L::Output, ()>
     where
-        F: FnOnce() -> Result<V, E>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: FnOnce() -> L,
     {
         // Hashed once, whatever the number of attempts.
         let at = self.hash(key);
         let mut load = Some(load);
-        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        // Looked up once (a hit counted); a retry probes under the write lock.
         if probe {
             if let Some(v) = self.get_at(at, key) {
-                return Ok(v);
+                return Ok(L::join(Ok(Some(v))));
             }
         }
+        let mut first = true;
         loop {
-            match self.begin_load(at, key) {
-                Begin::Hit(v) => return Ok(v),
-                Begin::Join(flight) => {
-                    let Some(outcome) = flight.wait(deadline) else {
-                        return Err(Failure::Timeout);
-                    };
-                    match outcome.next() {
-                        Next::Done(result) => return result.map_err(Failure::Failed),
-                        Next::Missing | Next::Retry => {}
-                        Next::RetryAfterForeignError => {
-                            self.abandon_load(at, key, flight.generation)
-                        }
+            match self.begin_load(at, key, std::mem::take(&mut first)) {
+                Begin::Hit(v) => return Ok(L::join(Ok(Some(v)))),
+                Begin::Join(flight) | Begin::Remembered(flight) => {
+                    check_not_leading(&flight);
+                    let outcome = flight.wait(deadline).ok_or(())?;
+                    match outcome.next::<L::Error>(L::ABSENT) {
+                        Next::Done(result) => return Ok(L::join(result)),
+                        Next::Retry => {}
+                        Next::RetryOwn => self.abandon_load(at, flight.generation),
                     }
                 }
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
                     let lead = Lead::new(self, at, key, flight);
-                    return lead.finish(load()).map_err(Failure::Failed);
+                    let loaded = {
+                        let _leading = Leading::enter([&*lead.flight]);
+                        load()
+                    };
+                    return Ok(lead.finish(loaded));
                 }
             }
         }
@@ -341,66 +385,63 @@ where
     /// caller leads the load. Waiting needs no particular runtime. If the leading task's future
     /// is dropped mid-load, one of the waiters takes the load over; a waiting future may be
     /// dropped at any point. To bound the wait, wrap the call in your runtime's timeout.
-    pub async fn get_or_load_async<F>(&self, key: &K, load: F) -> V
+    ///
+    /// # Panics
+    ///
+    /// As [`get_or_load`](Self::get_or_load): a `load` that awaits this cache's load of the
+    /// key it is loading, in the same task, panics.
+    pub async fn get_or_load_async<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: Future<Output = V>,
-    {
-        let load = async move { Ok::<V, Infallible>(load.await) };
-        match self.get_or_try_load_async(key, load).await {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
-    }
-
-    /// Async [`get_or_try_load`](Self::get_or_try_load).
-    pub async fn get_or_try_load_async<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
-    where
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
         self.load_async(key, true, load).await
     }
 
-    /// [`try_load_missed`](Self::try_load_missed), async.
-    pub(crate) async fn try_load_missed_async<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    /// [`load_missed`](Self::load_missed), async.
+    pub(crate) async fn load_missed_async<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
         self.load_async(key, false, load).await
     }
 
-    async fn load_async<F, E>(&self, key: &K, probe: bool, load: F) -> Result<V, Arc<E>>
+    async fn load_async<Q, L, F>(&self, key: &Q, probe: bool, load: F) -> L::Output
     where
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
         // Hashed once, whatever the number of attempts.
         let at = self.hash(key);
         let mut load = Some(load);
-        // Looked up once (one hit or one miss counted); a retry probes under the write lock.
+        // Looked up once (a hit counted); a retry probes under the write lock.
         if probe {
             if let Some(v) = self.get_at(at, key) {
-                return Ok(v);
+                return L::join(Ok(Some(v)));
             }
         }
+        let mut first = true;
         loop {
-            match self.begin_load(at, key) {
-                Begin::Hit(v) => return Ok(v),
-                Begin::Join(flight) => {
+            match self.begin_load(at, key, std::mem::take(&mut first)) {
+                Begin::Hit(v) => return L::join(Ok(Some(v))),
+                Begin::Join(flight) | Begin::Remembered(flight) => {
+                    check_not_leading(&flight);
                     let wait = Wait::new(&flight);
-                    match wait.await.next() {
-                        Next::Done(result) => return result,
-                        Next::Missing | Next::Retry => {}
-                        Next::RetryAfterForeignError => {
-                            self.abandon_load(at, key, flight.generation)
-                        }
+                    match wait.await.next::<L::Error>(L::ABSENT) {
+                        Next::Done(result) => return L::join(result),
+                        Next::Retry => {}
+                        Next::RetryOwn => self.abandon_load(at, flight.generation),
                     }
                 }
                 Begin::Lead(flight) => {
                     let load = load.take().expect("a caller leads at most once");
                     let lead = Lead::new(self, at, key, flight);
-                    return lead.finish(load.await);
+                    let loaded = Leading::run(vec![lead.flight.id()], load).await;
+                    return lead.finish(loaded);
                 }
             }
         }

@@ -242,6 +242,17 @@ impl Policy {
         p
     }
 
+    /// The shard's capacity changed (`Cache::set_capacity`): its window keeps its share of
+    /// the cache's window target, which stays in units of the cache's capacity at build time,
+    /// and the queues are sized anew. Ghosts and frequencies carry over.
+    pub(crate) fn set_capacity(&mut self, capacity: u64) {
+        self.capacity = capacity;
+        let c = &mut self.shared;
+        c.scale = capacity as f64 / c.window.capacity().max(1) as f64;
+        self.window_target = f64::from_bits(c.applied) * c.scale;
+        self.apply_window();
+    }
+
     fn apply_window(&mut self) {
         let cap = self.capacity as f64;
         self.window_target = self.window_target.clamp(1.0_f64.min(cap), cap);

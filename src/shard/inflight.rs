@@ -20,7 +20,7 @@ pub(super) struct Pending<K, V> {
     pub(super) key: K,
     pub(super) hash: u32,
     flight: Arc<Flight<V>>,
-    /// `None` while the load runs. Otherwise the load failed and, with `cache_errors_for`, its
+    /// `None` while the load runs. Otherwise the load failed and, with `negative_ttl`, its
     /// error is served to callers of the key until this clock tick (a negative entry).
     failed_until: Option<u64>,
 }
@@ -31,6 +31,8 @@ pub(crate) enum Begin<V> {
     Hit(V),
     /// Wait on a load in flight.
     Join(Arc<Flight<V>>),
+    /// A failed or empty load remembered (`negative_ttl`): its flight holds the outcome.
+    Remembered(Arc<Flight<V>>),
     /// Run the loader: a new load was registered.
     Lead(Arc<Flight<V>>),
 }
@@ -42,7 +44,7 @@ pub(super) struct InFlight<K, V> {
     pub(super) pending: Vec<Pending<K, V>>,
     /// Generation of the next load, so a leader can tell its own slot from a newer one.
     next_generation: u64,
-    /// Negative entries (failed loads kept with `cache_errors_for`) in the order they were
+    /// Negative entries (failed loads kept with `negative_ttl`) in the order they were
     /// made, which is the order they end in (one lifetime for all): `(until, generation,
     /// hash)`. A queued one whose slot was since replaced is skipped when it comes up.
     negative: VecDeque<(u64, u64, u32)>,
@@ -91,15 +93,15 @@ impl<K, V> InFlight<K, V> {
 impl<K, V> ShardState<K, V> {
     /// After a miss: finds the entry (a hit after all), joins the load in flight, or registers
     /// a new load for the caller to lead. An expired entry is removed on the way (to `removed`).
-    pub(crate) fn begin_load(
+    pub(crate) fn begin_load<Q>(
         &mut self,
         hash: u32,
-        key: &K,
+        key: &Q,
         time: &Now<'_>,
         removed: &mut Removed<K, V>,
     ) -> Begin<V>
     where
-        K: Eq + Clone,
+        Q: ?Sized + Equivalent<K> + ToOwned<Owned = K>,
         V: Clone,
     {
         let now = self.tick_if_timed(time);
@@ -109,17 +111,22 @@ impl<K, V> ShardState<K, V> {
             let (slab, pending) = (&self.slab, &self.loads.pending);
             let t = match self.index.entry(
                 index_hash(hash),
-                |&t| key_of(slab, pending, t) == key,
+                |&t| key.equivalent(key_of(slab, pending, t)),
                 |&t| index_hash(hash_of(slab, pending, t)),
             ) {
                 hashbrown::hash_table::Entry::Occupied(o) => *o.get(),
                 hashbrown::hash_table::Entry::Vacant(v) => {
                     // The entry expired (or left) while its refresh runs: wait for that load.
-                    if let Some(r) = self.loads.refreshing.iter().find(|r| &r.key == key) {
+                    if let Some(r) = self
+                        .loads
+                        .refreshing
+                        .iter()
+                        .find(|r| key.equivalent(&r.key))
+                    {
                         return Begin::Join(Arc::clone(&r.flight));
                     }
-                    // Cloned first: a panicking `Clone` must leave nothing half-registered.
-                    let key = key.clone();
+                    // Built first: a panicking `to_owned` must leave nothing half-registered.
+                    let key = key.to_owned();
                     let flight = self.loads.flight();
                     v.insert(PENDING | self.loads.pending.len() as Token);
                     self.loads.pending.push(Pending {
@@ -133,11 +140,23 @@ impl<K, V> ShardState<K, V> {
             };
             if t >= PENDING {
                 let p = &self.loads.slot(t);
-                if p.failed_until.is_some_and(|until| until <= time.tick()) {
-                    self.remove_pending(t); // a negative entry that has run its time
+                // A negative entry that has run its time, or the slot of a load that ended
+                // without removing it (its flight settled, not kept as a negative entry):
+                // joining it would only send the caller round again.
+                let stale = match p.failed_until {
+                    Some(until) => until <= time.tick(),
+                    None => p.flight.is_settled(),
+                };
+                if stale {
+                    self.remove_pending(t);
                     continue;
                 }
-                return Begin::Join(Arc::clone(&p.flight));
+                let flight = Arc::clone(&p.flight);
+                return if p.failed_until.is_some() {
+                    Begin::Remembered(flight)
+                } else {
+                    Begin::Join(flight)
+                };
             }
             if !self.expired_at(t, now) {
                 let e = self.slab.get(t);
@@ -149,13 +168,12 @@ impl<K, V> ShardState<K, V> {
         }
     }
 
-    /// Ends the load of `generation` for `key`: removes its pending slot and returns `true`,
-    /// or returns `false` if the slot is gone (a write, removal or invalidation superseded it).
-    pub(crate) fn end_load(&mut self, hash: u32, key: &K, generation: u64) -> bool
-    where
-        K: Eq,
-    {
-        let Some(t) = self.load_slot(hash, key, generation) else {
+    /// Ends the load of `generation` (of a key with hash `hash`): removes its pending slot and
+    /// returns `true`, or returns `false` if the slot is gone (a write, removal, `retain` or
+    /// invalidation superseded it). The slot is found by its generation, so no user code (the
+    /// key's `Eq`) runs: a load's completion cannot unwind half-way through the index.
+    pub(crate) fn end_load(&mut self, hash: u32, generation: u64) -> bool {
+        let Some(t) = self.load_slot(hash, generation) else {
             return false;
         };
         self.remove_pending(t);
@@ -163,7 +181,8 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// The index token of the pending slot for `key` (a load in flight, or a negative entry).
-    pub(super) fn pending_slot(&self, hash: u32, key: &K) -> Option<Token>
+    #[cfg(any(test, feature = "_test-hooks"))]
+    fn pending_slot(&self, hash: u32, key: &K) -> Option<Token>
     where
         K: Eq,
     {
@@ -174,13 +193,14 @@ impl<K, V> ShardState<K, V> {
         found.copied()
     }
 
-    /// The pending slot for `key`, if it is still the one of the load of `generation`.
-    pub(super) fn load_slot(&self, hash: u32, key: &K, generation: u64) -> Option<Token>
-    where
-        K: Eq,
-    {
-        self.pending_slot(hash, key)
-            .filter(|&t| self.loads.slot(t).flight.generation == generation)
+    /// The pending slot of the load of `generation`, if it is still in the index. Generations
+    /// are unique in a shard, so the key is never compared.
+    fn load_slot(&self, hash: u32, generation: u64) -> Option<Token> {
+        let pending = &self.loads.pending;
+        let found = self.index.find(index_hash(hash), |&t| {
+            t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
+        });
+        found.copied()
     }
 
     /// Registers a background refresh of `key`, whose live entry a reader claimed the refresh
@@ -241,20 +261,19 @@ impl<K, V> ShardState<K, V> {
 
     /// For `compute`: the live value of `key` (`Ok(None)`: absent or expired), or the load in
     /// flight for it, which `compute` waits for.
-    pub(crate) fn probe(
+    pub(crate) fn probe<Q>(
         &self,
         hash: u32,
-        key: &K,
+        key: &Q,
         time: &Now<'_>,
     ) -> Result<Option<&V>, Arc<Flight<V>>>
     where
-        K: Eq,
+        Q: ?Sized + Equivalent<K>,
     {
         let (slab, pending) = (&self.slab, &self.loads.pending);
-        let Some(&t) = self
-            .index
-            .find(index_hash(hash), |&t| key_of(slab, pending, t) == key)
-        else {
+        let Some(&t) = self.index.find(index_hash(hash), |&t| {
+            key.equivalent(key_of(slab, pending, t))
+        }) else {
             return Ok(None);
         };
         if t >= PENDING {
@@ -273,11 +292,8 @@ impl<K, V> ShardState<K, V> {
     /// The load of `generation` for `key` failed: keep its slot, with its settled flight, as
     /// a negative entry until tick `until`, so callers get its error without loading again.
     /// Returns `false` (and keeps nothing) if the slot was superseded meanwhile.
-    pub(crate) fn keep_failed(&mut self, hash: u32, key: &K, generation: u64, until: u64) -> bool
-    where
-        K: Eq,
-    {
-        let Some(t) = self.load_slot(hash, key, generation) else {
+    pub(crate) fn keep_failed(&mut self, hash: u32, generation: u64, until: u64) -> bool {
+        let Some(t) = self.load_slot(hash, generation) else {
             return false;
         };
         self.loads.slot_mut(t).failed_until = Some(until);
@@ -293,11 +309,7 @@ impl<K, V> ShardState<K, V> {
                 return;
             }
             self.loads.negative.pop_front();
-            let pending = &self.loads.pending;
-            let found = self.index.find(index_hash(hash), |&t| {
-                t >= PENDING && pending[(t & !PENDING) as usize].flight.generation == generation
-            });
-            if let Some(&t) = found {
+            if let Some(t) = self.load_slot(hash, generation) {
                 self.remove_pending(t);
             }
         }
@@ -327,6 +339,29 @@ impl<K, V> ShardState<K, V> {
         let p = &self.loads.slot(t);
         // A negative entry is a finished load, not one in flight.
         p.failed_until.is_none().then(|| p.flight.waiting())
+    }
+
+    /// Drops every pending slot: loads in flight (their leaders will not store their values)
+    /// and negative entries.
+    pub(super) fn supersede_loads(&mut self) {
+        for (i, p) in self.loads.pending.iter().enumerate() {
+            let t = PENDING | i as Token;
+            if let Ok(o) = self.index.find_entry(index_hash(p.hash), |&x| x == t) {
+                o.remove();
+            } else {
+                debug_assert!(false, "load {i} missing from the index");
+            }
+        }
+        self.loads.pending.clear();
+        self.loads.negative.clear();
+    }
+
+    /// Whether the pending slot of index token `t` is a load that has ended but is still
+    /// indexed (only negative entries outlive their load; `validate` checks it).
+    #[cfg(any(test, feature = "_test-hooks"))]
+    pub(super) fn ended_but_indexed(&self, t: Token) -> bool {
+        let p = self.loads.slot(t);
+        p.failed_until.is_none() && p.flight.is_settled()
     }
 
     /// Removes the pending slot of index token `t` (`PENDING | position`).

@@ -24,6 +24,7 @@
 // `write.rs` inserts, removals and eviction, `timers.rs` the wheel glue, `inflight.rs` loads in
 // flight, negative entries and refreshes, `validate.rs` the invariant checker.
 
+mod budget;
 mod inflight;
 mod read;
 mod timers;
@@ -40,6 +41,7 @@ use crate::expiry::Wheel;
 use crate::policy::{Policy, SharedWindow};
 use crate::slab::{Entry, MAX_ENTRIES, Slab, Token};
 
+pub(crate) use budget::Budget;
 pub(crate) use inflight::Begin;
 use inflight::{InFlight, Pending};
 pub(crate) use read::Read;
@@ -81,7 +83,16 @@ pub(crate) struct ShardState<K, V> {
     slab: Slab<K, V>,
     policy: Policy,
     weight: u64,
+    /// The bound on `weight`: a fixed share of the cache's capacity when count-bounded, what
+    /// the shard has claimed from the `budget` when weighted.
     capacity: u64,
+    /// The shard's even share of the cache's capacity (its policy is sized for it).
+    base: u64,
+    /// Where a weighted shard claims its capacity (`None` when count-bounded).
+    budget: Option<Arc<Budget>>,
+    /// Capacity this shard's last insert still needs and could not claim: an entry larger than
+    /// what the shard holds, which the other shards must make room for (`take_shortfall`).
+    shortfall: u64,
     /// Most entries this shard's slab is allowed to grow to: its capacity plus the one entry that
     /// is briefly over the bound during an insert, when count-bounded. Sizes allocations.
     max_entries: usize,
@@ -92,22 +103,18 @@ pub(crate) struct ShardState<K, V> {
 }
 
 impl<K, V> ShardState<K, V> {
-    /// `timed` is `Some((now, capped))` to start with a timer wheel.
+    /// `timed` is `Some((now, capped))` to start with a timer wheel; `budget` is where a
+    /// weighted shard claims its capacity (it starts with none of it).
     pub(crate) fn new(
         capacity: u64,
-        weighted: bool,
+        budget: Option<Arc<Budget>>,
         initial: usize,
         seed: u64,
         timed: Option<(u64, bool)>,
         window: Arc<SharedWindow>,
     ) -> Self {
-        let max_entries = if weighted {
-            MAX_ENTRIES
-        } else {
-            usize::try_from(capacity.saturating_add(1))
-                .unwrap_or(MAX_ENTRIES)
-                .min(MAX_ENTRIES)
-        };
+        let weighted = budget.is_some();
+        let max_entries = entries_for(weighted, capacity);
         // Every entry weighs at least 1, so no shard ever holds more entries than its capacity.
         let fits = usize::try_from(capacity).unwrap_or(usize::MAX);
         let initial = initial.min(max_entries).min(fits);
@@ -130,11 +137,19 @@ impl<K, V> ShardState<K, V> {
             slab,
             policy: Policy::new(capacity, sketch_entries, seed, window),
             weight: 0,
-            capacity,
+            capacity: if weighted { 0 } else { capacity },
+            base: capacity,
+            budget,
+            shortfall: 0,
             max_entries,
             wheel,
             loads: InFlight::new(),
         }
+    }
+
+    /// `max_entries` for a shard of `capacity`.
+    pub(super) fn entries_for(&self, capacity: u64) -> usize {
+        entries_for(self.budget.is_some(), capacity)
     }
 
     /// Whether entries of this shard may have deadlines.
@@ -179,7 +194,6 @@ impl<K, V> ShardState<K, V> {
         self.weight
     }
 
-    #[cfg(any(test, feature = "_test-hooks"))]
     #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
@@ -229,6 +243,18 @@ impl<K, V> ShardState<K, V> {
             }
         }
         e
+    }
+}
+
+/// Most entries a shard of `capacity` grows its slab to: its capacity plus the one entry that
+/// is briefly over the bound during an insert when count-bounded; no bound when weighted.
+fn entries_for(weighted: bool, capacity: u64) -> usize {
+    if weighted {
+        MAX_ENTRIES
+    } else {
+        usize::try_from(capacity.saturating_add(1))
+            .unwrap_or(MAX_ENTRIES)
+            .min(MAX_ENTRIES)
     }
 }
 

@@ -29,6 +29,10 @@ impl<K, V> ShardState<K, V> {
             if self.index.find(index_hash(p.hash), |&x| x == t).is_none() {
                 return Err(format!("load {i} is not indexed under its hash"));
             }
+            // A load removes its slot before it settles; only negative entries outlive that.
+            if self.ended_but_indexed(t) {
+                return Err(format!("load {i} has ended but its slot is still indexed"));
+            }
         }
         let mut weight = 0u64;
         for (t, e) in self.slab.entries().iter().enumerate() {

@@ -78,7 +78,10 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Expired);
                         return None;
                     }
-                    if u64::from(w) > self.capacity {
+                    // Heavier than the shard may store: its capacity, or (weighted) the cache's.
+                    let heavy = u64::from(w) > self.capacity
+                        && u64::from(w) > self.budget.as_ref().map_or(self.capacity, |b| b.total());
+                    if heavy {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
@@ -88,7 +91,7 @@ impl<K, V> ShardState<K, V> {
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, cfg);
                     self.policy.on_insert(hash, w, self.slab.len());
-                    self.finish_write(now, removed);
+                    self.finish_write(now, w, removed);
                     return None;
                 }
             };
@@ -113,7 +116,7 @@ impl<K, V> ShardState<K, V> {
                 Ok(d) => d,
                 Err(p) => {
                     removed.set_panic(p);
-                    self.finish_write(Some(now), removed);
+                    self.finish_write(Some(now), 0, removed);
                     return None;
                 }
             }
@@ -125,16 +128,22 @@ impl<K, V> ShardState<K, V> {
         // only a heavier value can call for an eviction (skipping `fill_main` then).
         self.expire_at(now, EXPIRE_BUDGET, &mut op.removed);
         if self.weight > self.capacity {
-            self.evict(now, &mut op.removed);
+            self.evict(now, w, &mut op.removed);
         }
         old
     }
 
-    /// The end of every insert: expire what is due (bounded), then evict down to capacity.
+    /// The end of every insert (of weight `written`; 0: none): expire what is due (bounded),
+    /// then evict down to capacity.
     #[inline]
-    pub(super) fn finish_write(&mut self, now: Option<u64>, removed: &mut Removed<K, V>) {
+    pub(super) fn finish_write(
+        &mut self,
+        now: Option<u64>,
+        written: u32,
+        removed: &mut Removed<K, V>,
+    ) {
         self.expire_at(now, EXPIRE_BUDGET, removed);
-        self.evict(now, removed);
+        self.evict(now, written, removed);
     }
 
     /// Replaces the value of entry `t` (with weight `w`, at least 1); `insert` decided its new
@@ -149,10 +158,11 @@ impl<K, V> ShardState<K, V> {
         op: &mut WriteCtx<'_, K, V>,
     ) -> Option<V> {
         let (cfg, removed) = (op.expire, &mut op.removed);
-        if u64::from(w) > self.capacity || deadline.is_some_and(|d| d.when <= d.from) {
+        let too_heavy = u64::from(w) > self.capacity && u64::from(w) > self.limit();
+        if too_heavy || deadline.is_some_and(|d| d.when <= d.from) {
             // Too heavy to keep, or expired at once: the old value must not survive either. It
             // was replaced; the new one leaves at once.
-            let cause = if u64::from(w) > self.capacity {
+            let cause = if too_heavy {
                 RemovalCause::Evicted
             } else {
                 RemovalCause::Expired
@@ -186,11 +196,23 @@ impl<K, V> ShardState<K, V> {
         removed.push(e.key, e.value, cause);
     }
 
-    /// Evicts down to capacity. Inlined into `insert` (its only callers are there): as a call
-    /// it cost an insert about 13 instructions.
+    /// Evicts down to capacity after an insert of weight `written` (0: none). A weighted shard
+    /// first claims what it lacks from the cache's budget; if the entry just written is larger
+    /// than all this shard can hold, it evicts nothing and leaves the rest to the other shards
+    /// (`shortfall`). Inlined into `insert` (its only callers are there): as a call it cost an
+    /// insert about 13 instructions.
     #[inline(always)]
-    pub(super) fn evict(&mut self, now: Option<u64>, removed: &mut Removed<K, V>) {
+    pub(super) fn evict(&mut self, now: Option<u64>, written: u32, removed: &mut Removed<K, V>) {
         self.policy.fill_main(&mut self.slab);
+        if self.weight > self.capacity && self.budget.is_some() && self.claim(written) {
+            return;
+        }
+        self.evict_to_capacity(now, removed);
+    }
+
+    /// Evicts, by the policy, until the weight is within the capacity.
+    #[inline(always)]
+    pub(super) fn evict_to_capacity(&mut self, now: Option<u64>, removed: &mut Removed<K, V>) {
         while self.weight > self.capacity {
             let Some(v) = self.policy.victim(&mut self.slab) else {
                 debug_assert!(false, "over capacity with no entry to evict");
@@ -233,6 +255,10 @@ impl<K, V> ShardState<K, V> {
     /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
     /// entries already expired are removed as such without asking `keep`. If `keep` panics,
     /// the entries already visited are settled and the rest are kept.
+    ///
+    /// Every load in flight is superseded first (its value will not be stored), and negative
+    /// entries are dropped: a load has no value for `keep` to judge yet, and it may have read
+    /// what the caller is about to filter out.
     pub(crate) fn retain<F>(&mut self, keep: &mut F, time: &Now<'_>, removed: &mut Removed<K, V>)
     where
         K: Eq,
@@ -240,6 +266,7 @@ impl<K, V> ShardState<K, V> {
     {
         let now = self.tick_if_timed(time);
         self.catch_up(now, removed);
+        self.supersede_loads();
         let mut t: Token = 0;
         while (t as usize) < self.slab.len() {
             let cause = if self.expired_at(t, now) {
