@@ -49,7 +49,7 @@ POLICIES = {
     "LRU": lcs.LRU,
     "Belady": lcs.Belady,
 }
-# Relative cost per request (measured on OLTP), to start the slowest replays first.
+# Relative cost per request (measured on OLTP), to start a trace's slowest replays first.
 COST = {"Cacheus": 4, "LIRS": 2, "S3-FIFO": 2, "W-TinyLFU": 1.5, "2Q": 1.2}
 
 # Initial hash-table size (2^20 buckets; libCacheSim grows it as needed). It is fixed because
@@ -90,8 +90,10 @@ def write_csv(path: Path, rows: dict[tuple[str, int, str], list[str]]) -> None:
 def run_jobs(jobs: list[tuple[str, str, int, str]], n_jobs: int, out: Path | None,
              rows: dict) -> dict[tuple[str, int, str], float]:
     """Replays `jobs` on `n_jobs` processes; records each result in `rows` (and `out`)."""
+    # Smallest traces first, so that whole traces (every policy at every point) are done early
+    # and the report has complete points while the largest traces still run.
     sizes = {p: Path(p).stat().st_size for _, p, _, _ in jobs}
-    jobs = sorted(jobs, key=lambda j: -sizes[j[1]] * COST.get(j[3], 1.0))
+    jobs = sorted(jobs, key=lambda j: (sizes[j[1]], j[0], -COST.get(j[3], 1.0), -j[2]))
     results = {}
     t0 = time.perf_counter()
     # One process per replay: LeCaR and Cacheus draw from libCacheSim's global random generator,
