@@ -10,7 +10,7 @@
 //! keep-alive clients asking for Zipf-distributed products, in four scenarios, one after another:
 //!
 //! 1. no cache: every request queries the database;
-//! 2. cachet with a time-to-live and a coalescing loader (`get_or_try_load_async`), measured in
+//! 2. cachet with a time-to-live and a coalescing loader (`get_or_load_async`), measured in
 //!    a steady state, once the same traffic has warmed the cache up;
 //! 3. a stampede: a set of hot pages expires at one instant (a `MockClock` is advanced) while
 //!    every client asks for them; with the coalescing loader the database sees one query per
@@ -141,7 +141,7 @@ fn demo(options: &Options) -> Fallible<()> {
             )
         });
         cached.print(&format!(
-            "2/4 cachet: capacity {}, TTL {} s, get_or_try_load_async{warmed}",
+            "2/4 cachet: capacity {}, TTL {} s, get_or_load_async{warmed}",
             thousands(capacity),
             TTL.as_secs(),
         ));
@@ -149,7 +149,7 @@ fn demo(options: &Options) -> Fallible<()> {
         let coalesced = stampede(&db, true, options.clients, "[3/4] stampede, coalescing").await?;
         coalesced.row.print(&format!(
             "3/4 stampede: {HOT_PAGES} hot pages expire at once under {} clients, \
-             get_or_try_load_async",
+             get_or_load_async",
             options.clients
         ));
         coalesced.print_reloads();

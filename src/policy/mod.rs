@@ -149,6 +149,15 @@ impl Policy {
         p
     }
 
+    /// The shard's capacity changed (`Cache::set_capacity`): its window keeps its share of the
+    /// cache's window target, which stays in units of the cache's capacity at build time, and the
+    /// queues are sized anew. Ghosts and frequencies carry over.
+    pub(crate) fn set_capacity(&mut self, capacity: u64) {
+        self.capacity = capacity;
+        self.scale = capacity as f64 / self.shared.capacity().max(1) as f64;
+        self.apply();
+    }
+
     /// Sizes the window and protected from the cache's window target last read.
     fn apply(&mut self) {
         let cap = self.capacity as f64;
@@ -609,6 +618,19 @@ mod tests {
         window.nudge(36.0); // 40 of 400
         p.nudge();
         assert_eq!(p.window_max, 10);
+    }
+
+    #[test]
+    fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
+        let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
+        let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window));
+        window.nudge(190.0); // 20% of the cache
+        p.nudge();
+        assert_eq!((p.window_max, p.protected_max), (200, 616));
+        p.set_capacity(500);
+        assert_eq!((p.window_max, p.protected_max), (100, 308));
+        p.set_capacity(0);
+        assert_eq!((p.window_max, p.protected_max), (0, 0));
     }
 
     #[test]
