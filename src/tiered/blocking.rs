@@ -1,0 +1,192 @@
+//! The blocking front-end: the same cache, driven from threads. The connection, its push
+//! handler (the invalidation listener) and the supervisor run on a current-thread tokio runtime
+//! on a thread of their own; a blocking call that needs Redis waits on that runtime, and an L1
+//! hit does not touch it.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::builder::{Parts, TieredBuildError};
+use super::codec::{Codec, MsgPack, RedisKey};
+use super::{TieredCache, TieredError, TieredStats};
+use crate::Cache;
+
+/// A [`TieredCache`] for threaded services: the same guarantees, blocking calls. Built with
+/// [`TieredBuilder::build_blocking`](super::TieredBuilder::build_blocking); cheap to clone.
+///
+/// Do not call its methods from an async task (they block the thread; use [`TieredCache`]
+/// there).
+pub struct BlockingTieredCache<K, V, C = MsgPack> {
+    cache: TieredCache<K, V, C>,
+    runtime: Arc<RuntimeThread>,
+}
+
+impl<K, V, C> Clone for BlockingTieredCache<K, V, C> {
+    fn clone(&self) -> Self {
+        BlockingTieredCache {
+            cache: self.cache.clone(),
+            runtime: Arc::clone(&self.runtime),
+        }
+    }
+}
+
+/// The runtime thread: runs until `stop` is sent (or dropped), then drops the runtime and its
+/// tasks.
+struct RuntimeThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for RuntimeThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl<K, V, C> BlockingTieredCache<K, V, C>
+where
+    K: RedisKey + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    C: Codec<V>,
+{
+    pub(super) fn start(parts: Parts<K, V, C>) -> Result<Self, TieredBuildError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(TieredBuildError::Runtime)?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cachet-redis".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(TieredBuildError::Runtime)?;
+        let cache = TieredCache::start(parts, &handle);
+        Ok(BlockingTieredCache {
+            cache,
+            runtime: Arc::new(RuntimeThread {
+                handle,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Blocking [`TieredCache::get_or_load`]: `load` runs on the calling thread, only if this
+    /// instance loads the key. Concurrent misses of the key, from threads or tasks, share one
+    /// Redis read and one load.
+    pub fn get_or_load<F>(&self, key: &K, load: F) -> V
+    where
+        F: FnOnce() -> V,
+    {
+        match self.get_or_try_load(key, || Ok::<V, std::convert::Infallible>(load())) {
+            Ok(v) => v,
+            Err(e) => match *e {},
+        }
+    }
+
+    /// Blocking [`TieredCache::get_or_try_load`].
+    ///
+    /// # Errors
+    ///
+    /// `load`'s error, shared with every caller that waited on the same load. Never an error
+    /// from Redis.
+    pub fn get_or_try_load<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: FnOnce() -> Result<V, E>,
+        E: Send + Sync + 'static,
+    {
+        let l1 = &self.cache.l1;
+        if let Some(v) = l1.get(key) {
+            return Ok(v);
+        }
+        let shared = self.cache.shared();
+        l1.try_load_missed(key, || {
+            let load = async { load() };
+            self.runtime.handle.block_on(shared.fill(key, load))
+        })
+    }
+
+    /// The value of `key` if L1 holds it (no network).
+    pub fn get_if_present(&self, key: &K) -> Option<V> {
+        self.cache.get_if_present(key)
+    }
+
+    /// Blocking [`TieredCache::insert`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TieredCache::insert`].
+    pub fn insert(&self, key: K, value: V) -> Result<(), TieredError> {
+        self.runtime.handle.block_on(self.cache.insert(key, value))
+    }
+
+    /// Blocking [`TieredCache::invalidate`].
+    ///
+    /// # Errors
+    ///
+    /// As [`TieredCache::invalidate`].
+    pub fn invalidate(&self, key: &K) -> Result<(), TieredError> {
+        self.runtime.handle.block_on(self.cache.invalidate(key))
+    }
+
+    /// Whether the invalidation bus is up.
+    pub fn is_connected(&self) -> bool {
+        self.cache.is_connected()
+    }
+
+    /// Waits until the invalidation bus is up, for at most `timeout`; returns whether it is.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        self.runtime
+            .handle
+            .block_on(self.cache.wait_connected(timeout))
+    }
+
+    /// Blocking [`TieredCache::sync_invalidations`].
+    pub fn sync_invalidations(&self) -> bool {
+        self.runtime
+            .handle
+            .block_on(self.cache.sync_invalidations())
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> TieredStats {
+        self.cache.stats()
+    }
+
+    /// As [`TieredCache::publish_metrics`].
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        self.cache.publish_metrics();
+    }
+
+    /// The in-process tier (see [`TieredCache::l1`]).
+    pub fn l1(&self) -> &Cache<K, V> {
+        self.cache.l1()
+    }
+
+    /// The async cache behind this one, for code that has both threads and tasks.
+    pub fn as_async(&self) -> &TieredCache<K, V, C> {
+        &self.cache
+    }
+}
+
+impl<K, V, C> fmt::Debug for BlockingTieredCache<K, V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BlockingTieredCache")
+            .field(&self.cache)
+            .finish()
+    }
+}
