@@ -1,14 +1,19 @@
 //! The read path after an L1 miss, run once per key at a time in an instance (the L1's
 //! coalescing load leads it): Redis, then the fleet lease and the loader.
 //
-// 1. GET and PTTL of the key, in one MULTI/EXEC round trip, within the command timeout.
-//    A hit is kept in L1 for at most the key's remaining time in Redis.
-// 2. A miss: take the key's lease (`SET <lease key> <token> NX PX <lease>`). Its holder runs the
-//    loader and writes the value back with a script that checks, atomically, that the lease is
-//    still its own (an invalidation deletes leases, so a value loaded before one is never
-//    written) and that no other client wrote the key meanwhile, and deletes the lease. The others wait for the value: the write sends them an
-//    invalidation message, which wakes them, and they poll in between; when the lease is gone
-//    (its holder died, or was slower than the lease), one of them takes it.
+// 1. One round trip (a script, within the command timeout): the key's value and PTTL, or, if it
+//    is missing, its lease (`SET <lease key> <token> NX PX <lease>`). A hit is kept in L1 for at
+//    most the key's remaining time in Redis.
+// 2. A miss with the lease taken: this instance runs the loader and writes the value back with
+//    a script that checks, atomically, that the lease is still its own (an invalidation
+//    deletes leases, so a value loaded before one is never written) and that no other client
+//    wrote the key meanwhile, and deletes the lease. The server reports a script's writes to
+//    the connection that ran it too (NOLOOP does not cover scripts), so the loading instance's
+//    L1 drops the value again and its next miss reads it from Redis.
+//    A miss with the lease held elsewhere waits for the value: the holder's write sends an
+//    invalidation message, which wakes the waiter, and it reads again every `lease_poll` in
+//    between; when the lease is gone (its holder died, or was slower than the lease), the next
+//    read takes it.
 // 3. Anything that goes wrong (no connection, an error, a timeout, a wait past `lease_wait`):
 //    the loader runs here, its value is returned but not written to Redis, and L1 keeps it only
 //    for the degraded lifetime, since no invalidation may be coming for a key Redis does not
@@ -19,8 +24,8 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
@@ -28,6 +33,7 @@ use redis::{RedisResult, Script};
 
 use super::Shared;
 use super::codec::{Codec, RedisKey};
+use super::link::Waiter;
 use super::stats::bump;
 
 /// How long L1 may keep a filled value.
@@ -60,10 +66,29 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Reads a value and its remaining time; if there is none, takes the lease if it is free.
+/// KEYS: value, lease. ARGV: token, lease time in ms. Returns {1, value, pttl} for a hit,
+/// {2, nil, 0} if the lease was taken, {3, nil, 0} if another holds it. Reading and taking the lease in one
+/// step is what keeps a holder that has just written the value (and released its lease) from
+/// being followed by a second load.
+static READ_OR_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local v = redis.call('GET', KEYS[1]) \
+         if v then return {1, v, redis.call('PTTL', KEYS[1])} end \
+         if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, false, 0} end \
+         return {3, false, 0}",
+    )
+});
+const HIT: i64 = 1;
+const LEASED: i64 = 2;
+
 /// What a read of Redis found.
 enum Found<V> {
     Hit(V, Keep),
-    Miss,
+    /// No value, and this read took the lease: load and write back.
+    Leased,
+    /// No value, and another instance holds the lease.
+    Held,
     /// A value that does not decode, with the key's remaining time: loaded instead, never
     /// overwritten (another service may own that format).
     Undecodable(Keep),
@@ -112,11 +137,47 @@ where
             return self.load_degraded(load).await;
         };
         let name = self.redis_key(key);
-        match self.read(&mut conn, &name).await {
-            Found::Hit(v, keep) => Ok((v, keep)),
-            Found::Undecodable(keep) => Ok((self.run(load).await?, keep)),
-            Found::Failed => self.load_degraded(load).await,
-            Found::Miss => self.lead_or_wait(conn, &name, load).await,
+        let lease = lease_key(&name);
+        let token = self.token();
+        let give_up = Instant::now() + self.cfg.lease_wait;
+        let mut waiter: Option<Waiter<'_>> = None;
+        loop {
+            // Woken by a change to the key from here on (once waiting).
+            let notify = waiter.as_ref().map(|w| Arc::clone(&w.notify));
+            let notified = notify.as_ref().map(|n| n.notified());
+            tokio::pin!(notified);
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                n.enable();
+            }
+            match self.read_or_lease(&mut conn, &name, &lease, &token).await {
+                Found::Hit(v, keep) => return Ok((v, keep)),
+                Found::Undecodable(keep) => return Ok((self.run(load).await?, keep)),
+                Found::Failed => return self.load_degraded(load).await,
+                Found::Leased => {
+                    return self.load_and_write(conn, &name, &lease, &token, load).await;
+                }
+                Found::Held => {}
+            }
+            // Another instance is loading the key: wait for its value.
+            if waiter.is_none() {
+                bump(&self.counters.lease_waits);
+                waiter = Some(self.waiters.register(&name));
+                // Read again, now that a write landing from here on wakes this wait.
+                continue;
+            }
+            let left = give_up.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.link.is_up() {
+                bump(&self.counters.lease_timeouts);
+                return self.load_degraded(load).await;
+            }
+            let nap = tokio::time::sleep(self.cfg.lease_poll.min(left));
+            match notified.as_pin_mut() {
+                Some(notified) => tokio::select! {
+                    () = notified => {}
+                    () = nap => {}
+                },
+                None => nap.await,
+            }
         }
     }
 
@@ -134,75 +195,6 @@ where
     {
         bump(&self.counters.loads);
         load.await
-    }
-
-    /// Step 2: a miss in Redis. Takes the lease and loads, or waits for the holder's value.
-    async fn lead_or_wait<F, E>(
-        &self,
-        mut conn: MultiplexedConnection,
-        name: &[u8],
-        load: F,
-    ) -> Result<(V, Keep), E>
-    where
-        F: Future<Output = Result<V, E>>,
-    {
-        let lease = lease_key(name);
-        let token = self.token();
-        let give_up = Instant::now() + self.cfg.lease_wait;
-        let mut waiter = None;
-        loop {
-            let mut take = redis::cmd("SET");
-            take.arg(&lease[..])
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.cfg.lease));
-            match self
-                .command(take.query_async::<Option<()>>(&mut conn))
-                .await
-            {
-                Some(Some(())) => {
-                    return self.load_and_write(conn, name, &lease, &token, load).await;
-                }
-                Some(None) => {}
-                None => return self.load_degraded(load).await,
-            }
-            // Another instance holds the lease: wait for its value.
-            let waiter = waiter.get_or_insert_with(|| {
-                bump(&self.counters.lease_waits);
-                self.waiters.register(name)
-            });
-            let left = give_up.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bump(&self.counters.lease_timeouts);
-                return self.load_degraded(load).await;
-            }
-            let notified = waiter.notify.notified();
-            tokio::pin!(notified);
-            // Registered before the read below, so a write landing after it still wakes us.
-            notified.as_mut().enable();
-            match self.read(&mut conn, name).await {
-                Found::Hit(v, keep) => return Ok((v, keep)),
-                Found::Miss => {}
-                Found::Undecodable(keep) => return Ok((self.run(load).await?, keep)),
-                Found::Failed => return self.load_degraded(load).await,
-            }
-            if !self.link.is_up() {
-                return self.load_degraded(load).await;
-            }
-            let nap = self.cfg.lease_poll.min(left);
-            tokio::select! {
-                () = &mut notified => {}
-                () = tokio::time::sleep(nap) => {}
-            }
-            // Read again: a hit ends the wait, a miss tries the lease again.
-            match self.read(&mut conn, name).await {
-                Found::Hit(v, keep) => return Ok((v, keep)),
-                Found::Miss => {}
-                Found::Undecodable(keep) => return Ok((self.run(load).await?, keep)),
-                Found::Failed => return self.load_degraded(load).await,
-            }
-        }
     }
 
     /// The lease holder: loads, writes the value back if the lease is still its own.
@@ -254,18 +246,28 @@ where
         let _ = self.command(call.invoke_async::<i64>(conn)).await;
     }
 
-    /// GET and PTTL of `name` in one round trip.
-    async fn read(&self, conn: &mut MultiplexedConnection, name: &[u8]) -> Found<V> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().cmd("GET").arg(name).cmd("PTTL").arg(name);
-        let found = self.command(pipe.query_async::<(Option<Vec<u8>>, i64)>(conn));
+    /// One round trip: the value of `name` and its remaining time if Redis has it, else the
+    /// lease, if no one holds it.
+    async fn read_or_lease(
+        &self,
+        conn: &mut MultiplexedConnection,
+        name: &[u8],
+        lease: &[u8],
+        token: &str,
+    ) -> Found<V> {
+        let mut call = READ_OR_LEASE.prepare_invoke();
+        call.key(name)
+            .key(lease)
+            .arg(token)
+            .arg(millis(self.cfg.lease));
+        let found = self.command(call.invoke_async::<(i64, Option<Vec<u8>>, i64)>(conn));
         match found.await {
             None => Found::Failed,
-            Some((None, _)) => {
+            Some((LEASED, _, _)) => {
                 bump(&self.counters.l2_misses);
-                Found::Miss
+                Found::Leased
             }
-            Some((Some(bytes), pttl)) => {
+            Some((HIT, Some(bytes), pttl)) => {
                 // -1: no expiry in Redis, L1's own lifetime bounds the value.
                 let keep = Keep::Within(match u64::try_from(pttl) {
                     Ok(ms) => Duration::from_millis(ms),
@@ -283,6 +285,7 @@ where
                     }
                 }
             }
+            Some(_) => Found::Held,
         }
     }
 
