@@ -5,15 +5,18 @@
 
 #![cfg(feature = "redis")]
 
-#[path = "common/redis_server.rs"]
+#[path = "../examples/common/redis_server.rs"]
 mod redis_server;
+#[path = "common/redis.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cachet::tiered::TieredCache;
-use redis_server::{Db, PATIENCE, RedisServer, eventually, tiered};
+use redis_server::RedisServer;
+use support::{Db, PATIENCE, eventually, server, tiered};
 use tokio::task::JoinHandle;
 
 /// Short enough that a lost server is noticed quickly, long enough for a busy test machine.
@@ -116,7 +119,7 @@ async fn write(db: &Db, writer: &Tiered, fleet: &[&Tiered], how: Write) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_degrades_reads_to_the_loader_and_recovers() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let db = Db::default();
@@ -164,7 +167,7 @@ async fn a_frozen_server_degrades_reads_to_the_loader_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_and_restarted_server_is_reconnected_and_refilled() {
-    let Some(mut server) = RedisServer::start() else {
+    let Some(mut server) = server() else {
         return;
     };
     let db = Db::default();
@@ -198,7 +201,7 @@ async fn a_killed_and_restarted_server_is_reconnected_and_refilled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_connection_killed_while_another_instance_writes() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let db = Db::default();

@@ -4,8 +4,10 @@
 
 #![cfg(feature = "redis")]
 
-#[path = "common/redis_server.rs"]
+#[path = "../examples/common/redis_server.rs"]
 mod redis_server;
+#[path = "common/redis.rs"]
+mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use cachet::tiered::{Codec, CodecError, MsgPack, Raw, TieredCache};
 use cachet::{Cache, Clock, MockClock};
-use redis_server::{Db, PATIENCE, RedisServer, eventually, eventually_blocking, key, tiered};
+use support::{Db, PATIENCE, eventually, eventually_blocking, key, server, tiered};
 
 fn msgpack(v: u64) -> Vec<u8> {
     MsgPack.encode(&v).unwrap()
@@ -27,7 +29,7 @@ async fn never() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_everywhere_loads_once_writes_redis_and_fills_l1() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let cache = tiered(&server, "a")
@@ -72,7 +74,7 @@ async fn a_miss_everywhere_loads_once_writes_redis_and_fills_l1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_keeps_a_redis_value_no_longer_than_the_key_has_left() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let time = MockClock::new();
@@ -108,7 +110,7 @@ async fn l1_keeps_a_redis_value_no_longer_than_the_key_has_left() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_in_an_instance_share_one_redis_read() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let cache = tiered(&server, "a").build().unwrap();
@@ -138,7 +140,7 @@ async fn concurrent_misses_in_an_instance_share_one_redis_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn values_cross_as_msgpack_or_raw_bytes_and_undecodable_ones_are_loaded() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -186,7 +188,7 @@ async fn values_cross_as_msgpack_or_raw_bytes_and_undecodable_ones_are_loaded() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_and_invalidate_reach_every_instance() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a").build().unwrap();
@@ -230,7 +232,7 @@ async fn insert_and_invalidate_reach_every_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_other_clients_invalidate_l1() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a").build().unwrap();
@@ -321,7 +323,7 @@ impl Codec<u64> for Gated {
 /// (it began before the write) but never stored.
 #[test]
 fn a_fill_racing_an_invalidation_is_not_stored() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let gated = Gated::default();
@@ -373,7 +375,7 @@ fn a_fill_racing_an_invalidation_is_not_stored() {
 /// written to Redis nor kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_racing_an_invalidation_is_neither_written_nor_kept() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a").build().unwrap();
@@ -414,7 +416,7 @@ async fn a_load_racing_an_invalidation_is_neither_written_nor_kept() {
 /// one load in the whole fleet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_64_clients_one_expired_key_one_load() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let fleet: Vec<_> = ["a", "b", "c"]
@@ -477,7 +479,7 @@ async fn three_instances_64_clients_one_expired_key_one_load() {
 /// expires, and the fleet is not blocked for longer than the lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lease_holder_is_replaced_when_its_lease_expires() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a")
@@ -515,7 +517,7 @@ async fn a_dead_lease_holder_is_replaced_when_its_lease_expires() {
 /// A failing loader gives its lease back: the next caller loads at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_load_releases_the_lease() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a").build().unwrap();
@@ -564,7 +566,7 @@ async fn without_redis_reads_go_to_the_loader() {
 /// Threads: a blocking cache coalesces its threads' misses and sees an async instance's writes.
 #[test]
 fn blocking_cache_coalesces_threads_and_sees_other_instances_writes() {
-    let Some(server) = RedisServer::start() else {
+    let Some(server) = server() else {
         return;
     };
     let a = tiered(&server, "a").build_blocking().unwrap();
