@@ -16,8 +16,9 @@ use crate::redis_server::RedisServer;
 /// failure reaches it.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A server for one test, or `None` (after one line saying why) if no `redis-server` is
-/// installed and this is not CI (`CI` set), where a missing server fails the test.
+/// A server for one test, or `None` (after a line saying why, once per test binary) if no
+/// `redis-server` is installed and this is not CI (`CI` set), where a missing server fails the
+/// test.
 pub fn server() -> Option<RedisServer> {
     if RedisServer::installed() {
         return Some(RedisServer::start());
@@ -25,9 +26,16 @@ pub fn server() -> Option<RedisServer> {
     if std::env::var_os("CI").is_some() {
         panic!("redis-server is not installed, and CI needs it (apt-get install redis-server)");
     }
-    eprintln!(
-        "skipped: no redis-server on the PATH (install it with `apt-get install redis-server`)"
-    );
+    // Once per test binary, and past the test harness's capture (which would hide it).
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the tests that need Redis pass without running: no redis-server on the \
+             PATH (install it with `apt-get install redis-server`)"
+        );
+    });
     None
 }
 
