@@ -232,8 +232,12 @@ where
     where
         F: Future<Output = V>,
     {
+        // Checked here rather than in `get_or_try_load`: a hit builds no inner future.
+        if let Some(v) = self.l1.get(key) {
+            return v;
+        }
         let load = async move { Ok::<V, std::convert::Infallible>(load.await) };
-        match self.get_or_try_load(key, load).await {
+        match self.missed(key, load).await {
             Ok(v) => v,
             Err(e) => match *e {},
         }
@@ -253,6 +257,15 @@ where
         if let Some(v) = self.l1.get(key) {
             return Ok(v);
         }
+        self.missed(key, load).await
+    }
+
+    /// After an L1 miss: Redis, or the lease and `load`, led by one caller per key.
+    async fn missed<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        F: Future<Output = Result<V, E>>,
+        E: Send + Sync + 'static,
+    {
         let fill = self.shared().fill(key, load);
         self.l1.try_load_missed_async(key, fill).await
     }
