@@ -289,19 +289,25 @@ where
         }
     }
 
-    /// A Redis command within the command timeout; `None` (counted) if it failed or timed out.
+    /// A Redis command within the command timeout; `None` if it failed or timed out.
     pub(super) async fn command<T>(&self, cmd: impl Future<Output = RedisResult<T>>) -> Option<T> {
-        match timed(self.cfg.command_timeout, cmd).await {
-            Ok(v) => Some(v),
-            Err(Failure::Timeout) => {
-                bump(&self.counters.l2_timeouts);
-                None
-            }
-            Err(Failure::Error) => {
-                bump(&self.counters.l2_errors);
-                None
-            }
+        self.counted(cmd).await.ok()
+    }
+
+    /// A Redis command within the command timeout, counted as a round trip, and as an error or
+    /// a timeout if it is one.
+    pub(super) async fn counted<T>(
+        &self,
+        cmd: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, Failure> {
+        bump(&self.counters.round_trips);
+        let outcome = timed(self.cfg.command_timeout, cmd).await;
+        match outcome {
+            Err(Failure::Timeout) => bump(&self.counters.l2_timeouts),
+            Err(Failure::Error) => bump(&self.counters.l2_errors),
+            Ok(_) => {}
         }
+        outcome
     }
 
     /// A token no other lease holder in the fleet uses: this instance's random id and a count.

@@ -443,17 +443,10 @@ where
         &self,
         cmd: impl Future<Output = redis::RedisResult<()>>,
     ) -> Result<(), TieredError> {
-        match fill::timed(self.cfg.command_timeout, cmd).await {
-            Ok(()) => Ok(()),
-            Err(fill::Failure::Timeout) => {
-                stats::bump(&self.counters.l2_timeouts);
-                Err(TieredError::Timeout)
-            }
-            Err(fill::Failure::Error) => {
-                stats::bump(&self.counters.l2_errors);
-                Err(TieredError::Redis)
-            }
-        }
+        self.counted(cmd).await.map_err(|failure| match failure {
+            fill::Failure::Timeout => TieredError::Timeout,
+            fill::Failure::Error => TieredError::Redis,
+        })
     }
 }
 

@@ -23,6 +23,11 @@ pub struct TieredStats {
     pub l2_errors: u64,
     /// Redis commands that took longer than the command timeout.
     pub l2_timeouts: u64,
+    /// Round trips to Redis for reads, writes and [`sync_invalidations`] (heartbeats and
+    /// connecting are not counted).
+    ///
+    /// [`sync_invalidations`]: super::TieredCache::sync_invalidations
+    pub round_trips: u64,
     /// Loader runs (the database queries this instance made).
     pub loads: u64,
     /// Keys named by invalidation messages from Redis.
@@ -51,6 +56,7 @@ pub(super) struct Counters {
     pub(super) l2_misses: AtomicU64,
     pub(super) l2_errors: AtomicU64,
     pub(super) l2_timeouts: AtomicU64,
+    pub(super) round_trips: AtomicU64,
     pub(super) loads: AtomicU64,
     pub(super) invalidations: AtomicU64,
     pub(super) flushes: AtomicU64,
@@ -104,6 +110,7 @@ impl Counters {
             l2_misses: get(&self.l2_misses),
             l2_errors: get(&self.l2_errors),
             l2_timeouts: get(&self.l2_timeouts),
+            round_trips: get(&self.round_trips),
             loads: get(&self.loads),
             invalidations_received: get(&self.invalidations),
             flushes: get(&self.flushes),
@@ -126,6 +133,7 @@ impl TieredStats {
             ("cachet_l2_misses_total", self.l2_misses),
             ("cachet_l2_errors_total", self.l2_errors),
             ("cachet_l2_timeouts_total", self.l2_timeouts),
+            ("cachet_l2_round_trips_total", self.round_trips),
             ("cachet_l2_loads_total", self.loads),
             ("cachet_l2_invalidations_total", self.invalidations_received),
             ("cachet_l2_flushes_total", self.flushes),
