@@ -67,11 +67,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn new(db: Db, strategy: Strategy) -> Self {
-        Catalog {
-            db,
-            prices: Prices::default(),
-            strategy: Arc::new(strategy),
-        }
+        Catalog::shared(db, Arc::new(strategy))
     }
 
     /// A catalog whose strategy (and cache) another catalog may share.
@@ -84,6 +80,7 @@ impl Catalog {
     }
 
     /// The catalog with `prices`' changes applied to its pages.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub fn with_prices(mut self, prices: Prices) -> Self {
         self.prices = prices;
         self
