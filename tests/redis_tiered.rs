@@ -596,3 +596,45 @@ fn blocking_cache_coalesces_threads_and_sees_other_instances_writes() {
     eventually_blocking("A drops the old value", || a.get_if_present(&1).is_none());
     assert_eq!(a.get_or_load(&1, || unreachable!()), 2);
 }
+
+/// With the `metrics` feature: the L2 figures are published beside L1's, labelled with L1's name.
+#[cfg(feature = "metrics")]
+#[test]
+fn statistics_are_published_through_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let Some(server) = server() else {
+        return;
+    };
+    let a = tiered(&server, "prices").build_blocking().unwrap();
+    assert!(a.wait_connected(PATIENCE));
+    assert_eq!(a.get_or_load(&1, || 10), 10);
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || a.publish_metrics());
+    let published: Vec<_> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key().clone();
+            let labels: Vec<_> = key.labels().map(|l| l.value().to_owned()).collect();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect();
+    let value = |name: &str| {
+        published
+            .iter()
+            .find(|(n, labels, _)| n == name && labels == &["prices".to_owned()])
+            .map(|(_, _, v)| v)
+            .unwrap_or_else(|| panic!("{name} was not published: {published:?}"))
+    };
+    assert_eq!(value("cachet_l2_misses_total"), &DebugValue::Counter(1));
+    assert_eq!(value("cachet_l2_loads_total"), &DebugValue::Counter(1));
+    assert_eq!(value("cachet_l2_connects_total"), &DebugValue::Counter(1));
+    assert!(matches!(value("cachet_l2_connected"), DebugValue::Gauge(g) if g.into_inner() == 1.0));
+    assert_eq!(
+        value("cachet_misses_total"),
+        &DebugValue::Counter(1),
+        "L1's own"
+    );
+}
