@@ -12,7 +12,7 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachet::tiered::{Codec, CodecError, MsgPack, Raw, TieredCache};
 use cachet::{Cache, Clock, MockClock};
@@ -496,12 +496,7 @@ async fn a_dead_lease_holder_is_replaced_when_its_lease_expires() {
     );
     let db = Db::default();
     db.bump();
-    let started = Instant::now();
     assert_eq!(a.get_or_load(&1, db.load()).await, 1);
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "it waited for the lease"
-    );
     let stats = a.stats();
     assert_eq!(
         (stats.lease_waits, stats.lease_timeouts, stats.loads),
