@@ -10,8 +10,10 @@
 //! Besides the usual figures each prints the Redis round trips per request, the stale reads the
 //! clients saw (a page older than a price change that had reached every cache before the
 //! request was sent: must be 0), and, for the fleet, how long an invalidation took to reach the
-//! other instances (from `invalidate` returning to the page being gone from their L1).
+//! other instances (from `invalidate` returning to the page leaving their L1, as their eviction
+//! listeners saw it).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use cachet::Cache;
 use cachet::tiered::{Raw, TieredCache};
+use cachet::{Cache, RemovalCause};
+use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use redis::aio::MultiplexedConnection;
@@ -87,12 +90,43 @@ impl RedisAside {
     }
 }
 
+/// When instances' L1s dropped the pages being watched, recorded by their eviction listeners,
+/// which run where the invalidation is applied (so the time does not depend on when the task
+/// that changed the price gets to look).
+#[derive(Clone, Default)]
+struct Removals(Arc<Mutex<HashMap<u64, Vec<(usize, Instant)>>>>);
+
+impl Removals {
+    /// Instance `i`'s eviction listener.
+    fn listener(&self, i: usize) -> impl Fn(u64, Bytes, RemovalCause) + Send + Sync + 'static {
+        let removals = self.clone();
+        move |id, _, cause| {
+            if cause == RemovalCause::Explicit {
+                if let Some(seen) = removals.0.lock().get_mut(&id) {
+                    seen.push((i, Instant::now()));
+                }
+            }
+        }
+    }
+
+    fn watch(&self, id: u64) {
+        self.0.lock().insert(id, Vec::new());
+    }
+
+    /// The removals of `id` since `watch`, which ends.
+    fn take(&self, id: u64) -> Vec<(usize, Instant)> {
+        self.0.lock().remove(&id).unwrap_or_default()
+    }
+}
+
 /// What a Redis scenario measured besides the usual row.
 pub struct Figures {
     pub row: Row,
     pub round_trips_per_request: f64,
     pub stale: u64,
     pub updates: u64,
+    /// Times an instance emptied its L1 (a lost bus or a missed heartbeat; 0 expected).
+    pub flushes: u64,
     /// Invalidation propagation times (the fleet only), sorted.
     pub propagation: Vec<Duration>,
 }
@@ -101,10 +135,11 @@ impl Figures {
     fn print(&self, title: &str) {
         self.row.print(title);
         let mut line = format!(
-            "  Redis round trips per request {:.3}; {} price changes; stale reads {}",
+            "  Redis round trips per request {:.3}; {} price changes; stale reads {}; L1 flushes {}",
             self.round_trips_per_request,
             thousands(self.updates),
             thousands(self.stale),
+            self.flushes,
         );
         if let (Some(p50), Some(p99)) = (self.percentile(0.50), self.percentile(0.99)) {
             line += &format!(
@@ -137,13 +172,13 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
         round_trips: AtomicU64::new(0),
     }));
     let label = format!("[{first}/{total}] Redis only");
-    let alone = measure(db, load, &prices, &[aside], &label).await?;
+    let alone = measure(db, load, &prices, &Removals::default(), &[aside], &label).await?;
     alone.print(&format!(
         "{first}/{total} Redis as the only cache: cache-aside over loopback, TTL {} s",
         TTL.as_secs()
     ));
 
-    let prices = Prices::default();
+    let (prices, removals) = (Prices::default(), Removals::default());
     let mut fleet = Vec::new();
     for i in 0..INSTANCES {
         let cache = TieredCache::builder(&url, "page:")
@@ -151,6 +186,7 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
             .l1(Cache::builder()
                 .max_capacity(load.keys.len())
                 .name(format!("instance-{i}"))
+                .eviction_listener(removals.listener(i))
                 .record_stats())
             .redis_ttl(TTL)
             .l1_ttl(TTL)
@@ -162,7 +198,7 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
     }
     let n = first + 1;
     let label = format!("[{n}/{total}] cachet + Redis");
-    let tiered = measure(db, load, &prices, &fleet, &label).await?;
+    let tiered = measure(db, load, &prices, &removals, &fleet, &label).await?;
     tiered.print(&format!(
         "{n}/{total} cachet in front of Redis: {INSTANCES} instances behind a round-robin client, \
          get_or_try_load"
@@ -176,6 +212,7 @@ async fn measure(
     db: &Db,
     load: &Load,
     prices: &Prices,
+    removals: &Removals,
     strategies: &[Arc<Strategy>],
     label: &str,
 ) -> Fallible<Figures> {
@@ -204,8 +241,9 @@ async fn measure(
     };
     let queries = db.queries();
     let (round_trips, stats) = (total_round_trips(strategies), fleet_stats(&catalogs));
+    let flushes = total_flushes(strategies);
     let stop = Arc::new(AtomicBool::new(false));
-    let updates = update(strategies, prices, load, &stop);
+    let updates = update(strategies, prices, removals, load, &stop);
     let outcome = async {
         let outcome = load::run(&addrs, &measured, label).await;
         stop.store(true, Ordering::Relaxed);
@@ -225,6 +263,7 @@ async fn measure(
         round_trips_per_request: read_round_trips as f64 / row.summary.requests.max(1) as f64,
         stale: outcome.stale,
         updates,
+        flushes: total_flushes(strategies) - flushes,
         propagation,
         row,
     })
@@ -235,6 +274,7 @@ async fn measure(
 async fn update(
     strategies: &[Arc<Strategy>],
     prices: &Prices,
+    removals: &Removals,
     load: &Load,
     stop: &AtomicBool,
 ) -> (u64, u64, Vec<Duration>) {
@@ -252,38 +292,30 @@ async fn update(
                 }
             }
             Strategy::Tiered(writer) => {
-                let holders: Vec<_> = strategies
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| match &**s {
-                        Strategy::Tiered(c) if i != at && c.get_if_present(&id).is_some() => {
-                            Some(c)
-                        }
-                        _ => None,
+                let holders: Vec<usize> = (0..strategies.len())
+                    .filter(|&i| match &*strategies[i] {
+                        Strategy::Tiered(c) => i != at && c.get_if_present(&id).is_some(),
+                        _ => false,
                     })
                     .collect();
+                removals.watch(id);
                 if writer.invalidate(&id).await.is_err() {
+                    removals.take(id);
                     continue;
                 }
-                // From `invalidate` returning to the page being gone from each other
-                // instance that held it.
                 let returned = Instant::now();
-                let mut waiting = holders;
-                while !waiting.is_empty() && returned.elapsed() < Duration::from_secs(5) {
-                    waiting.retain(|c| {
-                        let held = c.get_if_present(&id).is_some();
-                        if !held {
-                            propagation.push(returned.elapsed());
-                        }
-                        held
-                    });
-                    tokio::task::yield_now().await;
-                }
                 // Every instance has applied the change (or lost its bus, flushing L1): from
                 // now on no request may see the old price.
                 for s in strategies {
                     if let Strategy::Tiered(c) = &**s {
                         c.sync_invalidations().await;
+                    }
+                }
+                // From `invalidate` returning to the page leaving each other instance that
+                // held it, as that instance's L1 recorded it (0 if it was first).
+                for (i, at) in removals.take(id) {
+                    if holders.contains(&i) {
+                        propagation.push(at.saturating_duration_since(returned));
                     }
                 }
                 round_trips += 1 + strategies.len() as u64;
@@ -302,6 +334,16 @@ fn total_round_trips(strategies: &[Arc<Strategy>]) -> u64 {
         .map(|s| match &**s {
             Strategy::RedisAside(r) => r.round_trips.load(Ordering::Relaxed),
             Strategy::Tiered(c) => c.stats().round_trips,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn total_flushes(strategies: &[Arc<Strategy>]) -> u64 {
+    strategies
+        .iter()
+        .map(|s| match &**s {
+            Strategy::Tiered(c) => c.stats().flushes,
             _ => 0,
         })
         .sum()

@@ -1,17 +1,12 @@
-//! The blocking front-end: the same cache, driven from threads. The connection, its push
-//! handler (the invalidation listener) and the supervisor run on a current-thread tokio runtime
-//! on a thread of their own; a blocking call that needs Redis waits on that runtime, and an L1
-//! hit does not touch it.
+//! The blocking front-end: the same cache, driven from threads. A blocking call that needs Redis
+//! waits on the cache's bus thread (`bus_thread.rs`), which runs the connection, its push handler
+//! (the invalidation listener) and the supervisor; an L1 hit does not touch it.
 
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
-use super::builder::{Parts, TieredBuildError};
 use super::codec::{Codec, MsgPack, RedisKey};
 use super::{TieredCache, TieredError, TieredStats};
 use crate::Cache;
@@ -23,31 +18,12 @@ use crate::Cache;
 /// there).
 pub struct BlockingTieredCache<K, V, C = MsgPack> {
     cache: TieredCache<K, V, C>,
-    runtime: Arc<RuntimeThread>,
 }
 
 impl<K, V, C> Clone for BlockingTieredCache<K, V, C> {
     fn clone(&self) -> Self {
         BlockingTieredCache {
             cache: self.cache.clone(),
-            runtime: Arc::clone(&self.runtime),
-        }
-    }
-}
-
-/// The runtime thread: runs until `stop` is sent (or dropped), then drops the runtime and its
-/// tasks.
-struct RuntimeThread {
-    handle: tokio::runtime::Handle,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for RuntimeThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -58,30 +34,8 @@ where
     V: Clone + Send + Sync + 'static,
     C: Codec<V>,
 {
-    pub(super) fn start(parts: Parts<K, V, C>) -> Result<Self, TieredBuildError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(TieredBuildError::Runtime)?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("cachet-redis".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
-            .map_err(TieredBuildError::Runtime)?;
-        let cache = TieredCache::start(parts, &handle);
-        Ok(BlockingTieredCache {
-            cache,
-            runtime: Arc::new(RuntimeThread {
-                handle,
-                stop: Some(stop),
-                thread: Some(thread),
-            }),
-        })
+    pub(super) fn new(cache: TieredCache<K, V, C>) -> Self {
+        BlockingTieredCache { cache }
     }
 
     /// Blocking [`TieredCache::get_or_load`]: `load` runs on the calling thread, only if this
@@ -115,7 +69,7 @@ where
         let shared = self.cache.shared();
         l1.try_load_missed(key, || {
             let load = async { load() };
-            self.runtime.handle.block_on(shared.fill(key, load))
+            self.cache.bus().block_on(shared.fill(key, load))
         })
     }
 
@@ -130,7 +84,7 @@ where
     ///
     /// As [`TieredCache::insert`].
     pub fn insert(&self, key: K, value: V) -> Result<(), TieredError> {
-        self.runtime.handle.block_on(self.cache.insert(key, value))
+        self.cache.bus().block_on(self.cache.insert(key, value))
     }
 
     /// Blocking [`TieredCache::invalidate`].
@@ -139,7 +93,7 @@ where
     ///
     /// As [`TieredCache::invalidate`].
     pub fn invalidate(&self, key: &K) -> Result<(), TieredError> {
-        self.runtime.handle.block_on(self.cache.invalidate(key))
+        self.cache.bus().block_on(self.cache.invalidate(key))
     }
 
     /// Whether the invalidation bus is up.
@@ -149,16 +103,14 @@ where
 
     /// Waits until the invalidation bus is up, for at most `timeout`; returns whether it is.
     pub fn wait_connected(&self, timeout: Duration) -> bool {
-        self.runtime
-            .handle
+        self.cache
+            .bus()
             .block_on(self.cache.wait_connected(timeout))
     }
 
     /// Blocking [`TieredCache::sync_invalidations`].
     pub fn sync_invalidations(&self) -> bool {
-        self.runtime
-            .handle
-            .block_on(self.cache.sync_invalidations())
+        self.cache.bus().block_on(self.cache.sync_invalidations())
     }
 
     /// A snapshot of the statistics.

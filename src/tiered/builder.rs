@@ -47,9 +47,7 @@ pub enum TieredBuildError {
     ZeroDuration(&'static str),
     /// The in-process tier's configuration was refused.
     Cache(BuildError),
-    /// [`build`](TieredBuilder::build) was called outside a tokio runtime.
-    NoRuntime,
-    /// The blocking cache's runtime thread could not be started.
+    /// The thread of the cache's connection could not be started.
     Runtime(std::io::Error),
 }
 
@@ -60,10 +58,6 @@ impl fmt::Display for TieredBuildError {
             TieredBuildError::EmptyPrefix => f.write_str("the key prefix must not be empty"),
             TieredBuildError::ZeroDuration(what) => write!(f, "{what} must be positive"),
             TieredBuildError::Cache(e) => write!(f, "in-process tier: {e}"),
-            TieredBuildError::NoRuntime => f.write_str(
-                "build() needs a tokio runtime (with time and I/O enabled); \
-                 use build_blocking() outside one",
-            ),
             TieredBuildError::Runtime(e) => write!(f, "could not start the runtime thread: {e}"),
         }
     }
@@ -196,28 +190,26 @@ where
     V: Clone + Send + Sync + 'static,
     C: Codec<V>,
 {
-    /// Builds the cache and starts its connection supervisor on the current tokio runtime
-    /// (which needs time and I/O enabled). Returns at once: until the first connection is up,
-    /// reads go to the loader ([`TieredCache::wait_connected`] waits for it).
+    /// Builds the cache and starts its connection on a thread of its own. Returns at once: until
+    /// the first connection is up, reads go to the loader ([`TieredCache::wait_connected`] waits
+    /// for it). The cache's futures need a tokio runtime with time enabled.
     ///
     /// # Errors
     ///
     /// [`TieredBuildError`]: an address that does not parse, an empty prefix, a zero
-    /// duration, an L1 configuration the cache builder refuses, or no current runtime.
+    /// duration, an L1 configuration the cache builder refuses, or a thread that could not
+    /// start.
     pub fn build(self) -> Result<TieredCache<K, V, C>, TieredBuildError> {
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| TieredBuildError::NoRuntime)?;
-        Ok(TieredCache::start(self.parts()?, &runtime))
+        TieredCache::start(self.parts()?)
     }
 
-    /// Builds a [`BlockingTieredCache`], for threaded services: its connection and supervisor
-    /// run on a runtime of their own, on a thread of their own.
+    /// Builds a [`BlockingTieredCache`], for threaded services (no runtime needed).
     ///
     /// # Errors
     ///
-    /// As [`build`](Self::build) (but needs no runtime), or the thread could not start.
+    /// As [`build`](Self::build).
     pub fn build_blocking(self) -> Result<BlockingTieredCache<K, V, C>, TieredBuildError> {
-        BlockingTieredCache::start(self.parts()?)
+        Ok(BlockingTieredCache::new(self.build()?))
     }
 
     /// Checks the configuration and opens the (not yet connected) client.

@@ -43,6 +43,7 @@
 
 mod blocking;
 mod builder;
+mod bus_thread;
 mod codec;
 mod fence;
 mod fill;
@@ -67,6 +68,7 @@ pub use codec::{Codec, CodecError, MsgPack, Raw, RedisKey};
 pub use stats::TieredStats;
 
 use builder::Parts;
+use bus_thread::BusThread;
 use fence::Fences;
 use fill::{Keep, lease_key, millis};
 use link::{Link, Waiters};
@@ -153,10 +155,12 @@ pub struct TieredCache<K, V, C = MsgPack> {
     inner: Arc<Handle<K, V, C>>,
 }
 
-/// Owned by the handles only: when the last one goes, `stop`'s drop ends the supervisor.
+/// Owned by the handles only: when the last one goes, `stop`'s drop ends the supervisor, then
+/// the bus thread ends (fields drop in this order).
 struct Handle<K, V, C> {
     shared: Arc<Shared<K, V, C>>,
     _stop: watch::Sender<()>,
+    bus: BusThread,
 }
 
 impl<K, V, C> Clone for TieredCache<K, V, C> {
@@ -185,7 +189,8 @@ where
     V: Clone + Send + Sync + 'static,
     C: Codec<V>,
 {
-    fn start(parts: Parts<K, V, C>, runtime: &tokio::runtime::Handle) -> Self {
+    fn start(parts: Parts<K, V, C>) -> Result<Self, TieredBuildError> {
+        let bus = BusThread::start().map_err(TieredBuildError::Runtime)?;
         let l1 = parts.l1;
         let instance = crate::DefaultHashBuilder::default().hash_one(Instant::now());
         // Client names cannot hold spaces.
@@ -210,14 +215,21 @@ where
             next_token: AtomicU64::new(0),
         });
         let (stop, stopped) = watch::channel(());
-        runtime.spawn(link::supervise(Arc::clone(&shared), stopped));
-        TieredCache {
+        bus.handle
+            .spawn(link::supervise(Arc::clone(&shared), stopped));
+        Ok(TieredCache {
             l1,
             inner: Arc::new(Handle {
                 shared,
                 _stop: stop,
+                bus,
             }),
-        }
+        })
+    }
+
+    /// The runtime of the bus thread (blocking callers wait on it).
+    fn bus(&self) -> &tokio::runtime::Handle {
+        &self.inner.bus.handle
     }
 
     fn shared(&self) -> &Shared<K, V, C> {
