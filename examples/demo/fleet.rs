@@ -94,7 +94,10 @@ impl RedisAside {
 /// which run where the invalidation is applied (so the time does not depend on when the task
 /// that changed the price gets to look).
 #[derive(Clone, Default)]
-struct Removals(Arc<Mutex<HashMap<u64, Vec<(usize, Instant)>>>>);
+struct Removals(Arc<Mutex<HashMap<u64, Vec<Removal>>>>);
+
+/// Instance `.0` dropped the page at `.1`.
+type Removal = (usize, Instant);
 
 impl Removals {
     /// Instance `i`'s eviction listener.
@@ -114,7 +117,7 @@ impl Removals {
     }
 
     /// The removals of `id` since `watch`, which ends.
-    fn take(&self, id: u64) -> Vec<(usize, Instant)> {
+    fn take(&self, id: u64) -> Vec<Removal> {
         self.0.lock().remove(&id).unwrap_or_default()
     }
 }
