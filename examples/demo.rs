@@ -144,17 +144,11 @@ fn demo(options: &Options) -> Fallible<()> {
         let catalog = Catalog::new(db.clone(), Strategy::Coalescing(cache));
         let limit = options.duration * 2;
         let cached = scenario(catalog, &load, Some(limit), &format!("[2/{n}] cachet")).await?;
-        let warmed = cached.warm_up.map_or(String::new(), |w| {
-            let steady = if w.steady { "" } else { ", no steady state" };
-            format!(
-                "; measured after {:.1} s of warm-up{steady}",
-                w.took.as_secs_f64()
-            )
-        });
         cached.print(&format!(
-            "2/{n} cachet: capacity {}, TTL {} s, get_or_try_load_async{warmed}",
+            "2/{n} cachet: capacity {}, TTL {} s, get_or_try_load_async{}",
             thousands(capacity),
             TTL.as_secs(),
+            cached.warmed(),
         ));
 
         let label = format!("[3/{n}] stampede, coalescing");
@@ -285,6 +279,17 @@ impl Row {
             .zip(catalog.stats())
             .map(|(before, after)| hit_ratio(&before, &after));
         row
+    }
+
+    /// "; measured after N s of warm-up", if the row was warmed up.
+    fn warmed(&self) -> String {
+        self.warm_up.map_or(String::new(), |w| {
+            let steady = if w.steady { "" } else { ", no steady state" };
+            format!(
+                "; measured after {:.1} s of warm-up{steady}",
+                w.took.as_secs_f64()
+            )
+        })
     }
 
     fn print(&self, title: &str) {

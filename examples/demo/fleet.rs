@@ -33,7 +33,7 @@ use crate::load::{self, Check, Load};
 use crate::prices::{Prices, version_of};
 use crate::redis_server::RedisServer;
 use crate::service::{Catalog, PageError, Server, Strategy};
-use crate::{Fallible, Row, thousands};
+use crate::{Fallible, Row, WarmUp, thousands};
 
 /// Pages live this long in Redis (and, in the fleet, at most this long in L1).
 const TTL: Duration = Duration::from_secs(60);
@@ -41,9 +41,10 @@ const TTL: Duration = Duration::from_secs(60);
 const UPDATE_EVERY: Duration = Duration::from_millis(10);
 /// Instances of the service behind the load balancer.
 const INSTANCES: usize = 3;
-/// Before measuring, the same traffic warms the caches for this long (or the scenario's
-/// duration, if shorter).
-const WARM_UP: Duration = Duration::from_secs(2);
+/// Before measuring, the same traffic warms the caches up, as in scenario 2: until the requests
+/// of the last `STEADY_WINDOW` needed at most this share of database queries (the caches
+/// together answered the rest), for at most twice the scenario's duration.
+const STEADY_QUERY_SHARE: f64 = 1.0 - crate::STEADY_HIT_RATIO;
 /// The bar on invalidation propagation.
 const PROPAGATION_P99_BAR: Duration = Duration::from_millis(5);
 
@@ -177,8 +178,9 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
     let label = format!("[{first}/{total}] Redis only");
     let alone = measure(db, load, &prices, &Removals::default(), &[aside], &label).await?;
     alone.print(&format!(
-        "{first}/{total} Redis as the only cache: cache-aside over loopback, TTL {} s",
-        TTL.as_secs()
+        "{first}/{total} Redis as the only cache: cache-aside over loopback, TTL {} s{}",
+        TTL.as_secs(),
+        alone.row.warmed()
     ));
 
     let (prices, removals) = (Prices::default(), Removals::default());
@@ -204,7 +206,8 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
     let tiered = measure(db, load, &prices, &removals, &fleet, &label).await?;
     tiered.print(&format!(
         "{n}/{total} cachet in front of Redis: {INSTANCES} instances behind a round-robin client, \
-         get_or_try_load"
+         get_or_try_load{}",
+        tiered.row.warmed()
     ));
     Ok(verdict(&alone, &tiered))
 }
@@ -228,12 +231,7 @@ async fn measure(
         servers.push(Server::start(catalog.clone()).await?);
     }
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let warm = Load {
-        duration: WARM_UP.min(load.duration),
-        seed: load.seed.wrapping_add(1 << 32),
-        ..load.clone()
-    };
-    load::run(&addrs, &warm, &format!("{label}, warming up")).await;
+    let warm_up = warm_up(db, &addrs, load, &format!("{label}, warming up")).await;
 
     let checked = prices.clone();
     let measured = Load {
@@ -262,6 +260,7 @@ async fn measure(
     for server in servers {
         server.stop().await?;
     }
+    row.warm_up = Some(warm_up);
     Ok(Figures {
         round_trips_per_request: read_round_trips as f64 / row.summary.requests.max(1) as f64,
         stale: outcome.stale,
@@ -270,6 +269,45 @@ async fn measure(
         propagation,
         row,
     })
+}
+
+/// Sends `load`'s traffic (other seeds) until the database answers at most `STEADY_QUERY_SHARE`
+/// of the requests of a `STEADY_WINDOW`, or for twice the scenario's duration.
+async fn warm_up(db: &Db, addrs: &[SocketAddr], load: &Load, label: &str) -> WarmUp {
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&requests);
+    let warm = Load {
+        duration: load.duration * 2,
+        seed: load.seed.wrapping_add(1 << 32),
+        // Counts the answers; none is judged.
+        check: Some(Check(Arc::new(move |_, _, _| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            false
+        }))),
+        ..load.clone()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let run = load::run_until(addrs, &warm, label, &stop);
+    tokio::pin!(run);
+    let mut last = (requests.load(Ordering::Relaxed), db.queries());
+    loop {
+        tokio::select! {
+            _ = &mut run => break,
+            () = tokio::time::sleep(crate::STEADY_WINDOW) => {
+                let now = (requests.load(Ordering::Relaxed), db.queries());
+                let (asked, queried) = (now.0 - last.0, now.1 - last.1);
+                if asked >= 1_000 && queried as f64 <= asked as f64 * STEADY_QUERY_SHARE {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                last = now;
+            }
+        }
+    }
+    WarmUp {
+        took: started.elapsed(),
+        steady: stop.load(Ordering::Relaxed),
+    }
 }
 
 /// The price changes, until `stop`: returns how many, the Redis round trips they made, and the
