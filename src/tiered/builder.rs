@@ -58,7 +58,9 @@ impl fmt::Display for TieredBuildError {
             TieredBuildError::EmptyPrefix => f.write_str("the key prefix must not be empty"),
             TieredBuildError::ZeroDuration(what) => write!(f, "{what} must be positive"),
             TieredBuildError::Cache(e) => write!(f, "in-process tier: {e}"),
-            TieredBuildError::Runtime(e) => write!(f, "could not start the runtime thread: {e}"),
+            TieredBuildError::Runtime(e) => {
+                write!(f, "could not start the connection's thread: {e}")
+            }
         }
     }
 }

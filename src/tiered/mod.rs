@@ -38,8 +38,10 @@
 //!   silently lost, for at most two heartbeat periods; a value is never kept longer than the
 //!   key's remaining time in Redis nor longer than [`l1_ttl`](TieredBuilder::l1_ttl).
 //!
-//! The design, the failure cases one by one and the measured figures are in the repository's
-//! `docs/redis.md`.
+//! Each cache runs its connection (and the invalidations it receives, and its heartbeats) on a
+//! thread of its own; [`TieredCache`]'s futures run on the caller's tokio runtime (time
+//! enabled), and [`BlockingTieredCache`] serves threaded services. The design, the failure cases
+//! one by one and the measured figures are in the repository's `docs/redis.md`.
 
 mod blocking;
 mod builder;
