@@ -10,7 +10,7 @@
 //! keep-alive clients asking for Zipf-distributed products, in four scenarios, one after another:
 //!
 //! 1. no cache: every request queries the database;
-//! 2. cachet with a time-to-live and a coalescing loader (`get_or_try_load_async`), measured in
+//! 2. cachet with a time-to-live and a coalescing loader (`get_or_load_async`), measured in
 //!    a steady state, once the same traffic has warmed the cache up;
 //! 3. a stampede: a set of hot pages expires at one instant (a `MockClock` is advanced) while
 //!    every client asks for them; with the coalescing loader the database sees one query per
@@ -145,7 +145,7 @@ fn demo(options: &Options) -> Fallible<()> {
         let limit = options.duration * 2;
         let cached = scenario(catalog, &load, Some(limit), &format!("[2/{n}] cachet")).await?;
         cached.print(&format!(
-            "2/{n} cachet: capacity {}, TTL {} s, get_or_try_load_async{}",
+            "2/{n} cachet: capacity {}, TTL {} s, get_or_load_async{}",
             thousands(capacity),
             TTL.as_secs(),
             cached.warmed(),
@@ -155,7 +155,7 @@ fn demo(options: &Options) -> Fallible<()> {
         let coalesced = stampede(&db, true, options.clients, &label).await?;
         coalesced.row.print(&format!(
             "3/{n} stampede: {HOT_PAGES} hot pages expire at once under {} clients, \
-             get_or_try_load_async",
+             get_or_load_async",
             options.clients
         ));
         coalesced.print_reloads();

@@ -1,5 +1,5 @@
 //! An expired backlog and a trickle of traffic: is the memory given back, and what does the
-//! unluckiest operation pay for it? (issue 3)
+//! unluckiest operation pay for it?
 //!
 //! `cargo run --release --example expiry_backlog -- [--entries 1000000] [--ops 1000] [--shards N]
 //! [--value-bytes 0] [--rounds 3]`

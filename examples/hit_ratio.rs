@@ -556,8 +556,7 @@ fn print_header(policies: &[Policy]) {
 /// `--segments N`: for each trace and capacity, cachet's `--runs` replays with the fixed hasher
 /// seeds 1, 2, ... (as `--seeded`; run in parallel, up to `--threads` at a time), each printed
 /// as its whole hit ratio and then its hit ratio (%) over every `n` requests in turn. The
-/// segments where runs part ways show what a seed-sensitive row depends on (this is how the
-/// window's floor trap on P3 at 160,000 was found; see `src/policy/mod.rs`).
+/// segments where runs part ways show what a seed-sensitive row depends on.
 fn run_segments(args: &Args, sources: &[Source], n: usize) -> Result<(), String> {
     for src in sources {
         let trace = load_source(src, args.seed)?;

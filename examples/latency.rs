@@ -9,7 +9,7 @@
 //! afresh and times it once, in a rotating order, so the noise of a small shared machine falls on
 //! all of them alike. Prints the median nanoseconds per operation over the rounds and the median
 //! of the per-round ratios, which is steadier than the ratio of two criterion medians taken a
-//! minute apart. Issue 2's bars: a hit at most quick_cache's, an insert at most 1.2x; issue 3's:
+//! minute apart. The targets: a hit at most quick_cache's, an insert at most 1.2x quick_cache's;
 //! with a time-to-live, a hit at most 1.25x and an insert at most 1.3x cachet's without.
 
 #[path = "../benches/common/mod.rs"]

@@ -1,4 +1,6 @@
-//! Configuration and validation: [`CacheBuilder`].
+//! Configuration and validation: [`CacheBuilder`], the user's options, checked and turned into
+//! the `Config` a cache is built from, and the entry points that build plain and loading caches.
+//! Nothing in the core (cache, shard, slab, policy, expiry) imports it.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
@@ -6,47 +8,32 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+
 use crate::DefaultHashBuilder;
 use crate::cache::Cache;
 use crate::clock::Clock;
+use crate::config::{Config, MAX_SHARDS, Weigher, default_shards};
 use crate::error::BuildError;
-use crate::expiry::{Expiry, ticks};
+use crate::expiry::{ExpireConfig, Expiry, ticks};
 use crate::listener::{Listener, RemovalCause};
-use crate::refresh::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
-use std::future::Future;
+use crate::loaded::Loaded;
+use crate::loading::{AsyncLoadingCache, BoxFuture, LoadingCache, RefreshRule};
+use crate::stats::LoadHook;
 
-/// Below this capacity per shard, the cache is not split further. Each shard runs its own policy,
-/// so a shard must be large enough for frequencies and the window to mean something, and every
-/// cache of up to 8,191 entries is a single shard. Sharding a large cache moves its hit ratio by
-/// up to a few points either way: the shards share one window (nudged by each shard's ghost
-/// hits), but each has its own queues and sketch (see the notes in `policy/mod.rs`).
-pub const MIN_SHARD_CAPACITY: u64 = 4096;
-
-/// Shards per hardware thread when the shard count is picked automatically: enough that two
-/// threads rarely want the same shard's write lock at once.
-pub const SHARDS_PER_THREAD: usize = 4;
-
-/// The most shards a cache may have. Past this, shards only cost memory.
-pub const MAX_SHARDS: usize = 1024;
-
-/// The most entries one shard holds, whatever its share of the capacity (about 16.7 million):
-/// the policy's links are 24 bits. See [`CacheBuilder::shards`].
-pub const MAX_ENTRIES_PER_SHARD: usize = crate::slab::MAX_ENTRIES;
-
-/// Refresh threads a blocking [`LoadingCache`] starts at most, by default.
-pub const DEFAULT_REFRESH_THREADS: usize = 2;
+/// Refresh threads a blocking [`LoadingCache`] starts at most, by default: enough for one slow
+/// refresh not to hold up the others, few enough to be cheap when idle.
+const DEFAULT_REFRESH_THREADS: usize = 2;
 
 /// The most refresh threads a blocking [`LoadingCache`] may have.
 pub const MAX_REFRESH_THREADS: usize = 64;
 
 /// The refresh option as given (validated by the `build_*` methods).
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Refresh {
+enum Refresh {
     After(Duration),
     Early(f64),
 }
-
-pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// Builds a [`Cache`] with options beyond a capacity.
 ///
@@ -62,27 +49,27 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// assert_eq!(cache.weighted_size(), 5);
 /// ```
 pub struct CacheBuilder<K, V, S = DefaultHashBuilder> {
-    pub(crate) max_capacity: Option<u64>,
-    pub(crate) weigher: Option<Weigher<K, V>>,
-    pub(crate) listener: Option<Listener<K, V>>,
-    pub(crate) shards: Option<usize>,
-    pub(crate) hasher: S,
-    pub(crate) initial_capacity: usize,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) tti: Option<Duration>,
-    pub(crate) expiry: Option<Arc<dyn Expiry<K, V>>>,
-    pub(crate) jitter: f64,
-    pub(crate) clock: Clock,
-    pub(crate) record_stats: bool,
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) negative_ttl: Option<Duration>,
-    pub(crate) refresh: Option<Refresh>,
-    pub(crate) refresh_threads: usize,
+    max_capacity: Option<u64>,
+    weigher: Option<Weigher<K, V>>,
+    listener: Option<Listener<K, V>>,
+    shards: Option<usize>,
+    hasher: S,
+    initial_capacity: usize,
+    ttl: Option<Duration>,
+    tti: Option<Duration>,
+    expiry: Option<Arc<dyn Expiry<K, V>>>,
+    jitter: f64,
+    clock: Clock,
+    record_stats: bool,
+    name: Option<Arc<str>>,
+    negative_ttl: Option<Duration>,
+    refresh: Option<Refresh>,
+    refresh_threads: usize,
     _types: PhantomData<fn(K, V)>,
 }
 
 impl<K, V> CacheBuilder<K, V, DefaultHashBuilder> {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         CacheBuilder {
             max_capacity: None,
             weigher: None,
@@ -116,9 +103,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     /// Weighs entries, so `max_capacity` bounds their total weight instead of their count.
     ///
     /// The weigher runs on every insert, before the shard is locked; it may panic (the insert
-    /// then fails and the cache is unchanged). A weight of 0 counts as 1. An entry heavier than
-    /// its shard's share of the capacity (`max_capacity / shards`) is not stored, and inserting it
-    /// removes any previous value for its key.
+    /// then fails and the cache is unchanged). A weight of 0 counts as 1.
+    ///
+    /// `max_capacity` then bounds the sum of the weights of the whole cache, whatever the shard
+    /// count or the machine: the shards claim capacity from one budget as they fill, and evict
+    /// only once the cache is full. Any entry up to `max_capacity` may be stored (the other
+    /// shards make room for a large one, by their own policies); the eviction policy may still
+    /// turn a newcomer away in favour of entries used more often. An entry heavier than
+    /// `max_capacity` is not stored (the listener hears [`RemovalCause::Evicted`]), and
+    /// inserting it removes any previous value for its key.
     pub fn weigher<F>(mut self, weigher: F) -> Self
     where
         F: Fn(&K, &V) -> u32 + Send + Sync + 'static,
@@ -132,9 +125,13 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///
     /// It runs in the thread whose operation removed the entry, after the shard's lock is
     /// released, so it may call back into the cache. For a value that [`insert`](Cache::insert)
-    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone. If the
-    /// listener panics, the operation's other notifications are still delivered, the cache is
-    /// unaffected, and the first panic then resumes in the caller of that operation.
+    /// or [`remove`](Cache::remove) also returns to its caller, the listener gets a clone.
+    ///
+    /// A panic of the listener never reaches the caller (whose operation may have nothing to do
+    /// with the entry: a `get` that removed an unrelated expired entry on its way): it is
+    /// caught, counted in [`CacheStats::listener_panics`](crate::CacheStats::listener_panics),
+    /// and the listener is still called for the next removals. The default panic hook prints
+    /// it as usual.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -166,16 +163,24 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Overrides the shard count (a power of two, at most [`MAX_SHARDS`]).
     ///
-    /// By default it is picked from the capacity and the machine: up to [`SHARDS_PER_THREAD`]
-    /// per hardware thread, but never so many that a shard would hold less than
-    /// [`MIN_SHARD_CAPACITY`], and, without a weigher, at least enough for the capacity to fit
+    /// By default it is picked from the capacity and the machine: up to four per hardware
+    /// thread, but never so many that a shard would hold less than 4,096 entries' worth of
+    /// capacity, and, without a weigher, at least enough for the capacity to fit
     /// [`MAX_ENTRIES_PER_SHARD`] entries per shard. Each shard gets an equal share of
     /// `max_capacity`.
+    ///
+    /// A count-bounded cache has at most `max_capacity` shards (fewer if `shards` asks for
+    /// more: a shard with no share of the capacity could store nothing). A weighted cache's
+    /// shards share its capacity as they need it: the sum of the weights is bounded by
+    /// `max_capacity` whatever the shard count, and any entry up to `max_capacity` can be
+    /// stored.
     ///
     /// A shard holds at most [`MAX_ENTRIES_PER_SHARD`] entries whatever its share of the
     /// capacity: a full shard evicts before it inserts. So a cache never holds more than
     /// `shards * MAX_ENTRIES_PER_SHARD` entries (about 17 billion with [`MAX_SHARDS`]); with
     /// an explicit shard count or a weigher, that can be fewer than the capacity allows.
+    ///
+    /// [`MAX_ENTRIES_PER_SHARD`]: crate::MAX_ENTRIES_PER_SHARD
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -231,8 +236,9 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     ///   late.
     ///
     /// With [`time_to_idle`](Self::time_to_idle) too, whichever deadline comes first applies.
-    /// Expiration costs 12 bytes per entry (16 when combined with time-to-idle or an
-    /// [`Expiry`]), and about 1 ns per hit with the default clock.
+    /// Expiration costs 6 bytes per entry (10 when a time-to-live is combined with
+    /// time-to-idle or an [`Expiry`]; the deadline itself lives in the entry, where a
+    /// `u64 -> u64` entry had padding), and about 1 ns per hit with the default clock.
     pub fn time_to_live(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -276,19 +282,35 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// Remembers a failed load for `ttl`: callers of
-    /// [`get_or_try_load`](Cache::get_or_try_load) (and its async and batch forms) that ask for
-    /// the key meanwhile get the same error at once instead of loading again. This is negative
-    /// caching, for the stampede on a key that does not exist: make "not found" an error of
-    /// the loader, and the database sees one query per key per `ttl`.
+    /// Remembers a load that found nothing (`None`) or failed (`Err`) for `ttl`: callers of
+    /// [`get_or_load`](Cache::get_or_load) (and its async, bounded and batch forms, and a
+    /// loading cache's `get`) that ask for the key meanwhile get the same outcome at once
+    /// instead of loading again. This is negative caching, for the stampede on a key that does
+    /// not exist: the database sees one query per missing key per `ttl`. Without it, "not found"
+    /// and errors are never stored.
     ///
-    /// The error is shared (`Arc<E>`) by every caller in the window. A caller whose error type
-    /// differs from the failed loader's cannot receive it and loads again (so does every
-    /// [`get_or_load`](Cache::get_or_load)). An [`insert`](Cache::insert),
-    /// [`remove`](Cache::remove) or [`invalidate_all`](Cache::invalidate_all) of the key ends
-    /// the window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
+    /// An error is shared (`Arc<E>`) by every caller in the window. A caller that cannot
+    /// receive the outcome (its loader cannot say "not found", or fails with another error
+    /// type) loads again, and its value replaces the remembered outcome. An
+    /// [`insert`](Cache::insert) or [`remove`](Cache::remove) of the key, a
+    /// [`retain`](Cache::retain) or an [`invalidate_all`](Cache::invalidate_all) ends the
+    /// window early. `ttl` is kept in whole milliseconds of the cache's clock, capped like
     /// lifetimes; under a millisecond turns negative caching off.
-    pub fn cache_errors_for(mut self, ttl: Duration) -> Self {
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachet::Cache;
+    ///
+    /// let users: Cache<u64, String> = Cache::builder()
+    ///     .max_capacity(1_000)
+    ///     .negative_ttl(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(users.get_or_load(&404, || None), None); // a query that found nothing
+    /// // Remembered: the next caller gets `None` without running its loader.
+    /// assert_eq!(users.get_or_load(&404, || -> Option<String> { unreachable!() }), None);
+    /// ```
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = Some(ttl);
         self
     }
@@ -321,8 +343,8 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         self
     }
 
-    /// How many threads a blocking [`LoadingCache`] may run refreshes on (default
-    /// [`DEFAULT_REFRESH_THREADS`], at most [`MAX_REFRESH_THREADS`]). They start when there
+    /// How many threads a blocking [`LoadingCache`] may run refreshes on (default 2, at most
+    /// [`MAX_REFRESH_THREADS`]). They start when there
     /// is work and end after a few idle seconds; at most a thousand refreshes wait in the
     /// queue, and past that, refreshes are skipped (the entries are served until they expire).
     pub fn refresh_threads(mut self, threads: usize) -> Self {
@@ -347,8 +369,15 @@ impl<K, V, S> CacheBuilder<K, V, S> {
 
     /// Validates the configuration and builds the cache.
     ///
-    /// A [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early)
-    /// needs a registered loader: use [`build_loading`](Self::build_loading) or
+    /// # Errors
+    ///
+    /// A [`BuildError`] naming the option at fault: [`BuildError::MissingCapacity`] without
+    /// [`max_capacity`](Self::max_capacity); [`BuildError::ZeroShards`],
+    /// [`BuildError::ShardsNotPowerOfTwo`] or [`BuildError::TooManyShards`] for a bad
+    /// [`shards`](Self::shards); [`BuildError::InvalidJitter`] for a
+    /// [`ttl_jitter`](Self::ttl_jitter) outside `[0, 1]`; [`BuildError::RefreshNeedsLoader`]
+    /// with [`refresh_after`](Self::refresh_after) or [`refresh_early`](Self::refresh_early),
+    /// which need a registered loader: use [`build_loading`](Self::build_loading) or
     /// [`build_async_loading`](Self::build_async_loading) for those.
     pub fn build(self) -> Result<Cache<K, V, S>, BuildError>
     where
@@ -362,14 +391,23 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// Builds a [`LoadingCache`]: a cache with `load` registered as its loader, for misses
-    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)).
-    pub fn build_loading<E, F>(self, load: F) -> Result<LoadingCache<K, V, E, S>, BuildError>
+    /// and for background refreshes (see [`refresh_after`](Self::refresh_after)). `load` takes
+    /// the key by reference and returns a value, an `Option`, a `Result` or a `Result` of an
+    /// `Option` (see [`Loaded`]); the cache's `get` returns the same shape.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::InvalidRefreshThreads`] for a
+    /// [`refresh_threads`](Self::refresh_threads) of 0 or above [`MAX_REFRESH_THREADS`];
+    /// [`BuildError::RefreshNeedsTtl`], [`BuildError::InvalidRefreshAfter`] or
+    /// [`BuildError::InvalidRefreshEarly`] for a refresh option that cannot apply.
+    pub fn build_loading<L, F>(self, load: F) -> Result<LoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(&K) -> Result<V, E> + Send + Sync + 'static,
+        F: Fn(&K) -> L + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let threads = self.refresh_threads;
@@ -380,26 +418,34 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         Ok(LoadingCache::new(cache, Box::new(load), rule, threads))
     }
 
-    /// Builds an [`AsyncLoadingCache`]: `load` returns a future, and background refreshes
-    /// are handed to `spawn` to run on the caller's executor (for tokio:
-    /// `|refresh| { tokio::spawn(refresh); }`). No particular runtime is needed.
-    pub fn build_async_loading<E, F, Fut, Sp>(
+    /// Builds an [`AsyncLoadingCache`]: `load` takes the key by reference, as
+    /// [`build_loading`](Self::build_loading)'s does, and returns a future that owns what it
+    /// needs (copy the key into it); background refreshes are handed to `spawn` to run on the
+    /// caller's executor (for tokio: `|refresh| { tokio::spawn(refresh); }`). No particular
+    /// runtime is needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`BuildError::RefreshNeedsTtl`],
+    /// [`BuildError::InvalidRefreshAfter`] or [`BuildError::InvalidRefreshEarly`] for a
+    /// refresh option that cannot apply.
+    pub fn build_async_loading<L, F, Fut, Sp>(
         self,
         spawn: Sp,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
         Sp: Fn(BoxFuture<()>) + Send + Sync + 'static,
     {
         let rule = self.refresh_rule()?;
         let cache = self.build_cache()?;
-        let load = move |k: K| -> BoxFuture<Result<V, E>> { Box::pin(load(k)) };
+        let load = move |k: &K| -> BoxFuture<L> { Box::pin(load(k)) };
         Ok(AsyncLoadingCache::new(
             cache,
             Box::new(load),
@@ -409,19 +455,24 @@ impl<K, V, S> CacheBuilder<K, V, S> {
     }
 
     /// [`build_async_loading`](Self::build_async_loading) with refreshes spawned on the tokio
-    /// runtime this is called from. Fails with [`BuildError::NoTokioRuntime`] outside one.
+    /// runtime this is called from.
+    ///
+    /// # Errors
+    ///
+    /// As [`build_async_loading`](Self::build_async_loading), and
+    /// [`BuildError::NoTokioRuntime`] outside a tokio runtime.
     #[cfg(feature = "tokio")]
-    pub fn build_tokio_loading<E, F, Fut>(
+    pub fn build_tokio_loading<L, F, Fut>(
         self,
         load: F,
-    ) -> Result<AsyncLoadingCache<K, V, E, S>, BuildError>
+    ) -> Result<AsyncLoadingCache<K, V, L, S>, BuildError>
     where
         K: Hash + Eq + Clone + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
+        L: Loaded<V> + Send + 'static,
         S: BuildHasher + Send + Sync + 'static,
-        F: Fn(K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<V, E>> + Send + 'static,
+        F: Fn(&K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = L> + Send + 'static,
     {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoTokioRuntime)?;
@@ -439,17 +490,20 @@ impl<K, V, S> CacheBuilder<K, V, S> {
         match self.refresh {
             None => Ok(None),
             Some(Refresh::After(after)) => {
-                let ttl = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
-                let (ttl, after) = (ticks(ttl), ticks(after));
-                if after == 0 || after >= ttl {
-                    return Err(BuildError::InvalidRefresh);
+                let time_to_live = self.ttl.ok_or(BuildError::RefreshNeedsTtl)?;
+                let (ttl, ticks_after) = (ticks(time_to_live), ticks(after));
+                if ticks_after == 0 || ticks_after >= ttl {
+                    return Err(BuildError::InvalidRefreshAfter {
+                        refresh_after: after,
+                        time_to_live,
+                    });
                 }
-                Ok(Some(RefreshRule::Window(ttl - after)))
+                Ok(Some(RefreshRule::Window(ttl - ticks_after)))
             }
             Some(Refresh::Early(beta)) if beta.is_finite() && beta > 0.0 => {
                 Ok(Some(RefreshRule::Early(beta)))
             }
-            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefresh),
+            Some(Refresh::Early(_)) => Err(BuildError::InvalidRefreshEarly),
         }
     }
 
@@ -471,32 +525,53 @@ impl<K, V, S> CacheBuilder<K, V, S> {
                 });
             }
             Some(n) if !n.is_power_of_two() => return Err(BuildError::ShardsNotPowerOfTwo(n)),
+            // A count-bounded shard with no share of the capacity could store nothing.
+            Some(n) if self.weigher.is_none() && n as u64 > capacity.max(1) => {
+                1 << capacity.max(1).ilog2()
+            }
             Some(n) => n,
             None => default_shards(capacity, self.weigher.is_some()),
         };
-        Ok(Cache::from_builder(self, capacity, shards))
+        Ok(Cache::from_config(self.into_config(capacity, shards)))
+    }
+
+    /// The configuration of a cache of `capacity` in `shards` shards (both already checked).
+    fn into_config(self, capacity: u64, shards: usize) -> Config<K, V, S> {
+        // With the `metrics` feature, finished loads' times also go to its histogram.
+        #[cfg(feature = "metrics")]
+        let on_load: Option<LoadHook> = Some(crate::metrics_export::record_load);
+        #[cfg(not(feature = "metrics"))]
+        let on_load: Option<LoadHook> = None;
+        Config {
+            capacity,
+            shards,
+            hasher: self.hasher,
+            weigher: self.weigher,
+            listener: self.listener,
+            initial_capacity: self.initial_capacity,
+            expire: ExpireConfig::new(self.ttl, self.tti, self.expiry, self.jitter),
+            clock: self.clock,
+            record_stats: self.record_stats,
+            name: self.name,
+            // Under a millisecond turns negative caching off.
+            negative_ttl: self.negative_ttl.map(ticks).filter(|&t| t > 0),
+            on_load,
+        }
     }
 }
 
-/// The shard count picked when none is given. A count-bounded cache gets at least enough shards
-/// for its capacity to fit [`MAX_ENTRIES_PER_SHARD`] entries per shard.
-pub(crate) fn default_shards(capacity: u64, weighted: bool) -> usize {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
-    let by_threads = threads
-        .saturating_mul(SHARDS_PER_THREAD)
-        .next_power_of_two();
-    let by_capacity = (capacity / MIN_SHARD_CAPACITY).max(1);
-    // Largest power of two not above `by_capacity`.
-    let by_capacity = 1usize << (63 - by_capacity.leading_zeros()).min(usize::BITS - 1);
-    let needed = if weighted {
-        1
-    } else {
-        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
-        usize::try_from(capacity.div_ceil(per_shard)).map_or(MAX_SHARDS, |n| {
-            n.checked_next_power_of_two().unwrap_or(MAX_SHARDS)
-        })
-    };
-    by_threads.min(by_capacity).max(needed).min(MAX_SHARDS)
+impl<K: Hash + Eq, V> Cache<K, V, DefaultHashBuilder> {
+    /// A cache holding at most `max_capacity` entries, with the default configuration.
+    pub fn new(max_capacity: u64) -> Self {
+        let shards = default_shards(max_capacity, false);
+        let builder = CacheBuilder::new().max_capacity(max_capacity);
+        Cache::from_config(builder.into_config(max_capacity, shards))
+    }
+
+    /// A builder for options beyond a capacity: a weigher, the shard count, the hasher.
+    pub fn builder() -> CacheBuilder<K, V, DefaultHashBuilder> {
+        CacheBuilder::new()
+    }
 }
 
 impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
@@ -515,54 +590,9 @@ impl<K, V, S: fmt::Debug> fmt::Debug for CacheBuilder<K, V, S> {
             .field("clock", &self.clock)
             .field("record_stats", &self.record_stats)
             .field("name", &self.name)
-            .field("cache_errors_for", &self.negative_ttl)
+            .field("negative_ttl", &self.negative_ttl)
             .field("refresh", &self.refresh)
             .field("refresh_threads", &self.refresh_threads)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn small_caches_are_one_shard() {
-        for cap in [0, 1, 10, 100, 1000, MIN_SHARD_CAPACITY * 2 - 1] {
-            assert_eq!(default_shards(cap, false), 1, "capacity {cap}");
-            assert_eq!(default_shards(cap, true), 1, "capacity {cap}");
-        }
-    }
-
-    #[test]
-    fn shard_count_is_a_power_of_two_within_bounds() {
-        for cap in [5_000, 100_000, 1_000_000, u64::MAX] {
-            for weighted in [false, true] {
-                let n = default_shards(cap, weighted);
-                assert!(n.is_power_of_two() && n <= MAX_SHARDS, "{cap} -> {n}");
-                assert!(cap / n as u64 >= MIN_SHARD_CAPACITY, "{cap} -> {n}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_large_count_capacity_gets_shards_enough_to_hold_it() {
-        let per_shard = MAX_ENTRIES_PER_SHARD as u64;
-        for (cap, at_least) in [
-            (per_shard, 1),
-            (per_shard + 1, 2),
-            (per_shard * 100, 128),
-            (per_shard * MAX_SHARDS as u64, MAX_SHARDS),
-            (u64::MAX, MAX_SHARDS),
-        ] {
-            let n = default_shards(cap, false);
-            assert!(n >= at_least && n <= MAX_SHARDS, "{cap} -> {n}");
-            assert!(
-                cap.div_ceil(n as u64) <= per_shard || n == MAX_SHARDS,
-                "{cap} -> {n}"
-            );
-        }
-        // A weight says nothing about the entry count: no minimum.
-        assert!(default_shards(per_shard * 100, true) <= 64);
     }
 }

@@ -21,42 +21,21 @@
 //! - a small **window** that every new entry enters, so a burst of new keys can prove itself;
 //! - a **probation** queue, fed by the window's oldest entries when they win admission (or were
 //!   read while in the window);
-//! - a **protected** queue (77% of the main space, 84% while the window is above 35% of the
-//!   capacity) for probation entries that were read again.
+//! - a **protected** queue for probation entries that were read again.
 //!
 //! When the window overflows, its oldest entry competes with probation's oldest: a count-min
 //! sketch of 4-bit counters, aged by halving, estimates how often each was seen recently, and the
 //! less frequent one leaves. This filter is what makes the cache resist scans and keep the
 //! popular working set. **Ghost entries** size the window: a miss on a key that recently left the
 //! window unadmitted grows it, a miss on a key recently evicted from the main space shrinks it, so
-//! a recency-friendly workload gets a large window (behaving close to LRU) and a
-//! frequency-friendly one a small window. "Recently", for a window ghost, is within the last 10%
-//! of the shard's capacity in inserts, or up to 25% (at most 512 keys) in a shard of 512 to 5,120
-//! entries, whose ghosts would otherwise be too few to tell the two margins apart; main ghosts
-//! reach twice as far, counted in probation departures. While the window is at its floor (below
-//! 1% of the capacity), window ghosts reach 25% back, so that reuse farther away than the usual
-//! reach can still pull it up again (on P3 at 160,000 entries the window otherwise stayed at its
-//! floor through a recency phase on half of the hasher seeds). While the window is large (above
-//! 35% of the capacity), a candidate wins admission on any frequency above the victim's instead
-//! of by a margin of one, since such a workload rewards newcomers. Above half the capacity the
-//! window becomes a CLOCK of its own (a read entry goes back to its tail with half of its reads
-//! left, instead of to probation), up to 80% of the capacity, and main ghosts count four times
-//! (a CLOCK window leaves a ghost for every entry its hand evicts). A cache whose shards filled
-//! with 55% or more of their requests hitting starts in that mode instead of at a 1% window
-//! (each such shard moves the cache's window by its share), and goes back to a 1% window the
-//! first time ghost sizing brings it down to half the capacity: on sprite at 768 entries that
-//! start is what reaches LRU (88.0% against 87.8%; 86.6% before).
+//! a recency-friendly workload gets a large window (behaving close to LRU, and run as a CLOCK of
+//! its own once it holds most of the capacity) and a frequency-friendly one a small window. The
+//! window's target is shared by all shards.
 //!
-//! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and scans
-//! (OLTP, loop, gli in the README's table), and the adaptive window is what keeps it near LRU on
-//! recency-biased traces where a fixed small window loses (on scarab-recs at 100,000 entries,
-//! moka's TinyLFU scores 69% against LRU's 76%; cachet scores 75%). The README's table, produced
-//! by `examples/hit_ratio.rs` on real traces beside moka, quick_cache, LRU and the optimum, is the
-//! evidence: cachet meets every row's bar there (the better of moka and quick_cache minus half a
-//! point, and issue 2's floors).
-//! A shard below 4,096 entries gives its sketch 4 times as many counters as its capacity would
-//! (its reset period unchanged): less collision noise, which gained most on the smallest caches
-//! (gli at 250 entries 14.9% -> 16.8%).
+//! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and
+//! scans, and the adaptive window is what keeps it near LRU on recency-biased traces, where a
+//! fixed small window loses. `examples/hit_ratio.rs` replays real traces beside moka,
+//! quick_cache, LRU and the optimum; the `policy` module's notes give the details.
 //!
 //! ## Concurrency
 //!
@@ -70,12 +49,27 @@
 //! - **Policy work happens on writes**, under the write lock: the queues are run as second-chance
 //!   FIFOs (CLOCK), and an entry's accesses are folded into the frequency sketch when it comes up
 //!   for eviction. There is no background thread and no maintenance call to make.
+//! - A count-bounded cache gives each shard an even share of its capacity. A **weighted** cache's
+//!   shards claim their capacity from one budget as they fill, so `max_capacity` bounds the sum
+//!   of all weights whatever the shard count, and an entry may weigh up to all of it (the other
+//!   shards then make room).
 //!
 //! ## Removal notifications
 //!
 //! [`CacheBuilder::eviction_listener`] is told of every entry that leaves, once, with a
 //! [`RemovalCause`]. Removals are collected while a shard is locked and delivered by the thread
-//! that caused them once the lock is released, so a listener never runs under a cache lock.
+//! that caused them once the lock is released, so a listener never runs under a cache lock. A
+//! panicking listener never reaches a caller: its panics are caught and counted
+//! ([`CacheStats::listener_panics`]). Inspection (`len`, `is_empty`, `weighted_size`, `stats`,
+//! `Debug`) runs no user code at all.
+//!
+//! ## Loading
+//!
+//! [`Cache::get_or_load`] (and its async, bounded and batch forms, the [`Entry`] API and the
+//! [`LoadingCache`]s) runs one load per key at a time, whoever asks; a loader returns a value,
+//! an `Option` or a `Result` ([`Loaded`]). A loader that asks the cache for the key it is
+//! loading, on the same thread or in the same task, is reported by a panic naming the
+//! recursive load instead of waiting for itself forever.
 //!
 //! ## Expiration
 //!
@@ -107,7 +101,7 @@
 //! 8 bytes of frequency sketch (a shard below 4,096 entries sizes its sketch for up to 4 times its
 //! capacity, at most 16 KiB: sharper counts for small caches), plus 4 bytes of weight when a
 //! weigher is set. For `u64 -> u64`
-//! that is 32 + 6..11 + 4..8, about 45 bytes; the README's memory table measures it.
+//! that is 32 + 6..11 + 4..8, about 45 bytes; `examples/memory.rs` measures it.
 //!
 //! Expiration adds 6 bytes per entry (two 24-bit timer-wheel links; the deadline word is part
 //! of the entry, where a `u64 -> u64` entry had padding), plus 4 bytes when reads can extend a
@@ -136,17 +130,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The data path: `cache` (the handle) -> `shard` (one lock's worth of state) -> `slab` (the
+// entries), `policy` (eviction) and `expiry` (deadlines and the timer wheel). `config` is what a
+// cache is built from; `flight` is the in-flight load state machine the shards hold. The
+// front-ends sit on top and only the front-ends know each other: `builder` makes caches,
+// `load` adds the loader methods to `Cache`, `loading` the loading caches, `metrics_export`
+// publishes statistics.
+
 mod builder;
 mod cache;
 mod clock;
+mod config;
 mod error;
 mod expiry;
+mod flight;
 mod listener;
-mod loader;
+mod load;
+mod loaded;
+mod loading;
 #[cfg(feature = "metrics")]
 mod metrics_export;
 mod policy;
-mod refresh;
 mod shard;
 mod slab;
 mod stats;
@@ -154,18 +158,17 @@ mod sync;
 #[cfg(feature = "redis")]
 pub mod tiered;
 
-pub use builder::{
-    CacheBuilder, DEFAULT_REFRESH_THREADS, MAX_ENTRIES_PER_SHARD, MAX_REFRESH_THREADS, MAX_SHARDS,
-    MIN_SHARD_CAPACITY, SHARDS_PER_THREAD,
-};
-pub use cache::{Cache, Compute, Iter};
+pub use builder::{CacheBuilder, MAX_REFRESH_THREADS};
+pub use cache::{Cache, Compute, Entry, Iter};
 pub use clock::{Clock, MockClock};
+pub use config::{MAX_ENTRIES_PER_SHARD, MAX_SHARDS};
 pub use equivalent::Equivalent;
 pub use error::BuildError;
 pub use expiry::Expiry;
 pub use listener::RemovalCause;
-pub use loader::Timeout;
-pub use refresh::{AsyncLoadingCache, BoxFuture, LoadingCache};
+pub use load::Timeout;
+pub use loaded::Loaded;
+pub use loading::{AsyncLoadingCache, BoxFuture, LoadingCache};
 pub use stats::CacheStats;
 
 /// The default hasher: `foldhash`, randomly seeded for each cache, so that keys chosen by an
@@ -176,3 +179,8 @@ pub type DefaultHashBuilder = hashbrown::DefaultHashBuilder;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The migration guide's examples (every cachet entry of its tables), run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/migration.md")]
+struct MigrationDoctests;

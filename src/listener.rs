@@ -1,4 +1,6 @@
-//! Removal notifications: [`RemovalCause`], and their delivery after the shard lock is released.
+//! Removal notifications: [`RemovalCause`], the `Removed` sink every removal goes to under a
+//! shard lock, and its delivery to the listener once the lock is released. It knows nothing of
+//! shards or the cache.
 
 // Design notes
 // - Entries leave a shard only under its write lock, but the user's listener must never run
@@ -12,19 +14,52 @@
 //   `V: Clone`, and a panicking `Clone` counts as a panicking listener.
 //   The key for a replacement is the caller's own key (equal to the stored one), so keys are
 //   never cloned.
-// - A panicking listener does not stop the batch: every notification is attempted, then the
-//   first panic resumes in the caller. The cache itself is untouched by it (the lock is free).
+// - A panicking listener never reaches the caller: the operation that removed the entry is
+//   someone else's (a `get` that happened to expire an unrelated entry), and its result must
+//   not be lost to the listener. Each panic is caught, counted (`CacheStats::listener_panics`),
+//   and the next notification is delivered as usual. The default panic hook still prints it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why an entry left the cache, as told to the
 /// [`eviction_listener`](crate::CacheBuilder::eviction_listener).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+/// use cachet::{Cache, Clock, MockClock, RemovalCause};
+///
+/// let time = MockClock::new();
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let seen = Arc::clone(&causes);
+/// let cache: Cache<&str, u32> = Cache::builder()
+///     .max_capacity(2)
+///     .time_to_live(Duration::from_secs(10))
+///     .clock(Clock::mock(&time))
+///     .eviction_listener(move |key, _, cause| seen.lock().unwrap().push((key, cause)))
+///     .build()
+///     .unwrap();
+/// cache.insert("a", 1);
+/// cache.insert("a", 2); // Replaced: the old value
+/// cache.remove("a"); // Explicit
+/// cache.insert("b", 1);
+/// time.advance(Duration::from_secs(10));
+/// cache.run_pending_maintenance(); // Expired: its lifetime ran out
+/// for k in ["c", "d", "e"] {
+///     cache.insert(k, 0); // Evicted: the policy made room (capacity 2)
+/// }
+/// let causes = causes.lock().unwrap();
+/// assert_eq!(causes[..3], [("a", RemovalCause::Replaced), ("a", RemovalCause::Explicit), ("b", RemovalCause::Expired)]);
+/// assert!(causes[3..].iter().all(|&(_, c)| c == RemovalCause::Evicted));
+/// assert!(RemovalCause::Expired.was_evicted() && !RemovalCause::Explicit.was_evicted());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RemovalCause {
-    /// The eviction policy removed it to respect the capacity, or it was too heavy to be stored
-    /// at all (heavier than its shard's share of the capacity).
+    /// The eviction policy removed it to make room for other entries, or it was too heavy to
+    /// be stored at all (heavier than the cache's whole capacity).
     Evicted,
     /// The user removed it: [`remove`](crate::Cache::remove),
     /// [`invalidate_all`](crate::Cache::invalidate_all) or [`retain`](crate::Cache::retain).
@@ -93,13 +128,13 @@ impl<K, V> Removed<K, V> {
         }
     }
 
-    /// Keeps a caught panic, to resume after delivery.
     /// Whether a panic waits to be resumed once the removals are delivered.
     #[inline]
     pub(crate) fn panicked(&self) -> bool {
         self.panic.is_some()
     }
 
+    /// Keeps a caught panic, to resume after delivery.
     pub(crate) fn set_panic(&mut self, p: Panic) {
         self.panic.get_or_insert(p);
     }
@@ -129,58 +164,43 @@ impl<K, V> Removed<K, V> {
     }
 
     /// Reports everything to `listener` (if any) and drops it. Call with no lock held.
-    /// `returned` is the value the operation gives back to its caller, if any.
+    /// `returned` is the value the operation gives back to its caller, if any. Listener panics
+    /// are caught and added to `panics`; a panic of the operation's own user code (an `Expiry`
+    /// hook, kept by `set_panic`) resumes once everything is delivered.
     #[inline]
-    pub(crate) fn deliver(self, listener: Option<&Listener<K, V>>, returned: Option<&V>) {
-        let mut panic = self.panic;
-        let Some(listener) = listener else {
-            drop((self.first, self.rest)); // dropped here, outside the lock
-            if let Some(p) = panic {
-                resume_unwind(p);
+    pub(crate) fn deliver(
+        self,
+        listener: Option<&Listener<K, V>>,
+        returned: Option<&V>,
+        panics: &AtomicU64,
+    ) {
+        if let Some(listener) = listener {
+            if let (Some((k, cause)), Some(v)) = (self.returned, returned) {
+                notify(listener, k, Value::Returned(v), cause, panics);
             }
-            return;
-        };
-        if let (Some((k, cause)), Some(v)) = (self.returned, returned) {
-            notify(listener, k, Value::Returned(v), cause, &mut panic);
+            for (k, v, cause) in self.first.into_iter().chain(self.rest) {
+                notify(listener, k, Value::Owned(v), cause, panics);
+            }
+        } else {
+            drop((self.first, self.rest)); // dropped here, outside the lock
         }
-        for (k, v, cause) in self.first.into_iter().chain(self.rest) {
-            notify(listener, k, Value::Owned(v), cause, &mut panic);
-        }
-        if let Some(p) = panic {
+        if let Some(p) = self.panic {
             resume_unwind(p);
         }
     }
 }
 
-/// Reports `entries` with their causes to `listener` (if any); same panic rules as
-/// [`Removed::deliver`]. Call with no lock held.
-pub(crate) fn deliver_all<K, V>(
-    listener: Option<&Listener<K, V>>,
-    entries: impl IntoIterator<Item = (K, V, RemovalCause)>,
-) {
-    let Some(listener) = listener else {
-        return;
-    };
-    let mut panic = None;
-    for (k, v, cause) in entries {
-        notify(listener, k, Value::Owned(v), cause, &mut panic);
-    }
-    if let Some(p) = panic {
-        resume_unwind(p);
-    }
-}
-
 pub(crate) type Panic = Box<dyn std::any::Any + Send + 'static>;
 
-/// Calls the listener once, keeping the first panic for later.
+/// Calls the listener once; a panic is caught and counted in `panics`.
 fn notify<K, V>(
     listener: &Listener<K, V>,
     k: K,
     v: Value<'_, V>,
     cause: RemovalCause,
-    panic: &mut Option<Panic>,
+    panics: &AtomicU64,
 ) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| listener(k, v, cause))) {
-        panic.get_or_insert(p);
+    if catch_unwind(AssertUnwindSafe(|| listener(k, v, cause))).is_err() {
+        panics.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,4 +1,6 @@
-//! The `metrics` feature: the statistics, published through the `metrics` crate's facade.
+//! The `metrics` feature: the statistics, published through the `metrics` crate's facade. A
+//! front-end: the builder points the cache's load hook at `record_load`; nothing in the core
+//! imports it.
 
 // Design notes
 // - Counting stays in the cache's own per-shard counters (see `stats.rs`): going through the
@@ -7,26 +9,20 @@
 //   of its exporter or a periodic task.
 // - The one figure that cannot be rebuilt from counters, the distribution of load times, is
 //   recorded into a histogram as each load finishes: loads are slow paths already.
-// - Every figure carries a `cache` label: the builder's `name`, or "cachet".
+// - Every figure carries a `cache` label: the builder's `name`, or `cachet-<n>` for the n-th
+//   cache the process built, so that two unnamed caches never overwrite each other's figures.
 
 use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::listener::RemovalCause;
 
-/// The `cache` label of a cache without a name.
-const UNNAMED: &str = "cachet";
-
-fn label(name: Option<&str>) -> String {
-    name.unwrap_or(UNNAMED).to_owned()
-}
-
 /// Records one finished load's time (called as the load ends, with statistics on).
-pub(crate) fn record_load(name: Option<&str>, took: Duration, ok: bool) {
+pub(crate) fn record_load(label: &str, took: Duration, ok: bool) {
     let result = if ok { "ok" } else { "error" };
     metrics::histogram!(
         "cachet_load_duration_seconds",
-        "cache" => label(name),
+        "cache" => label.to_owned(),
         "result" => result
     )
     .record(took.as_secs_f64());
@@ -34,11 +30,14 @@ pub(crate) fn record_load(name: Option<&str>, took: Duration, ok: bool) {
 
 impl<K, V, S> Cache<K, V, S> {
     /// Publishes the cache's [`stats`](Cache::stats) through the `metrics` facade, labelled
-    /// `cache = <name>` (the builder's [`name`](crate::CacheBuilder::name), or `"cachet"`):
+    /// `cache = <name>`: the builder's [`name`](crate::CacheBuilder::name), or `cachet-<n>` for
+    /// the n-th cache built in the process (give caches distinct names for stable labels):
     ///
     /// | metric | kind | |
     /// |---|---|---|
     /// | `cachet_hits_total`, `cachet_misses_total` | counter | lookups |
+    /// | `cachet_coalesced_total` | counter | loader calls that waited for another's load |
+    /// | `cachet_listener_panics_total` | counter | caught panics of the eviction listener |
     /// | `cachet_inserts_total` | counter | values stored |
     /// | `cachet_loads_total`, `cachet_load_failures_total` | counter | finished loads |
     /// | `cachet_removals_total` | counter | with a `cause` label: `evicted`, `expired`, `explicit`, `replaced` |
@@ -53,10 +52,12 @@ impl<K, V, S> Cache<K, V, S> {
     /// but the two size gauges.
     pub fn publish_metrics(&self) {
         let s = self.stats();
-        let name = label(self.name());
+        let name = self.label().to_owned();
         let counters = [
             ("cachet_hits_total", s.hits),
             ("cachet_misses_total", s.misses),
+            ("cachet_coalesced_total", s.coalesced),
+            ("cachet_listener_panics_total", s.listener_panics),
             ("cachet_inserts_total", s.inserts),
             ("cachet_loads_total", s.loads),
             ("cachet_load_failures_total", s.load_failures),

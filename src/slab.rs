@@ -1,3 +1,7 @@
+//! Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens, with the
+//! intrusive lists the policy links them into. It knows nothing of the index, the policy's
+//! decisions, expiration or the cache.
+
 // Entries of one shard, stored densely in a `Vec` and addressed by `u32` tokens.
 //
 // Design notes
@@ -102,7 +106,7 @@ const ACCESS_COUNT: u8 = 0xf0;
 const ACCESS_ONE: u8 = 0x10;
 const _: () = assert!(ACCESS_COUNT == MAX_ACCESS * ACCESS_ONE);
 
-/// The bit of `access` that says a refresh of this value was claimed (see `refresh.rs`).
+/// The bit of `access` that says a refresh of this value was claimed (see `loading/`).
 const REFRESHING: u8 = 0x01;
 const _: () = assert!(REFRESHING & ACCESS_COUNT == 0);
 
@@ -123,8 +127,8 @@ pub(crate) struct Entry<K, V> {
     pub(crate) queue: Queue,
 }
 
-// The layout the memory figures in the README rely on: the deadline costs a `u64 -> u64` entry
-// nothing.
+// The layout the memory figures (`examples/memory.rs`) rely on: the deadline costs a
+// `u64 -> u64` entry nothing.
 const _: () = assert!(std::mem::size_of::<Entry<u64, u64>>() == 32);
 
 impl<K, V> Entry<K, V> {
@@ -452,6 +456,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Recounts every list and checks links, queue tags and weights (tests only).
+    #[cfg(any(test, feature = "_test-hooks"))]
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut seen = vec![false; self.entries.len()];
         for q in [Queue::Window, Queue::Probation, Queue::Protected] {

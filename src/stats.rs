@@ -1,4 +1,5 @@
-//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken.
+//! Statistics: [`CacheStats`], counted per shard and summed only when a snapshot is taken, and
+//! the `LoadHook` a finished load is reported to. It knows nothing of the cache or its shards.
 
 // Design notes
 // - Counting is off unless the builder's `record_stats` asks for it: a cache without it carries a
@@ -19,6 +20,10 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use crate::listener::RemovalCause;
+
+/// Told of every finished load of a cache that records statistics: the cache's name, how long
+/// the load took, and whether it produced a value. The `metrics` feature's histogram is one.
+pub(crate) type LoadHook = fn(label: &str, took: Duration, ok: bool);
 
 /// Read-counter stripes per shard. Four covers the common case of a few threads hammering the
 /// same hot shard; each costs one cache line per shard.
@@ -55,6 +60,7 @@ struct Reads {
 #[derive(Default)]
 struct Writes {
     inserts: AtomicU64,
+    coalesced: AtomicU64,
     loads_ok: AtomicU64,
     loads_failed: AtomicU64,
     load_nanos: AtomicU64,
@@ -98,6 +104,11 @@ impl ShardStats {
         add(&self.writes.inserts, 1);
     }
 
+    /// A loader call joined another caller's load.
+    pub(crate) fn coalesced(&self) {
+        add(&self.writes.coalesced, 1);
+    }
+
     /// Counts removals, one per cause given.
     pub(crate) fn removed(&self, causes: impl Iterator<Item = RemovalCause>) {
         let mut n = [0u64; 4];
@@ -130,6 +141,7 @@ impl ShardStats {
         }
         let w = &self.writes;
         into.inserts += get(&w.inserts);
+        into.coalesced += get(&w.coalesced);
         into.loads += get(&w.loads_ok);
         into.load_failures += get(&w.loads_failed);
         into.total_load_time += Duration::from_nanos(get(&w.load_nanos));
@@ -166,11 +178,15 @@ impl ShardStats {
 #[non_exhaustive]
 pub struct CacheStats {
     /// Lookups that found a live entry: `get`, and the loaders' lookups (`peek` and
-    /// `contains_key` are not counted).
+    /// `contains_key` are not counted). A loader call answered from a remembered failure
+    /// ([`negative_ttl`](crate::CacheBuilder::negative_ttl)) is a hit too.
     pub hits: u64,
-    /// Lookups that found nothing (or an expired entry). A loader's miss counts once, however
-    /// its load then goes (led, joined, or found the value after all).
+    /// Lookups that found nothing (or an expired entry). A loader call that finds nothing
+    /// counts as a miss if it leads the load, and as [`coalesced`](Self::coalesced) if it
+    /// waits for another caller's: each loader call counts once, by how it first went.
     pub misses: u64,
+    /// Loader calls that found the key's load in flight and waited for it instead of loading.
+    pub coalesced: u64,
     /// Values stored: by `insert`, `insert_with_ttl`, and by loads.
     pub inserts: u64,
     /// Loads whose loader returned a value.
@@ -192,18 +208,23 @@ pub struct CacheStats {
     pub invalidated: u64,
     /// Values replaced by a newer value for the same key ([`RemovalCause::Replaced`]).
     pub replaced: u64,
-    /// The total weight of the entries (their count without a weigher), including expired
-    /// entries that are not removed yet.
+    /// The total weight of the entries stored (their count without a weigher), as
+    /// [`Cache::weighted_size`](crate::Cache::weighted_size) reports it: expired entries count
+    /// until they are removed.
     pub weighted_size: u64,
+    /// Panics of the eviction listener, caught where they happened (the caller whose operation
+    /// removed the entry never sees them). Counted whether or not statistics are recorded.
+    pub listener_panics: u64,
 }
 
 impl CacheStats {
-    /// Lookups counted: hits plus misses.
+    /// Lookups counted: hits, misses and coalesced waits.
     pub fn requests(&self) -> u64 {
-        self.hits + self.misses
+        self.hits + self.misses + self.coalesced
     }
 
-    /// Hits over lookups, from 0.0 to 1.0; 1.0 when nothing was looked up yet (nothing missed).
+    /// Hits over lookups (a coalesced wait is not a hit: the caller waited for a load), from
+    /// 0.0 to 1.0; 1.0 when nothing was looked up yet (nothing missed).
     pub fn hit_ratio(&self) -> f64 {
         match self.requests() {
             0 => 1.0,

@@ -1,5 +1,5 @@
-//! The locks of the in-flight load protocol: the shard lock (`cache.rs`) and a flight's mutex
-//! and condition variable (`loader.rs`).
+//! The locks of the in-flight load protocol: the shard lock (`cache/`) and a flight's mutex
+//! and condition variable (`flight.rs`). A leaf.
 //!
 //! They are `parking_lot`'s, re-exported as they are, so a normal build pays nothing for this
 //! module. Built with `RUSTFLAGS="--cfg cachet_loom"`, they are thin wrappers over `loom`'s, with the

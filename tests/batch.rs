@@ -30,18 +30,40 @@ fn sorted(mut keys: Vec<u64>) -> Vec<u64> {
     keys
 }
 
-/// A batch loader that records its calls and finds every key, with value `k * 10`.
-fn finds_all(log: &Calls) -> impl FnMut(&[u64]) -> Vec<(u64, u64)> + Send + 'static {
+/// A batch loader that records its calls in `log`, then answers with `answer`.
+fn logged<R>(
+    log: &Calls,
+    mut answer: impl FnMut(&[u64]) -> R + Send + 'static,
+) -> impl FnMut(&[u64]) -> R + Send + 'static {
     let log = Arc::clone(log);
     move |missing: &[u64]| {
         log.lock().unwrap().push(missing.to_vec());
-        missing.iter().map(|&k| (k, k * 10)).collect()
+        answer(missing)
     }
 }
 
-/// The bar: 100 keys, 30 cached, 20 in flight (single-key leaders parked in their loaders), 50
-/// missing. The batch loader is called once, with exactly the 50; the 20 joined keys get their
-/// leaders' values.
+/// A batch loader that records its calls and finds every key, with value `k * 10`.
+fn finds_all(log: &Calls) -> impl FnMut(&[u64]) -> Vec<(u64, u64)> + Send + 'static {
+    logged(log, |missing| {
+        missing.iter().map(|&k| (k, k * 10)).collect()
+    })
+}
+
+/// None of `keys` is stored, and none is left in flight.
+fn none_stored_nor_in_flight(cache: &Cache<u64, u64>, keys: &[u64]) {
+    for &k in keys {
+        assert_eq!(cache.get(&k), None, "key {k} not stored");
+        assert_eq!(
+            cache.loaders_waiting(&k),
+            None,
+            "key {k} not left in flight"
+        );
+    }
+}
+
+/// The whole contract at once: 100 keys, 30 cached, 20 in flight (single-key leaders parked in
+/// their loaders), 50 missing. The batch loader is called once, with exactly the 50; the 20
+/// joined keys get their leaders' values.
 #[test]
 fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
     let cache: Cache<u64, u64> = Cache::new(10_000);
@@ -65,14 +87,12 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
     let log: Calls = Arc::default();
     let (called_tx, called_rx) = mpsc::channel();
     let batch = {
-        let (cache, log) = (cache.clone(), Arc::clone(&log));
-        thread::spawn(move || {
-            cache.get_all_or_load(0..100, |missing: &[u64]| {
-                log.lock().unwrap().push(missing.to_vec());
-                called_tx.send(()).unwrap();
-                missing.iter().map(|&k| (k, 2_000 + k)).collect::<Vec<_>>()
-            })
-        })
+        let load = logged(&log, move |missing| {
+            called_tx.send(()).unwrap();
+            missing.iter().map(|&k| (k, 2_000 + k)).collect::<Vec<_>>()
+        });
+        let cache = cache.clone();
+        thread::spawn(move || cache.get_all_or_load(&(0..100).collect::<Vec<u64>>(), load))
     };
     called_rx.recv().unwrap();
     // The batch has stored what it loaded and now waits on the first key it joined.
@@ -121,22 +141,15 @@ fn batch_loads_exactly_the_keys_neither_cached_nor_in_flight() {
 #[test]
 fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2, 3, 4]);
         vec![(3, 30), (1, 10)] // in any order
     });
     assert_eq!(got, HashMap::from([(1, 10), (3, 30)]));
-    for k in [2, 4] {
-        assert_eq!(cache.get(&k), None, "key {k} not stored");
-        assert_eq!(
-            cache.loaders_waiting(&k),
-            None,
-            "key {k} not left in flight"
-        );
-    }
+    none_stored_nor_in_flight(&cache, &[2, 4]);
     assert_eq!(cache.len(), 2);
     // Not found is not remembered: the next batch asks for them again.
-    let got = cache.get_all_or_load([1, 2, 3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[2, 4]);
         vec![(2, 20)]
     });
@@ -148,7 +161,7 @@ fn keys_the_loader_does_not_return_are_absent_and_not_stored() {
 fn pairs_for_keys_not_asked_for_are_ignored() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
-    let got = cache.get_all_or_load([1, 2, 5], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[1, 2, 5], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         // 99 was not asked for, and 5 is cached: neither is taken from the answer.
         vec![(1, 10), (99, 990), (2, 20), (5, 555)]
@@ -165,12 +178,12 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
     let cache: Cache<u64, u64> = Cache::new(100);
     cache.insert(5, 50);
     let log: Calls = Arc::default();
-    let got = cache.get_all_or_load([1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
+    let got = cache.get_all_or_load(&[1, 2, 2, 5, 1, 3, 5, 3], finds_all(&log));
     assert_eq!(calls(&log), [vec![1, 2, 3]]);
     assert_eq!(got, HashMap::from([(1, 10), (2, 20), (3, 30), (5, 50)]));
 
     // A duplicated key the loader does not find: asked once, absent, nothing left in flight.
-    let got = cache.get_all_or_load([7, 7, 8, 7], |missing: &[u64]| {
+    let got = cache.get_all_or_load(&[7, 7, 8, 7], |missing: &[u64]| {
         assert_eq!(missing, &[7, 8]);
         vec![(8, 80)]
     });
@@ -184,16 +197,17 @@ fn duplicate_keys_are_answered_once_and_loaded_once() {
 fn no_call_to_the_loader_without_a_missing_key() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let never = |_: &[u64]| -> Vec<(u64, u64)> { panic!("nothing to load") };
-    assert!(cache.get_all_or_load(Vec::new(), never).is_empty());
+    assert!(cache.get_all_or_load(&Vec::<u64>::new(), never).is_empty());
     cache.insert(1, 10);
     cache.insert(2, 20);
     assert_eq!(
-        cache.get_all_or_load([2, 1, 2], never),
+        cache.get_all_or_load(&[2, 1, 2], never),
         HashMap::from([(1, 10), (2, 20)])
     );
-    let r = cache.get_all_or_try_load(Vec::new(), |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> {
-        panic!("nothing to load")
-    });
+    let r = cache.get_all_or_try_load(
+        &Vec::<u64>::new(),
+        |_: &[u64]| -> Result<Vec<(u64, u64)>, ()> { panic!("nothing to load") },
+    );
     assert!(r.is_empty());
 }
 
@@ -203,13 +217,10 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
     cache.insert(1, 10);
     cache.insert(2, 20);
     let log: Calls = Arc::default();
-    let got = {
-        let log = Arc::clone(&log);
-        cache.get_all_or_try_load([1, 2, 3, 4, 5], move |missing: &[u64]| {
-            log.lock().unwrap().push(missing.to_vec());
-            Err::<Vec<(u64, u64)>, _>("db down")
-        })
-    };
+    let got = cache.get_all_or_try_load(
+        &[1, 2, 3, 4, 5],
+        logged(&log, |_| Err::<Vec<(u64, u64)>, _>("db down")),
+    );
     assert_eq!(calls(&log), [vec![3, 4, 5]]);
     assert_eq!(got.len(), 5);
     assert_eq!(got[&1], Ok(10));
@@ -220,17 +231,10 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
         let e = got[&k].clone().unwrap_err();
         assert!(Arc::ptr_eq(&e, &e3), "key {k} shares the one error");
     }
-    for k in [3, 4, 5] {
-        assert_eq!(cache.get(&k), None, "key {k} not stored");
-        assert_eq!(
-            cache.loaders_waiting(&k),
-            None,
-            "key {k} not left in flight"
-        );
-    }
+    none_stored_nor_in_flight(&cache, &[3, 4, 5]);
     assert_eq!(cache.len(), 2);
     // The next batch loads them afresh.
-    let got = cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
         assert_eq!(missing, &[3, 4]);
         Ok::<_, &str>(vec![(3, 30), (4, 40)])
     });
@@ -242,7 +246,7 @@ fn a_failing_batch_gives_every_key_it_was_asked_for_the_same_error() {
 fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
-        c.get_or_try_load(&3, || {
+        c.get_or_load(&3, || {
             gate();
             Err::<u64, _>("leader failed")
         })
@@ -250,7 +254,7 @@ fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
     let batch = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_all_or_try_load([3, 4], |missing: &[u64]| {
+            cache.get_all_or_try_load(&[3, 4], |missing: &[u64]| {
                 assert_eq!(missing, &[4]);
                 Ok::<_, &str>(vec![(4, 40)])
             })
@@ -269,25 +273,20 @@ fn a_key_joined_to_a_failing_single_key_load_gets_that_loads_error() {
 #[test]
 fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (called_tx, called_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let batch = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_all_or_load([1, 2, 3], move |missing: &[u64]| {
-                called_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                missing.iter().map(|&k| (k, k * 10)).collect::<Vec<_>>()
-            })
+    let (batch, release) = blocked_leader(&cache, |c, gate| {
+        c.get_all_or_load(&[1, 2, 3], |missing: &[u64]| {
+            gate();
+            missing.iter().map(|&k| (k, k * 10)).collect::<Vec<_>>()
         })
-    };
-    called_rx.recv().unwrap();
+    });
     let waiter = {
         let cache = cache.clone();
-        thread::spawn(move || cache.get_or_load(&2, || panic!("the batch is loading key 2")))
+        thread::spawn(move || {
+            cache.get_or_load(&2, || -> u64 { panic!("the batch is loading key 2") })
+        })
     };
     until_waiting(&cache, &2, 1);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     assert_eq!(
         batch.join().unwrap(),
         HashMap::from([(1, 10), (2, 20), (3, 30)])
@@ -298,19 +297,12 @@ fn a_single_key_waiter_gets_the_value_of_the_batch_that_leads_its_key() {
 #[test]
 fn a_single_key_waiter_loads_a_key_the_batch_did_not_find() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (called_tx, called_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let batch = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_all_or_load([1, 2, 3], move |_: &[u64]| {
-                called_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                vec![(1, 10), (3, 30)]
-            })
+    let (batch, release) = blocked_leader(&cache, |c, gate| {
+        c.get_all_or_load(&[1, 2, 3], |_: &[u64]| {
+            gate();
+            vec![(1, 10), (3, 30)]
         })
-    };
-    called_rx.recv().unwrap();
+    });
     let loads = Arc::new(AtomicUsize::new(0));
     let waiter = {
         let (cache, loads) = (cache.clone(), Arc::clone(&loads));
@@ -322,7 +314,7 @@ fn a_single_key_waiter_loads_a_key_the_batch_did_not_find() {
         })
     };
     until_waiting(&cache, &2, 1);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     assert_eq!(batch.join().unwrap(), HashMap::from([(1, 10), (3, 30)]));
     assert_eq!(
         waiter.join().unwrap(),
@@ -336,21 +328,14 @@ fn a_single_key_waiter_loads_a_key_the_batch_did_not_find() {
 #[test]
 fn a_panicking_batch_hands_its_keys_to_their_waiters() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (called_tx, called_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let batch = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            catch_unwind(AssertUnwindSafe(|| {
-                cache.get_all_or_load([1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
-                    called_tx.send(()).unwrap();
-                    release_rx.recv().unwrap();
-                    panic!("batch loader bug")
-                })
-            }))
-        })
-    };
-    called_rx.recv().unwrap();
+    let (batch, release) = blocked_leader(&cache, |c, gate| {
+        catch_unwind(AssertUnwindSafe(|| {
+            c.get_all_or_load(&[1, 2], |_: &[u64]| -> Vec<(u64, u64)> {
+                gate();
+                panic!("batch loader bug")
+            })
+        }))
+    });
     let loads = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let waiters: Vec<_> = [1u64, 1, 1, 2]
         .into_iter()
@@ -367,7 +352,7 @@ fn a_panicking_batch_hands_its_keys_to_their_waiters() {
         .collect();
     until_waiting(&cache, &1, 3);
     until_waiting(&cache, &2, 1);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     assert!(
         batch.join().unwrap().is_err(),
         "the panic unwinds the batch"
@@ -396,7 +381,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release) = blocked_leader(&cache, |c, gate| {
         catch_unwind(AssertUnwindSafe(|| {
-            c.get_or_load(&5, || {
+            c.get_or_load(&5, || -> u64 {
                 gate();
                 panic!("single-key loader bug")
             })
@@ -405,7 +390,7 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
     let log: Calls = Arc::default();
     let batch = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([4, 5, 6], load))
+        thread::spawn(move || cache.get_all_or_load(&[4, 5, 6], load))
     };
     until_waiting(&cache, &5, 1);
     assert_eq!(calls(&log), [vec![4, 6]], "key 5 is joined, not loaded");
@@ -426,28 +411,21 @@ fn a_batch_reloads_a_joined_key_whose_leader_panicked() {
 #[test]
 fn a_batch_joins_the_keys_another_batch_leads() {
     let cache: Cache<u64, u64> = Cache::new(100);
-    let (called_tx, called_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let first = {
-        let cache = cache.clone();
-        thread::spawn(move || {
-            cache.get_all_or_load([1, 2], move |missing: &[u64]| {
-                assert_eq!(missing, &[1, 2]);
-                called_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-                vec![(1, 100), (2, 200)]
-            })
+    let (first, release) = blocked_leader(&cache, |c, gate| {
+        c.get_all_or_load(&[1, 2], |missing: &[u64]| {
+            assert_eq!(missing, &[1, 2]);
+            gate();
+            vec![(1, 100), (2, 200)]
         })
-    };
-    called_rx.recv().unwrap();
+    });
     let log: Calls = Arc::default();
     let second = {
         let (cache, load) = (cache.clone(), finds_all(&log));
-        thread::spawn(move || cache.get_all_or_load([2, 3, 1], load))
+        thread::spawn(move || cache.get_all_or_load(&[2, 3, 1], load))
     };
     until_waiting(&cache, &2, 1);
     assert_eq!(calls(&log), [vec![3]]);
-    release_tx.send(()).unwrap();
+    release.send(()).unwrap();
     assert_eq!(first.join().unwrap(), HashMap::from([(1, 100), (2, 200)]));
     assert_eq!(
         second.join().unwrap(),
@@ -461,11 +439,11 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .build()
         .unwrap();
-    let first = cache.get_all_or_try_load([1, 2], |missing: &[u64]| {
+    let first = cache.get_all_or_try_load(&[1, 2], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Err::<Vec<(u64, u64)>, _>("not found")
     });
@@ -475,25 +453,19 @@ fn a_batch_gets_a_cached_error_without_loading_the_key() {
     // Within the window: the failed keys get the error, only the new key is loaded.
     time.advance(Duration::from_millis(4_999));
     let log: Calls = Arc::default();
-    let got = {
-        let log = Arc::clone(&log);
-        cache.get_all_or_try_load([1, 2, 3], move |missing: &[u64]| {
-            log.lock().unwrap().push(missing.to_vec());
-            Ok::<_, &str>(vec![(3, 30)])
-        })
-    };
+    let got = cache.get_all_or_try_load(&[1, 2, 3], logged(&log, |_| Ok::<_, &str>(vec![(3, 30)])));
     assert_eq!(calls(&log), [vec![3]]);
     assert_eq!(got[&3], Ok(30));
     for k in [1, 2] {
         assert!(Arc::ptr_eq(got[&k].as_ref().unwrap_err(), &e), "key {k}");
     }
     // A single-key caller with the same error type gets it too.
-    let single = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let single = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&single.unwrap_err(), &e));
 
     // Once the window has passed, the keys are loaded again.
     time.advance(Duration::from_millis(1));
-    let got = cache.get_all_or_try_load([1, 2, 3], |missing: &[u64]| {
+    let got = cache.get_all_or_try_load(&[1, 2, 3], |missing: &[u64]| {
         assert_eq!(missing, &[1, 2]);
         Ok::<_, &str>(vec![(1, 10), (2, 20)])
     });
@@ -510,7 +482,7 @@ fn assert_send<T: Send>(t: T) -> T {
 fn async_batch_futures_are_send() {
     let cache: Cache<u64, String> = Cache::new(10);
     let f = assert_send(
-        cache.get_all_or_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_load_async(&[1, 2], |missing: Vec<u64>| async move {
             missing
                 .into_iter()
                 .map(|k| (k, k.to_string()))
@@ -519,7 +491,7 @@ fn async_batch_futures_are_send() {
     );
     drop(f);
     let g = assert_send(
-        cache.get_all_or_try_load_async([1, 2], |missing: Vec<u64>| async move {
+        cache.get_all_or_try_load_async(&[1, 2], |missing: Vec<u64>| async move {
             Ok::<_, std::io::Error>(
                 missing
                     .into_iter()
@@ -558,7 +530,7 @@ async fn async_batch_answers_hits_joins_and_misses() {
         // `tokio::spawn` needs the batch's future to be `Send`.
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2, 3, 4, 5], move |missing: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2, 3, 4, 5], move |missing: Vec<u64>| {
                     log.lock().unwrap().push(missing.clone());
                     async move { missing.into_iter().map(|k| (k, k * 10)).collect::<Vec<_>>() }
                 })
@@ -588,7 +560,7 @@ async fn a_dropped_async_batch_hands_its_keys_over() {
         let cache = cache.clone();
         tokio::spawn(async move {
             cache
-                .get_all_or_load_async(vec![1, 2], move |_: Vec<u64>| {
+                .get_all_or_load_async(&[1, 2], move |_: Vec<u64>| {
                     let started = started_tx.clone();
                     async move {
                         started.send(()).unwrap();
@@ -640,7 +612,7 @@ fn a_panicking_hash_mid_batch_leaves_no_key_in_flight() {
     let cache: Cache<Trap, u64> = Cache::new(100);
     ARMED.with(|a| a.set(true));
     let r = catch_unwind(AssertUnwindSafe(|| {
-        cache.get_all_or_load([Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
+        cache.get_all_or_load(&[Trap(1), Trap(2), Trap(13)], |_: &[Trap]| {
             Vec::<(Trap, u64)>::new()
         })
     }));

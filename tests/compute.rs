@@ -33,7 +33,7 @@ fn take(log: &Log) -> Vec<(u64, u64, RemovalCause)> {
 fn put_inserts_or_replaces() {
     let (cache, log) = logged(None);
     let mut seen = Vec::new();
-    let r = cache.compute(1, |v| {
+    let r = cache.compute(&1, |v| {
         seen.push(v.copied());
         Compute::Put(10)
     });
@@ -41,7 +41,7 @@ fn put_inserts_or_replaces() {
     assert_eq!(cache.get(&1), Some(10));
     assert_eq!(take(&log), []);
 
-    let r = cache.compute(1, |v| {
+    let r = cache.compute(&1, |v| {
         seen.push(v.copied());
         Compute::Put(v.unwrap() + 1)
     });
@@ -57,11 +57,11 @@ fn put_inserts_or_replaces() {
 fn remove_removes_and_reports_an_explicit_removal() {
     let (cache, log) = logged(None);
     cache.insert(1, 10);
-    assert_eq!(cache.compute(1, |_| Compute::Remove), None);
+    assert_eq!(cache.compute(&1, |_| Compute::Remove), None);
     assert_eq!(cache.get(&1), None);
     assert_eq!(take(&log), [(1, 10, RemovalCause::Explicit)]);
     // Removing an absent key: nothing to report.
-    assert_eq!(cache.compute(2, |_| Compute::Remove), None);
+    assert_eq!(cache.compute(&2, |_| Compute::Remove), None);
     assert_eq!(take(&log), []);
     assert!(cache.is_empty());
     cache.validate().unwrap();
@@ -73,7 +73,7 @@ fn keep_changes_nothing() {
     cache.insert(1, 10);
     let mut seen = None;
     assert_eq!(
-        cache.compute(1, |v| {
+        cache.compute(&1, |v| {
             seen = Some(v.copied());
             Compute::Keep
         }),
@@ -81,7 +81,7 @@ fn keep_changes_nothing() {
     );
     assert_eq!(seen, Some(Some(10)));
     assert_eq!(cache.get(&1), Some(10));
-    assert_eq!(cache.compute(2, |_| Compute::Keep), None);
+    assert_eq!(cache.compute(&2, |_| Compute::Keep), None);
     assert_eq!(cache.get(&2), None);
     assert_eq!(cache.len(), 1);
     assert_eq!(take(&log), []);
@@ -98,7 +98,7 @@ fn an_expired_entry_is_seen_as_absent() {
 
     let mut seen = Vec::new();
     let mut compute = |k, op: Compute<u64>| {
-        cache.compute(k, |v| {
+        cache.compute(&k, |v| {
             seen.push(v.copied());
             op
         })
@@ -149,7 +149,7 @@ fn compute_waits_for_a_load_in_flight() {
         let cache = cache.clone();
         thread::spawn(move || {
             let mut seen = None;
-            let r = cache.compute(1, |v| {
+            let r = cache.compute(&1, |v| {
                 seen = Some(v.copied());
                 Compute::Put(v.copied().unwrap_or(0) + 1)
             });
@@ -177,7 +177,7 @@ fn compute_after_a_failed_load_sees_nothing() {
     let leader = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_or_try_load(&1, || {
+            cache.get_or_load(&1, || {
                 started_tx.send(()).unwrap();
                 release_rx.recv().unwrap();
                 Err::<u64, _>("db down")
@@ -189,7 +189,7 @@ fn compute_after_a_failed_load_sees_nothing() {
         let cache = cache.clone();
         thread::spawn(move || {
             let mut seen = None;
-            let r = cache.compute(1, |v| {
+            let r = cache.compute(&1, |v| {
                 seen = Some(v.copied());
                 Compute::Put(5)
             });
@@ -210,27 +210,27 @@ fn compute_over_a_cached_error_sees_nothing_and_ends_the_window() {
     let time = MockClock::new();
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .build()
         .unwrap();
-    let e = cache.get_or_try_load(&1, || Err::<u64, _>("not found"));
+    let e = cache.get_or_load(&1, || Err::<u64, _>("not found"));
     assert!(e.is_err());
     // Keep leaves the negative entry; Put replaces it.
-    let kept = cache.compute(1, |v| {
+    let kept = cache.compute(&1, |v| {
         assert_eq!(v, None, "a negative entry holds no value");
         Compute::Keep
     });
     assert_eq!(kept, None);
-    let cached = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let cached = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&cached.unwrap_err(), e.as_ref().unwrap_err()));
     let mut seen = None;
-    let r = cache.compute(1, |v| {
+    let r = cache.compute(&1, |v| {
         seen = Some(v.copied());
         Compute::Put(7)
     });
     assert_eq!((seen, r), (Some(None), Some(7)));
-    let v = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
+    let v = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
     assert_eq!(v, Ok(7));
     cache.validate().unwrap();
 }
@@ -240,11 +240,11 @@ fn a_panicking_closure_changes_nothing() {
     let (cache, log) = logged(None);
     cache.insert(1, 10);
     let r = catch_unwind(AssertUnwindSafe(|| {
-        cache.compute(1, |_| -> Compute<u64> { panic!("closure bug") })
+        cache.compute(&1, |_| -> Compute<u64> { panic!("closure bug") })
     }));
     assert!(r.is_err());
     let r = catch_unwind(AssertUnwindSafe(|| {
-        cache.compute(2, |_| -> Compute<u64> { panic!("closure bug") })
+        cache.compute(&2, |_| -> Compute<u64> { panic!("closure bug") })
     }));
     assert!(r.is_err());
     assert_eq!(cache.get(&1), Some(10));
@@ -253,7 +253,10 @@ fn a_panicking_closure_changes_nothing() {
     assert_eq!(take(&log), []);
     cache.validate().unwrap();
     // The cache (and the shard's lock) is still usable.
-    assert_eq!(cache.compute(1, |v| Compute::Put(v.unwrap() + 1)), Some(11));
+    assert_eq!(
+        cache.compute(&1, |v| Compute::Put(v.unwrap() + 1)),
+        Some(11)
+    );
     cache.insert(2, 20);
     assert_eq!(cache.get(&2), Some(20));
 }
@@ -268,7 +271,7 @@ fn concurrent_increments_are_not_lost() {
             thread::spawn(move || {
                 start.wait();
                 for _ in 0..1_000 {
-                    cache.compute(0, |n| Compute::Put(n.copied().unwrap_or(0) + 1));
+                    cache.compute(&0, |n| Compute::Put(n.copied().unwrap_or(0) + 1));
                 }
             })
         })
@@ -286,18 +289,18 @@ fn the_weigher_weighs_computed_values() {
         .weigher(|_, v: &String| v.len() as u32)
         .build()
         .unwrap();
-    cache.compute(1, |_| Compute::Put("hello".to_string()));
+    cache.compute(&1, |_| Compute::Put("hello".to_string()));
     assert_eq!(cache.weighted_size(), 5);
-    cache.compute(2, |_| Compute::Put("abc".to_string()));
+    cache.compute(&2, |_| Compute::Put("abc".to_string()));
     assert_eq!(cache.weighted_size(), 8);
-    cache.compute(1, |_| Compute::Put("hi".to_string()));
+    cache.compute(&1, |_| Compute::Put("hi".to_string()));
     assert_eq!(cache.weighted_size(), 5);
-    cache.compute(2, |_| Compute::Keep);
+    cache.compute(&2, |_| Compute::Keep);
     assert_eq!(cache.weighted_size(), 5);
-    cache.compute(1, |_| Compute::Remove);
+    cache.compute(&1, |_| Compute::Remove);
     assert_eq!(cache.weighted_size(), 3);
     // Heavier than the capacity: not stored, and the previous value is gone.
-    cache.compute(2, |_| Compute::Put("x".repeat(101)));
+    cache.compute(&2, |_| Compute::Put("x".repeat(101)));
     assert_eq!(cache.get(&2), None);
     assert_eq!(cache.weighted_size(), 0);
     cache.validate().unwrap();
@@ -311,7 +314,7 @@ fn compute_returns_the_value_after_the_operation_even_when_a_put_is_refused() {
         .build()
         .unwrap();
     cache.insert(2, "abc".to_string());
-    let r = cache.compute(2, |_| Compute::Put("x".repeat(101)));
+    let r = cache.compute(&2, |_| Compute::Put("x".repeat(101)));
     assert_eq!(cache.get(&2), None, "too heavy: not stored");
     assert_eq!(r, None, "the key's value after the operation");
 
@@ -320,7 +323,7 @@ fn compute_returns_the_value_after_the_operation_even_when_a_put_is_refused() {
         .time_to_live(Duration::ZERO)
         .build()
         .unwrap();
-    let r = zero.compute(1, |_| Compute::Put(10));
+    let r = zero.compute(&1, |_| Compute::Put(10));
     assert_eq!(zero.get(&1), None, "a zero lifetime stores nothing");
     assert_eq!(r, None);
 }
@@ -337,12 +340,14 @@ fn a_panicking_weigher_in_compute_changes_nothing() {
         .unwrap();
     cache.insert(1, 10);
     for k in [1, 2] {
-        let r = catch_unwind(AssertUnwindSafe(|| cache.compute(k, |_| Compute::Put(666))));
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            cache.compute(&k, |_| Compute::Put(666))
+        }));
         assert!(r.is_err(), "key {k}: the weigher panicked");
     }
     assert_eq!(cache.get(&1), Some(10));
     assert_eq!(cache.get(&2), None);
     assert_eq!(cache.weighted_size(), 1);
     cache.validate().unwrap();
-    assert_eq!(cache.compute(2, |_| Compute::Put(20)), Some(20));
+    assert_eq!(cache.compute(&2, |_| Compute::Put(20)), Some(20));
 }

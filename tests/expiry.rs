@@ -95,6 +95,15 @@ impl Timed {
         );
     }
 
+    /// `key` reads back `value` until the millisecond before `deadline`, and is invisible from
+    /// `deadline` on. Leaves the clock at `deadline`.
+    fn expires_at(&self, key: u64, value: u64, deadline: u64) {
+        self.advance_to(deadline - 1);
+        self.assert_present(key, value);
+        self.advance_to(deadline);
+        self.assert_absent(key);
+    }
+
     /// `key` is invisible to every read.
     fn assert_absent(&self, key: u64) {
         let t = self.now();
@@ -165,6 +174,7 @@ fn tti_is_refreshed_by_get_only() {
     t.assert_present(1, 10);
     t.advance_to(160);
     assert_eq!(t.cache.peek(&1), None);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     assert_eq!(
         t.take(),
@@ -217,10 +227,7 @@ fn ttl_and_tti_earliest_wins_and_tti_never_extends_past_ttl() {
     // An idle entry at exactly its idle deadline is gone, even though the TTL is far.
     let t = Timed::new(1, |b| b.time_to_live(ms(10_000)).time_to_idle(ms(300)));
     t.cache.insert(1, 1);
-    t.advance_to(299);
-    t.assert_present(1, 1);
-    t.advance_to(300);
-    t.assert_absent(1);
+    t.expires_at(1, 1, 300);
     t.valid();
 }
 
@@ -233,10 +240,7 @@ fn update_resets_ttl() {
     assert_eq!(t.take(), [(1, 10, Replaced)]);
     t.advance_to(1000);
     t.assert_present(1, 11);
-    t.advance_to(1799);
-    t.assert_present(1, 11);
-    t.advance_to(1800);
-    t.assert_absent(1);
+    t.expires_at(1, 11, 1800);
     assert_eq!(t.take(), [(1, 11, Expired)]);
 }
 
@@ -251,18 +255,12 @@ fn insert_with_ttl_shortens_and_extends_on_update() {
     assert_eq!(t.cache.insert_with_ttl(2, 21, ms(10_000)), Some(20));
     t.advance_to(100);
     assert_eq!(t.cache.insert_with_ttl(1, 11, ms(50)), Some(10));
-    t.advance_to(149);
-    t.assert_present(1, 11);
-    t.advance_to(150);
-    t.assert_absent(1);
+    t.expires_at(1, 11, 150);
     t.advance_to(10_049);
     t.assert_present(2, 21);
     // A plain insert goes back to the configured TTL: 1 s from 10,049.
     assert_eq!(t.cache.insert(2, 22), Some(21));
-    t.advance_to(11_048);
-    t.assert_present(2, 22);
-    t.advance_to(11_049);
-    t.assert_absent(2);
+    t.expires_at(2, 22, 11_049);
     assert_eq!(
         t.take(),
         [
@@ -558,11 +556,14 @@ fn ttl_lifetimes_crossing_2_pow_32_ms() {
         assert_eq!(t2.cache.get(&k), Some(k)); // idle deadline: start + 9000
     }
     t.advance_to(start + 5000);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     assert_eq!(t.take().len(), 200);
     t2.advance_to(start + 8999);
+    t2.cache.run_pending_maintenance();
     assert_eq!(t2.cache.len(), 200);
     t2.advance_to(start + 9000);
+    t2.cache.run_pending_maintenance();
     assert_eq!(t2.cache.len(), 0);
     assert!(t2.take().iter().all(|&(_, _, c)| c == Expired));
     t.valid();
@@ -684,24 +685,15 @@ fn expiry_hooks_decide_per_entry() {
             Call::Read(1, Some(ms(600))),
         ]
     );
-    t.advance_to(999);
-    t.assert_present(1, 0);
-    t.advance_to(1000);
-    t.assert_absent(1);
+    t.expires_at(1, 0, 1000);
     t.assert_present(3, 2000);
 
     // A read that shortens: 100 had 9,000 ms left and now has 5.
     assert_eq!(t.cache.get(&100), Some(10_000));
     assert_eq!(hooks.take(), [Call::Read(100, Some(ms(9000)))]);
-    t.advance_to(1004);
-    t.assert_present(100, 10_000);
-    t.advance_to(1005);
-    t.assert_absent(100);
+    t.expires_at(100, 10_000, 1005);
 
-    t.advance_to(2399);
-    t.assert_present(3, 2000);
-    t.advance_to(2400);
-    t.assert_absent(3);
+    t.expires_at(3, 2000, 2400);
 
     // No deadline from the hook: 2 lives on.
     t.advance_to(30 * DAY);
@@ -729,10 +721,7 @@ fn expiry_and_ttl_earliest_wins() {
     t.cache.insert(1, 500); // Expiry says 500, TTL 1000
     t.cache.insert(2, 5000); // Expiry says 5000, TTL 1000
     t.cache.insert(3, 0); // Expiry has no opinion: TTL
-    t.advance_to(499);
-    t.assert_present(1, 500);
-    t.advance_to(500);
-    t.assert_absent(1);
+    t.expires_at(1, 500, 500);
     t.advance_to(999);
     t.assert_present(2, 5000);
     t.assert_present(3, 0);
@@ -771,10 +760,7 @@ fn expiry_read_hook_can_extend_past_the_create_lifetime() {
     assert_eq!(t.cache.peek(&1), Some(1), "read at 50 gave 1000 ms more");
     t.advance_to(1049);
     assert_eq!(t.cache.get(&1), Some(1)); // now to 2049
-    t.advance_to(2048);
-    t.assert_present(1, 1);
-    t.advance_to(2049);
-    t.assert_absent(1);
+    t.expires_at(1, 1, 2049);
 
     // With a time-to-live as well, reads stop at the TTL deadline.
     let t = Timed::new(1, |b| b.time_to_live(ms(1500)).expiry(ReadExtends));
@@ -783,10 +769,7 @@ fn expiry_read_hook_can_extend_past_the_create_lifetime() {
     assert_eq!(t.cache.get(&1), Some(1)); // 1050
     t.advance_to(1000);
     assert_eq!(t.cache.get(&1), Some(1)); // 2000, capped at 1500
-    t.advance_to(1499);
-    t.assert_present(1, 1);
-    t.advance_to(1500);
-    t.assert_absent(1);
+    t.expires_at(1, 1, 1500);
 }
 
 #[test]
@@ -818,8 +801,16 @@ fn tti_entry_read_regularly_lives_past_the_lifetime_cap() {
     // Time-to-idle only: an entry read every 30 minutes with a one-hour idle time never idles.
     let t = Timed::new(1, |b| b.time_to_idle(ms(3_600_000)));
     t.cache.insert(1, 1);
-    let mut now = 0;
-    while now < 14 * DAY {
+    let now = read_key_1_every_half_hour_for_two_weeks(&t);
+    t.expires_at(1, 1, now + 3_600_000);
+}
+
+/// Reads key 1 (value 1) every 30 minutes for 14 days, checking each read finds it; returns
+/// the time of the last read.
+fn read_key_1_every_half_hour_for_two_weeks(t: &Timed) -> u64 {
+    let mut now = t.now();
+    let end = now + 14 * DAY;
+    while now < end {
         now += 1_800_000;
         t.advance_to(now);
         assert_eq!(
@@ -829,10 +820,7 @@ fn tti_entry_read_regularly_lives_past_the_lifetime_cap() {
             now as f64 / DAY as f64
         );
     }
-    t.advance_to(now + 3_599_999);
-    t.assert_present(1, 1);
-    t.advance_to(now + 3_600_000);
-    t.assert_absent(1);
+    now
 }
 
 #[test]
@@ -842,17 +830,7 @@ fn tti_entry_read_regularly_lives_past_the_lifetime_cap_after_insert_with_ttl() 
     let t = Timed::new(1, |b| b.time_to_idle(ms(3_600_000)));
     t.cache.insert_with_ttl(50, 50, ms(10));
     t.cache.insert(1, 1);
-    let mut now = 0;
-    while now < 14 * DAY {
-        now += 1_800_000;
-        t.advance_to(now);
-        assert_eq!(
-            t.cache.get(&1),
-            Some(1),
-            "read every 30 min, gone at {now} ms ({:.2} days)",
-            now as f64 / DAY as f64
-        );
-    }
+    read_key_1_every_half_hour_for_two_weeks(&t);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -928,6 +906,7 @@ fn jitter_spreads_expirations_over_the_fraction() {
         t.assert_present(k, k);
     }
     t.advance_to(TTL);
+    t.cache.run_pending_maintenance();
     assert_eq!(t.cache.len(), 0);
     let got = t.take();
     assert_eq!(got.len(), 1100);
@@ -1060,8 +1039,9 @@ fn run_pending_maintenance_removes_everything_due_once() {
     }
 }
 
-#[test]
-fn invalidate_all_reports_expired_and_live_entries_apart() {
+/// Two shards, a 1 s time-to-live, keys 0..20 (each its own value) written at 0 ms (0..10) and
+/// 600 ms (10..20), and the clock at 1,200 ms: 0..10 have expired but are not removed yet.
+fn half_expired() -> Timed {
     let t = Timed::new(2, |b| b.time_to_live(ms(1000)));
     for k in 0..10 {
         t.cache.insert(k, k);
@@ -1070,7 +1050,13 @@ fn invalidate_all_reports_expired_and_live_entries_apart() {
     for k in 10..20 {
         t.cache.insert(k, k);
     }
-    t.advance_to(1200); // 0..10 expired, not yet removed
+    t.advance_to(1200);
+    t
+}
+
+#[test]
+fn invalidate_all_reports_expired_and_live_entries_apart() {
+    let t = half_expired();
     t.cache.invalidate_all();
     let want: Vec<_> = (0..20)
         .map(|k| (k, k, if k < 10 { Expired } else { Explicit }))
@@ -1082,15 +1068,7 @@ fn invalidate_all_reports_expired_and_live_entries_apart() {
 
 #[test]
 fn retain_does_not_show_expired_entries() {
-    let t = Timed::new(2, |b| b.time_to_live(ms(1000)));
-    for k in 0..10 {
-        t.cache.insert(k, k);
-    }
-    t.advance_to(600);
-    for k in 10..20 {
-        t.cache.insert(k, k);
-    }
-    t.advance_to(1200);
+    let t = half_expired();
     let mut seen = Vec::new();
     t.cache.retain(|&k, _| {
         seen.push(k);
@@ -1120,29 +1098,23 @@ fn expired_entry_evicted_for_size_is_reported_expired() {
     // Weighted, one shard. 10,000 light entries expire together; one heavy insert can only
     // remove 1,024 of them by expiration, so once the heavy key wins admission the policy
     // evicts the rest, all already expired.
-    let log: Log = Arc::default();
-    let sink = Arc::clone(&log);
-    let time = MockClock::new();
-    let cache: Cache<u64, u64> = Cache::builder()
-        .max_capacity(10_000)
-        .shards(1)
-        .weigher(|_, &v| v as u32)
-        .time_to_live(ms(1000))
-        .clock(Clock::mock(&time))
-        .eviction_listener(move |k, v, cause| sink.lock().unwrap().push((k, v, cause)))
-        .build()
-        .unwrap();
+    let t = Timed::new(1, |b| {
+        b.max_capacity(10_000)
+            .weigher(|_, &v| v as u32)
+            .time_to_live(ms(1000))
+    });
+    let cache = &t.cache;
     for k in 0..10_000 {
         cache.insert(k, 1);
     }
     assert_eq!(cache.weighted_size(), 10_000);
-    assert!(log.lock().unwrap().is_empty());
-    time.advance(ms(2000));
+    assert!(t.take().is_empty());
+    t.advance_to(2000);
     let mut past_budget = false;
     let mut reported: HashSet<u64> = HashSet::new();
     for _ in 0..10 {
         cache.insert(1_000_000, 9_500);
-        let got = std::mem::take(&mut *log.lock().unwrap());
+        let got = t.take();
         let fillers: Vec<_> = got.iter().filter(|&&(k, _, _)| k < 10_000).collect();
         for &&(k, v, c) in &fillers {
             assert_eq!((v, c), (1, Expired), "key {k}");
@@ -1223,6 +1195,7 @@ fn idle_then(idle: u64, shards: usize, op: IdleOp) {
             assert_eq!(t.cache.contains_key(&100), long_lived, "{ctx}");
         }
         IdleOp::Len => {
+            t.cache.run_pending_maintenance();
             assert_eq!(t.cache.len(), usize::from(long_lived), "{ctx}");
         }
         IdleOp::Insert => {

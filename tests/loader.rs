@@ -84,7 +84,7 @@ fn distinct_keys_each_load_once() {
 fn error_is_shared_with_waiters_and_not_cached() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
-        c.get_or_try_load(&1, || {
+        c.get_or_load(&1, || {
             gate();
             Err::<u64, _>("db down")
         })
@@ -92,7 +92,7 @@ fn error_is_shared_with_waiters_and_not_cached() {
     let waiter = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_or_try_load(&1, || -> Result<u64, &str> {
+            cache.get_or_load(&1, || -> Result<u64, &str> {
                 panic!("a waiter must not load")
             })
         })
@@ -105,7 +105,7 @@ fn error_is_shared_with_waiters_and_not_cached() {
     assert_eq!(*a, "db down");
     assert_eq!(cache.get(&1), None);
     // The next caller loads afresh.
-    assert_eq!(cache.get_or_try_load(&1, || Ok::<_, &str>(5)), Ok(5));
+    assert_eq!(cache.get_or_load(&1, || Ok::<_, &str>(5)), Ok(5));
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn leader_panic_hands_the_load_to_a_waiter() {
     let cache: Cache<u64, u64> = Cache::new(100);
     let (leader, release_tx) = blocked_leader(&cache, |c, gate| {
         catch_unwind(AssertUnwindSafe(|| {
-            c.get_or_load(&1, || {
+            c.get_or_load(&1, || -> u64 {
                 gate();
                 panic!("loader bug")
             })
@@ -158,7 +158,7 @@ fn waiter_timeout_leaves_the_load_running() {
         })
     });
     let err = cache
-        .get_or_load_timeout(&1, Duration::from_millis(10), || {
+        .get_or_load_timeout(&1, Duration::from_millis(10), || -> u64 {
             unreachable!("leader is loading")
         })
         .unwrap_err();
@@ -269,7 +269,7 @@ fn async_futures_are_send() {
     let cache: Cache<u64, String> = Cache::new(10);
     let f = cache.get_or_load_async(&1, async { String::new() });
     assert_send(&f);
-    let g = cache.get_or_try_load_async(&1, async { Ok::<_, std::io::Error>(String::new()) });
+    let g = cache.get_or_load_async(&1, async { Ok::<_, std::io::Error>(String::new()) });
     assert_send(&g);
 }
 
@@ -280,7 +280,7 @@ fn negative_cache() -> (Cache<u64, u64>, MockClock) {
     let time = MockClock::new();
     let cache = Cache::builder()
         .max_capacity(100)
-        .cache_errors_for(Duration::from_secs(5))
+        .negative_ttl(Duration::from_secs(5))
         .clock(Clock::mock(&time))
         .record_stats()
         .build()
@@ -300,7 +300,7 @@ fn not_found(loads: &AtomicUsize) -> impl FnOnce() -> Result<u64, &'static str> 
 fn a_failed_load_is_served_for_the_window_then_loaded_again() {
     let (cache, time) = negative_cache();
     let loads = AtomicUsize::new(0);
-    let first = cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
+    let first = cache.get_or_load(&1, not_found(&loads)).unwrap_err();
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(*first, "not found");
     // A negative entry is neither a value nor a load in flight.
@@ -315,20 +315,20 @@ fn a_failed_load_is_served_for_the_window_then_loaded_again() {
     assert_eq!(cache.len(), 0);
 
     // Within the window: the same error, and no call to the loader.
-    let second = cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
+    let second = cache.get_or_load(&1, not_found(&loads)).unwrap_err();
     assert!(Arc::ptr_eq(&first, &second));
     time.advance(Duration::from_millis(4_999));
-    let third = cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
+    let third = cache.get_or_load(&1, not_found(&loads)).unwrap_err();
     assert!(Arc::ptr_eq(&first, &third));
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     assert_eq!(cache.stats().loads_in_flight, 0);
 
     // 5 s after the failure, the next caller loads again (and opens a new window).
     time.advance(Duration::from_millis(1));
-    let fourth = cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
+    let fourth = cache.get_or_load(&1, not_found(&loads)).unwrap_err();
     assert_eq!(loads.load(Ordering::SeqCst), 2);
     assert!(!Arc::ptr_eq(&first, &fourth), "a new load, a new error");
-    let fifth = cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
+    let fifth = cache.get_or_load(&1, not_found(&loads)).unwrap_err();
     assert!(Arc::ptr_eq(&fourth, &fifth));
     assert_eq!(loads.load(Ordering::SeqCst), 2);
 
@@ -342,20 +342,20 @@ fn a_write_or_removal_ends_the_error_window() {
     let (cache, _time) = negative_cache();
     let loads = AtomicUsize::new(0);
     for k in [1, 2, 3] {
-        cache.get_or_try_load(&k, not_found(&loads)).unwrap_err();
+        cache.get_or_load(&k, not_found(&loads)).unwrap_err();
     }
     assert_eq!(loads.load(Ordering::SeqCst), 3);
 
     // insert: the value is served, the loader is not called.
     cache.insert(1, 10);
-    let v = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
+    let v = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("a value is cached") });
     assert_eq!(v, Ok(10));
     // remove: nothing to return, but the next caller loads.
     assert_eq!(cache.remove(&2), None);
-    assert_eq!(cache.get_or_try_load(&2, || Ok::<_, &str>(20)), Ok(20));
+    assert_eq!(cache.get_or_load(&2, || Ok::<_, &str>(20)), Ok(20));
     // invalidate_all: likewise.
     cache.invalidate_all();
-    assert_eq!(cache.get_or_try_load(&3, || Ok::<_, &str>(30)), Ok(30));
+    assert_eq!(cache.get_or_load(&3, || Ok::<_, &str>(30)), Ok(30));
     assert_eq!(loads.load(Ordering::SeqCst), 3);
     cache.validate().unwrap();
 }
@@ -364,13 +364,13 @@ fn a_write_or_removal_ends_the_error_window() {
 fn a_caller_that_cannot_receive_the_cached_error_loads_itself() {
     let (cache, _time) = negative_cache();
     let loads = AtomicUsize::new(0);
-    cache.get_or_try_load(&1, not_found(&loads)).unwrap_err();
-    cache.get_or_try_load(&2, not_found(&loads)).unwrap_err();
+    cache.get_or_load(&1, not_found(&loads)).unwrap_err();
+    cache.get_or_load(&2, not_found(&loads)).unwrap_err();
     // An infallible caller within the window loads, and its value is stored.
     assert_eq!(cache.get_or_load(&1, || 11), 11);
     assert_eq!(cache.get(&1), Some(11));
     // So does a caller with another error type.
-    assert_eq!(cache.get_or_try_load(&2, || Ok::<_, String>(22)), Ok(22));
+    assert_eq!(cache.get_or_load(&2, || Ok::<_, String>(22)), Ok(22));
     assert_eq!(cache.get(&2), Some(22));
     assert_eq!(cache.stats().loads_in_flight, 0);
     cache.validate().unwrap();
@@ -380,7 +380,7 @@ fn a_caller_that_cannot_receive_the_cached_error_loads_itself() {
 fn waiters_of_a_load_that_fails_get_the_error_that_is_then_cached() {
     let (cache, _time) = negative_cache();
     let (leader, release) = blocked_leader(&cache, |c, gate| {
-        c.get_or_try_load(&1, || {
+        c.get_or_load(&1, || {
             gate();
             Err::<u64, _>("not found")
         })
@@ -388,7 +388,7 @@ fn waiters_of_a_load_that_fails_get_the_error_that_is_then_cached() {
     let waiter = {
         let cache = cache.clone();
         thread::spawn(move || {
-            cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("joins the leader") })
+            cache.get_or_load(&1, || -> Result<u64, &str> { panic!("joins the leader") })
         })
     };
     until_waiting(&cache, &1, 1);
@@ -397,7 +397,7 @@ fn waiters_of_a_load_that_fails_get_the_error_that_is_then_cached() {
     let a = leader.join().unwrap().unwrap_err();
     let b = waiter.join().unwrap().unwrap_err();
     assert!(Arc::ptr_eq(&a, &b));
-    let c = cache.get_or_try_load(&1, || -> Result<u64, &str> { panic!("cached error") });
+    let c = cache.get_or_load(&1, || -> Result<u64, &str> { panic!("cached error") });
     assert!(Arc::ptr_eq(&a, &c.unwrap_err()));
     assert_eq!(cache.stats().loads_in_flight, 0);
 }
@@ -407,21 +407,21 @@ async fn an_async_caller_gets_the_cached_error() {
     let (cache, time) = negative_cache();
     let loads = AtomicUsize::new(0);
     let first = cache
-        .get_or_try_load_async(&1, async {
+        .get_or_load_async(&1, async {
             loads.fetch_add(1, Ordering::SeqCst);
             Err::<u64, _>("not found")
         })
         .await
         .unwrap_err();
     let second = cache
-        .get_or_try_load_async(&1, async { Err::<u64, _>("must not run") })
+        .get_or_load_async(&1, async { Err::<u64, _>("must not run") })
         .await
         .unwrap_err();
     assert!(Arc::ptr_eq(&first, &second));
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     time.advance(Duration::from_secs(5));
     let v = cache
-        .get_or_try_load_async(&1, async { Ok::<_, &str>(10) })
+        .get_or_load_async(&1, async { Ok::<_, &str>(10) })
         .await;
     assert_eq!(v, Ok(10));
 }

@@ -55,8 +55,18 @@ fn cache() -> Cache<u32, u32> {
     Cache::new(16)
 }
 
-/// No load is left in flight, and the shard is consistent.
-fn settled(cache: &Cache<u32, u32>) {
+/// Runs `f` on a new loom thread with a clone of `cache`.
+fn on_thread<T: Send + 'static>(
+    cache: &Cache<u32, u32>,
+    f: impl FnOnce(Cache<u32, u32>) -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let cache = cache.clone();
+    thread::spawn(move || f(cache))
+}
+
+/// Ends a model: key 1 holds `stored`, no load is left in flight, and the shard is consistent.
+fn settled(cache: &Cache<u32, u32>, stored: Option<u32>) {
+    assert_eq!(cache.peek(&1), stored, "what key 1 holds at the end");
     assert_eq!(
         cache.stats().loads_in_flight,
         0,
@@ -77,11 +87,46 @@ impl Calls {
     fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
+
+    /// A loader that counts its call and returns `value`.
+    fn load<T>(&self, value: T) -> impl FnOnce() -> T + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let calls = self.clone();
+        move || {
+            calls.count();
+            value
+        }
+    }
+
+    /// [`load`](Self::load) as a future.
+    fn load_async<T>(&self, value: T) -> impl Future<Output = T> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let load = self.load(value);
+        async move { load() }
+    }
 }
 
 /// Polls `fut` once with a waker that does nothing.
 fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// An async load of key 1, polled once so that it leads with its loader pending; the model then
+/// completes it or drops it.
+fn leading<'a>(
+    cache: &'a Cache<u32, u32>,
+    load: impl Future<Output = u32> + 'a,
+) -> Pin<Box<impl Future<Output = u32> + 'a>> {
+    let mut leader = Box::pin(cache.get_or_load_async(&1, load));
+    assert!(
+        poll_once(leader.as_mut()).is_pending(),
+        "it leads, its load in progress"
+    );
+    leader
 }
 
 /// Pending on its first poll, ready on the next: a load that is in progress until polled again.
@@ -105,26 +150,14 @@ impl Future for YieldOnce {
 #[test]
 fn leader_completes_while_a_waiter_joins() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_load(&1, || {
-                    calls.count();
-                    20
-                })
-            })
-        };
-        let mine = cache.get_or_load(&1, || {
-            calls.count();
-            10
-        });
+        let (cache, calls) = (cache(), Calls::default());
+        let load = calls.load(20);
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
+        let mine = cache.get_or_load(&1, calls.load(10));
         let theirs = other.join().unwrap();
         assert_eq!(mine, theirs, "both callers get the one loaded value");
         assert_eq!(calls.get(), 1, "one load for both callers");
-        assert_eq!(cache.peek(&1), Some(mine), "the loaded value is stored");
-        settled(&cache);
+        settled(&cache, Some(mine));
     });
 }
 
@@ -134,26 +167,14 @@ fn leader_completes_while_a_waiter_joins() {
 #[test]
 fn async_waiter_is_woken_when_the_leader_completes() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                block_on(cache.get_or_load_async(&1, async move {
-                    calls.count();
-                    20
-                }))
-            })
-        };
-        let mine = cache.get_or_load(&1, || {
-            calls.count();
-            10
-        });
+        let (cache, calls) = (cache(), Calls::default());
+        let load = calls.load_async(20);
+        let other = on_thread(&cache, move |c| block_on(c.get_or_load_async(&1, load)));
+        let mine = cache.get_or_load(&1, calls.load(10));
         let theirs = other.join().unwrap();
         assert_eq!(mine, theirs, "both callers get the one loaded value");
         assert_eq!(calls.get(), 1, "one load for both callers");
-        assert_eq!(cache.peek(&1), Some(mine));
-        settled(&cache);
+        settled(&cache, Some(mine));
     });
 }
 
@@ -161,27 +182,16 @@ fn async_waiter_is_woken_when_the_leader_completes() {
 #[test]
 fn leader_completes_while_two_waiters_join() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let spawn = |v: u32| {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_load(&1, || {
-                    calls.count();
-                    v
-                })
-            })
-        };
-        let (b, c) = (spawn(20), spawn(30));
-        let a = cache.get_or_load(&1, || {
-            calls.count();
-            10
+        let (cache, calls) = (cache(), Calls::default());
+        let [b, c] = [20, 30].map(|v| {
+            let load = calls.load(v);
+            on_thread(&cache, move |c| c.get_or_load(&1, load))
         });
+        let a = cache.get_or_load(&1, calls.load(10));
         let (b, c) = (b.join().unwrap(), c.join().unwrap());
         assert!(a == b && b == c, "{a} {b} {c}");
         assert_eq!(calls.get(), 1);
-        assert_eq!(cache.peek(&1), Some(a));
-        settled(&cache);
+        settled(&cache, Some(a));
     });
 }
 
@@ -191,22 +201,11 @@ fn leader_completes_while_two_waiters_join() {
 #[test]
 fn leader_fails_while_a_waiter_joins() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_try_load(&1, || {
-                    calls.count();
-                    Err::<u32, _>("theirs")
-                })
-            })
-        };
+        let (cache, calls) = (cache(), Calls::default());
+        let load = calls.load(Err::<u32, _>("theirs"));
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
         let mine = cache
-            .get_or_try_load(&1, || {
-                calls.count();
-                Err::<u32, _>("mine")
-            })
+            .get_or_load(&1, calls.load(Err::<u32, _>("mine")))
             .unwrap_err();
         let theirs = other.join().unwrap().unwrap_err();
         match calls.get() {
@@ -220,8 +219,7 @@ fn leader_fails_while_a_waiter_joins() {
             }
             n => panic!("{n} loads for two callers"),
         }
-        assert_eq!(cache.peek(&1), None, "a failed load stores nothing");
-        settled(&cache);
+        settled(&cache, None); // a failed load stores nothing
     });
 }
 
@@ -230,21 +228,10 @@ fn leader_fails_while_a_waiter_joins() {
 #[test]
 fn leader_fails_with_another_error_type() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_try_load(&1, || {
-                    calls.count();
-                    Ok::<u32, u8>(20)
-                })
-            })
-        };
-        let mine = cache.get_or_try_load(&1, || {
-            calls.count();
-            Err::<u32, _>("mine")
-        });
+        let (cache, calls) = (cache(), Calls::default());
+        let load = calls.load(Ok::<u32, u8>(20));
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
+        let mine = cache.get_or_load(&1, calls.load(Err::<u32, _>("mine")));
         let theirs = other.join().unwrap();
         assert_eq!(
             theirs,
@@ -256,8 +243,7 @@ fn leader_fails_with_another_error_type() {
             Ok(v) => assert_eq!((v, calls.get()), (20, 1)),
             Err(e) => assert_eq!((*e, calls.get()), ("mine", 2)),
         }
-        assert_eq!(cache.peek(&1), Some(20));
-        settled(&cache);
+        settled(&cache, Some(20));
     });
 }
 
@@ -267,17 +253,9 @@ fn leader_fails_with_another_error_type() {
 #[test]
 fn leader_panics_while_a_waiter_joins() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_load(&1, || {
-                    calls.count();
-                    20
-                })
-            })
-        };
+        let (cache, calls) = (cache(), Calls::default());
+        let load = calls.load(20);
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
         let mine = catch_unwind(AssertUnwindSafe(|| {
             cache.get_or_load(&1, || -> u32 {
                 calls.count();
@@ -297,8 +275,7 @@ fn leader_panics_while_a_waiter_joins() {
             }
             Err(_) => assert_eq!(calls.get(), 2),
         }
-        assert_eq!(cache.peek(&1), Some(20));
-        settled(&cache);
+        settled(&cache, Some(20));
     });
 }
 
@@ -308,18 +285,11 @@ fn leader_panics_while_a_waiter_joins() {
 #[test]
 fn leader_panics_while_two_waiters_join() {
     model(|| {
-        let cache = cache();
-        let loads = Calls::default();
-        let spawn = |v: u32| {
-            let (cache, loads) = (cache.clone(), loads.clone());
-            thread::spawn(move || {
-                cache.get_or_load(&1, || {
-                    loads.count();
-                    v
-                })
-            })
-        };
-        let (b, c) = (spawn(20), spawn(30));
+        let (cache, loads) = (cache(), Calls::default());
+        let [b, c] = [20, 30].map(|v| {
+            let load = loads.load(v);
+            on_thread(&cache, move |c| c.get_or_load(&1, load))
+        });
         let a = catch_unwind(AssertUnwindSafe(|| {
             cache.get_or_load(&1, || -> u32 { resume_unwind(Box::new("loader panicked")) })
         }));
@@ -329,8 +299,7 @@ fn leader_panics_while_two_waiters_join() {
         if let Ok(a) = a {
             assert_eq!(a, b);
         }
-        assert_eq!(cache.peek(&1), Some(b));
-        settled(&cache);
+        settled(&cache, Some(b));
     });
 }
 
@@ -340,34 +309,19 @@ fn leader_panics_while_two_waiters_join() {
 #[test]
 fn async_leader_cancelled_while_a_waiter_waits() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let mut leader = {
-            let calls = calls.clone();
-            Box::pin(cache.get_or_load_async(&1, async move {
-                calls.count();
-                std::future::pending::<u32>().await
-            }))
-        };
-        assert!(
-            poll_once(leader.as_mut()).is_pending(),
-            "it leads, its load in progress"
-        );
+        let (cache, calls) = (cache(), Calls::default());
+        let counted = calls.clone();
+        let leader = leading(&cache, async move {
+            counted.count();
+            std::future::pending::<u32>().await
+        });
         assert_eq!(cache.loaders_waiting(&1), Some(0));
-        let other = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                cache.get_or_load(&1, || {
-                    calls.count();
-                    20
-                })
-            })
-        };
+        let load = calls.load(20);
+        let other = on_thread(&cache, move |c| c.get_or_load(&1, load));
         drop(leader);
         assert_eq!(other.join().unwrap(), 20);
         assert_eq!(calls.get(), 2, "the cancelled load, then the waiter's own");
-        assert_eq!(cache.peek(&1), Some(20));
-        settled(&cache);
+        settled(&cache, Some(20));
     });
 }
 
@@ -377,19 +331,11 @@ fn async_leader_cancelled_while_a_waiter_waits() {
 fn async_leader_cancelled_while_an_async_waiter_sleeps() {
     model(|| {
         let cache = cache();
-        let mut leader = Box::pin(cache.get_or_load_async(&1, std::future::pending::<u32>()));
-        assert!(
-            poll_once(leader.as_mut()).is_pending(),
-            "it leads, its load in progress"
-        );
-        let other = {
-            let cache = cache.clone();
-            thread::spawn(move || block_on(cache.get_or_load_async(&1, async { 20 })))
-        };
+        let leader = leading(&cache, std::future::pending::<u32>());
+        let other = on_thread(&cache, |c| block_on(c.get_or_load_async(&1, async { 20 })));
         drop(leader);
         assert_eq!(other.join().unwrap(), 20);
-        assert_eq!(cache.peek(&1), Some(20));
-        settled(&cache);
+        settled(&cache, Some(20));
     });
 }
 
@@ -399,33 +345,21 @@ fn async_leader_cancelled_while_an_async_waiter_sleeps() {
 #[test]
 fn async_waiter_leaves_while_the_leader_completes() {
     model(|| {
-        let cache = cache();
-        let calls = Calls::default();
-        let mut leader = {
-            let calls = calls.clone();
-            Box::pin(cache.get_or_load_async(&1, async move {
-                calls.count();
-                YieldOnce(false).await;
-                10
-            }))
-        };
-        assert!(
-            poll_once(leader.as_mut()).is_pending(),
-            "it leads, its load in progress"
-        );
-        let waiter = {
-            let (cache, calls) = (cache.clone(), calls.clone());
-            thread::spawn(move || {
-                let mut waiter = Box::pin(cache.get_or_load_async(&1, async move {
-                    calls.count();
-                    20
-                }));
-                // Joined (pending), or the load was already stored (a hit).
-                let polled = poll_once(waiter.as_mut());
-                drop(waiter);
-                polled
-            })
-        };
+        let (cache, calls) = (cache(), Calls::default());
+        let counted = calls.clone();
+        let mut leader = leading(&cache, async move {
+            counted.count();
+            YieldOnce(false).await;
+            10
+        });
+        let load = calls.load_async(20);
+        let waiter = on_thread(&cache, move |c| {
+            let mut waiter = Box::pin(c.get_or_load_async(&1, load));
+            // Joined (pending), or the load was already stored (a hit).
+            let polled = poll_once(waiter.as_mut());
+            drop(waiter);
+            polled
+        });
         assert_eq!(poll_once(leader.as_mut()), Poll::Ready(10));
         let polled = waiter.join().unwrap();
         assert!(
@@ -433,8 +367,7 @@ fn async_waiter_leaves_while_the_leader_completes() {
             "{polled:?}"
         );
         assert_eq!(calls.get(), 1, "the waiter never loads");
-        assert_eq!(cache.peek(&1), Some(10));
-        settled(&cache);
+        settled(&cache, Some(10));
     });
 }
 
@@ -444,31 +377,20 @@ fn async_waiter_leaves_while_the_leader_completes() {
 fn async_waiter_leaves_while_another_sleeps() {
     model(|| {
         let cache = cache();
-        let mut leader = Box::pin(cache.get_or_load_async(&1, async {
+        let mut leader = leading(&cache, async {
             YieldOnce(false).await;
             10
-        }));
-        assert!(
-            poll_once(leader.as_mut()).is_pending(),
-            "it leads, its load in progress"
-        );
-        let leaving = {
-            let cache = cache.clone();
-            thread::spawn(move || {
-                let mut waiter = Box::pin(cache.get_or_load_async(&1, async { 20 }));
-                poll_once(waiter.as_mut())
-            })
-        };
-        let staying = {
-            let cache = cache.clone();
-            thread::spawn(move || block_on(cache.get_or_load_async(&1, async { 30 })))
-        };
+        });
+        let leaving = on_thread(&cache, |c| {
+            let mut waiter = Box::pin(c.get_or_load_async(&1, async { 20 }));
+            poll_once(waiter.as_mut())
+        });
+        let staying = on_thread(&cache, |c| block_on(c.get_or_load_async(&1, async { 30 })));
         assert_eq!(poll_once(leader.as_mut()), Poll::Ready(10));
         let left = leaving.join().unwrap();
         assert!(matches!(left, Poll::Pending | Poll::Ready(10)), "{left:?}");
         assert_eq!(staying.join().unwrap(), 10);
-        assert_eq!(cache.peek(&1), Some(10));
-        settled(&cache);
+        settled(&cache, Some(10));
     });
 }
 
@@ -479,16 +401,12 @@ fn async_waiter_leaves_while_another_sleeps() {
 fn insert_during_a_load_is_not_overwritten() {
     model(|| {
         let cache = cache();
-        let writer = {
-            let cache = cache.clone();
-            thread::spawn(move || {
-                cache.insert(1, 20);
-            })
-        };
+        let writer = on_thread(&cache, |c| {
+            c.insert(1, 20);
+        });
         let loaded = cache.get_or_load(&1, || 10);
         writer.join().unwrap();
         assert!(loaded == 10 || loaded == 20, "{loaded}");
-        assert_eq!(cache.peek(&1), Some(20), "the insert stays");
-        settled(&cache);
+        settled(&cache, Some(20)); // the insert stays
     });
 }

@@ -90,6 +90,8 @@ fn published_ids(cache: &str) -> BTreeSet<Id> {
     let mut ids: BTreeSet<Id> = [
         "cachet_hits_total",
         "cachet_misses_total",
+        "cachet_coalesced_total",
+        "cachet_listener_panics_total",
         "cachet_inserts_total",
         "cachet_loads_total",
         "cachet_load_failures_total",
@@ -238,8 +240,8 @@ fn the_load_histogram_gets_one_sample_per_finished_load_by_result() {
     let ((), got) = capture(|| {
         assert_eq!(cache.get_or_load(&1, || 1), 1);
         assert_eq!(cache.get_or_load(&2, || 2), 2);
-        assert_eq!(cache.get_or_load(&2, || unreachable!()), 2); // a hit: no load
-        let err = cache.get_or_try_load(&3, || Err::<u64, _>("down"));
+        assert_eq!(cache.get_or_load(&2, || -> u64 { unreachable!() }), 2); // a hit: no load
+        let err = cache.get_or_load(&3, || Err::<u64, _>("down"));
         assert_eq!(err, Err(Arc::new("down")));
         let panicked = catch_unwind(AssertUnwindSafe(|| {
             cache.get_or_load(&4, || -> u64 { panic!("loader panics") })
@@ -272,7 +274,7 @@ fn the_load_histogram_gets_one_sample_per_finished_load_by_result() {
 }
 
 #[test]
-fn an_unnamed_cache_is_labelled_cachet() {
+fn an_unnamed_cache_is_labelled_cachet_and_its_number() {
     let cache: Cache<u64, u64> = Cache::builder()
         .max_capacity(100)
         .record_stats()
@@ -283,14 +285,23 @@ fn an_unnamed_cache_is_labelled_cachet() {
         assert_eq!(cache.get(&1), Some(1));
         cache.publish_metrics();
     });
-    let mut expected = published_ids("cachet");
+    // Numbered in the order the process built its caches: find this one's number.
+    let label = got
+        .ids()
+        .into_iter()
+        .find(|(_, name, _)| name == "cachet_hits_total")
+        .map(|(_, _, labels)| labels[0].1.clone())
+        .expect("hits published");
+    let n = label.strip_prefix("cachet-").expect("labelled cachet-<n>");
+    assert!(n.parse::<u64>().is_ok_and(|n| n >= 1), "{label}");
+    let mut expected = published_ids(&label);
     expected.insert(id(
         MetricKind::Histogram,
         "cachet_load_duration_seconds",
-        &[("cache", "cachet"), ("result", "ok")],
+        &[("cache", &label), ("result", "ok")],
     ));
     assert_eq!(got.ids(), expected);
-    let l = [("cache", "cachet")];
+    let l = [("cache", label.as_str())];
     assert_eq!(got.counter("cachet_hits_total", &l), 1);
     assert_eq!(got.counter("cachet_misses_total", &l), 1);
     assert_eq!(got.counter("cachet_loads_total", &l), 1);

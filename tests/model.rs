@@ -198,6 +198,12 @@ impl Harness {
         }
         .expect("valid configuration");
         assert_eq!(cache.capacity(), capacity);
+        // A count-bounded cache has no more shards than entries of capacity.
+        let shards = if weighted {
+            shards
+        } else {
+            shards.min(1 << capacity.max(1).ilog2())
+        };
         assert_eq!(cache.shard_count(), shards);
         Harness {
             cache,
@@ -299,8 +305,8 @@ impl Harness {
                 if let Some(o) = old {
                     self.check_history("insert", k, o)?;
                 }
-                // Heavier than any shard's share: certainly not stored, and the old value is gone.
-                let too_heavy = self.weight(v) > self.capacity.div_ceil(self.shards as u64);
+                // Heavier than the whole capacity: not stored, and the old value is gone.
+                let too_heavy = self.weight(v) > self.capacity;
                 if too_heavy {
                     self.history.remove(&k);
                     prop_assert!(

@@ -80,6 +80,7 @@ where
         panic!("validate: {e}");
     }
     assert!(cache.weighted_size() <= cache.capacity());
+    cache.run_pending_maintenance(); // `len` counts expired entries until they are removed
     assert_eq!(cache.len(), expected.len());
     for (k, v) in expected {
         assert_eq!(cache.peek(k).as_ref(), Some(v), "key {k:?}");

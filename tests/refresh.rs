@@ -75,10 +75,22 @@ fn refresh_after_needs_a_longer_time_to_live() {
     ] {
         assert_eq!(
             err(builder().time_to_live(TTL).refresh_after(after)),
-            Some(BuildError::InvalidRefresh),
+            Some(BuildError::InvalidRefreshAfter {
+                refresh_after: after,
+                time_to_live: TTL
+            }),
             "refresh_after({after:?})"
         );
     }
+    // A lifetime over the 12.4-day cap is kept as the cap: the message names the cap.
+    let day = Duration::from_secs(24 * 3600);
+    let e = err(builder().time_to_live(20 * day).refresh_after(15 * day)).unwrap();
+    let msg = e.to_string();
+    assert!(msg.contains("capped") && msg.contains("12.4 days"), "{msg}");
+    assert!(
+        err(builder().time_to_live(20 * day).refresh_after(12 * day)).is_none(),
+        "a refresh within the cap is accepted"
+    );
     assert!(
         builder()
             .time_to_live(TTL)
@@ -88,8 +100,11 @@ fn refresh_after_needs_a_longer_time_to_live() {
     );
     // The async builder applies the same rules.
     let b = builder().time_to_live(TTL).refresh_after(TTL);
-    let r = b.build_async_loading(|_| {}, |k: u64| async move { Ok::<_, String>(k) });
-    assert_eq!(r.err(), Some(BuildError::InvalidRefresh));
+    let r = b.build_async_loading(|_| {}, |k: &u64| std::future::ready(Ok::<_, String>(*k)));
+    assert!(matches!(
+        r.err(),
+        Some(BuildError::InvalidRefreshAfter { .. })
+    ));
 }
 
 #[test]
@@ -111,7 +126,11 @@ fn refresh_early_needs_a_positive_finite_factor() {
             .time_to_live(TTL)
             .refresh_early(beta)
             .build_loading(loader);
-        assert_eq!(r.err(), Some(BuildError::InvalidRefresh), "beta {beta}");
+        assert_eq!(
+            r.err(),
+            Some(BuildError::InvalidRefreshEarly),
+            "beta {beta}"
+        );
     }
     // No time-to-live needed: XFetch works from any deadline.
     assert!(builder().refresh_early(1.0).build_loading(loader).is_ok());
@@ -120,7 +139,7 @@ fn refresh_early_needs_a_positive_finite_factor() {
 #[cfg(feature = "tokio")]
 #[test]
 fn build_tokio_loading_needs_a_runtime() {
-    let r = builder().build_tokio_loading(|k: u64| async move { Ok::<_, String>(k) });
+    let r = builder().build_tokio_loading(|k: &u64| std::future::ready(Ok::<_, String>(*k)));
     assert_eq!(r.err(), Some(BuildError::NoTokioRuntime));
 }
 
@@ -166,13 +185,56 @@ impl Harness {
     fn release(&self) {
         self.release.send(()).unwrap();
     }
+
+    /// Loads of `key` from now on park in the loader until [`release`](Self::release)
+    /// (`NONE`: no key).
+    fn block(&self, key: u64) {
+        self.src.block.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads of `key` from now on fail (`NONE`: no key).
+    fn fail(&self, key: u64) {
+        self.src.fail.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads of `key` from now on panic (`NONE`: no key).
+    fn panic(&self, key: u64) {
+        self.src.panic.store(key, Ordering::SeqCst);
+    }
+
+    /// Loads each of `keys` into `cache` (a miss, and the key's first loader call).
+    fn load_first(&self, cache: &Loading, keys: &[u64]) {
+        for &k in keys {
+            assert_eq!(cache.get(&k), Ok(k * 1000 + 1));
+            assert_eq!(self.called(), (k, 1));
+        }
+    }
+
+    /// Moves the clock to 50 s, past `AFTER` for entries loaded at 0 s: a hit on `key` returns
+    /// its first value at once and starts its refresh, the key's second loader call.
+    fn start_refresh(&self, cache: &Loading, key: u64) {
+        self.time.advance(secs(50));
+        assert_eq!(cache.get(&key), Ok(key * 1000 + 1));
+        assert_eq!(self.called(), (key, 2));
+    }
+
+    /// The marker (see the module docs), for a cache with one refresh thread whose refresh of
+    /// another key was started: key 8's refresh, queued behind it, starts and is stored, so the
+    /// earlier refresh has ended.
+    fn after_the_running_refresh(&self, cache: &Loading) {
+        assert_eq!(cache.get(&8), Ok(8001));
+        assert_eq!(self.called(), (8, 2), "the earlier refresh has ended");
+        eventually("8 refreshed", || cache.cache().peek(&8) == Some(8002));
+    }
 }
+
+type Loading = LoadingCache<u64, u64, Result<u64, String>>;
 
 /// A loading cache (mock clock, TTL 60 s, refresh after 45 s, further options from
 /// `configure`) whose loader returns `key * 1000 + n` on the key's `n`th call.
 fn loading(
     configure: impl FnOnce(CacheBuilder<u64, u64>) -> CacheBuilder<u64, u64>,
-) -> (LoadingCache<u64, u64, String>, Harness) {
+) -> (Loading, Harness) {
     let time = MockClock::new();
     let (called_tx, called) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
@@ -223,8 +285,7 @@ fn loading(
 #[test]
 fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001)); // a miss: loaded now
-    assert_eq!(h.called(), (7, 1));
+    h.load_first(&cache, &[7]); // a miss: loaded now
 
     h.time.advance(secs(44));
     for _ in 0..100 {
@@ -232,7 +293,7 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
     }
     h.no_call_pending();
 
-    h.src.block.store(7, Ordering::SeqCst);
+    h.block(7);
     h.time.advance(secs(6)); // 50 s: older than 45 s
     assert_eq!(cache.get(&7), Ok(7001), "the old value, at once");
     assert_eq!(h.called(), (7, 2), "one background refresh");
@@ -247,12 +308,12 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
             });
         }
     });
-    assert_eq!(cache.peek(&7), Some(7001));
+    assert_eq!(cache.cache().peek(&7), Some(7001));
     assert_eq!(h.calls(7), 2);
 
     h.release();
     eventually("the refreshed value is stored", || {
-        cache.peek(&7) == Some(7002)
+        cache.cache().peek(&7) == Some(7002)
     });
     assert_eq!(cache.get(&7), Ok(7002));
     assert_eq!(h.calls(7), 2);
@@ -260,13 +321,13 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
 
     // The refresh stored the value at 50 s: it lives to 110 s, past the old 60 s deadline.
     h.time.advance(secs(50)); // 100 s
-    assert_eq!(cache.peek(&7), Some(7002));
+    assert_eq!(cache.cache().peek(&7), Some(7002));
     // It is due again (10 s left): the next hit refreshes it again.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     assert_eq!(cache.get(&7), Ok(7002));
     assert_eq!(h.called(), (7, 3));
     eventually("the second refresh is stored", || {
-        cache.peek(&7) == Some(7003)
+        cache.cache().peek(&7) == Some(7003)
     });
     h.time.advance(secs(10)); // 110 s: the deadline of 7002, not of 7003
     assert_eq!(cache.get(&7), Ok(7003));
@@ -276,18 +337,10 @@ fn a_due_entry_is_served_stale_then_fresh_by_one_background_refresh() {
 #[test]
 fn a_failed_refresh_serves_the_old_value_until_its_deadline() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-
-    h.src.fail.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
-    // The marker: 8's refresh starts once 7's has ended.
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2));
-    eventually("8 refreshed", || cache.peek(&8) == Some(8002));
+    h.load_first(&cache, &[7, 8]);
+    h.fail(7);
+    h.start_refresh(&cache, 7);
+    h.after_the_running_refresh(&cache);
 
     // Stale-if-error: the old value, and no further refresh before the deadline.
     for step in [0, 5_000, 4_999] {
@@ -300,30 +353,23 @@ fn a_failed_refresh_serves_the_old_value_until_its_deadline() {
     assert_eq!(h.calls(7), 2);
 
     // From the deadline on, a miss: loaded normally.
-    h.src.fail.store(NONE, Ordering::SeqCst);
+    h.fail(NONE);
     h.time.advance(Duration::from_millis(1)); // 60 s
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.called(), (7, 3));
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.calls(7), 3);
-    cache.validate().unwrap();
+    cache.cache().validate().unwrap();
 }
 
 #[test]
 fn a_panicking_refresh_serves_the_old_value_until_its_deadline() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-
-    h.src.panic.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
-    // The marker: the refresh thread survived the panic and runs 8's refresh.
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2));
-    eventually("8 refreshed", || cache.peek(&8) == Some(8002));
+    h.load_first(&cache, &[7, 8]);
+    h.panic(7);
+    h.start_refresh(&cache, 7);
+    // The refresh thread survived the panic and runs 8's refresh.
+    h.after_the_running_refresh(&cache);
 
     h.time.advance(Duration::from_millis(9_999)); // 59.999 s
     for _ in 0..100 {
@@ -331,11 +377,11 @@ fn a_panicking_refresh_serves_the_old_value_until_its_deadline() {
     }
     h.no_call_pending();
 
-    h.src.panic.store(NONE, Ordering::SeqCst);
+    h.panic(NONE);
     h.time.advance(Duration::from_millis(1)); // 60 s
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.calls(7), 3);
-    cache.validate().unwrap();
+    cache.cache().validate().unwrap();
 }
 
 /// Polls `fut` once with a waker that does nothing.
@@ -346,22 +392,25 @@ fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 #[test]
 fn a_caller_that_misses_during_a_refresh_joins_it() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2)); // the refresh, parked
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.start_refresh(&cache, 7); // the refresh, parked
     h.time.advance(secs(15)); // 65 s: the entry has expired, its refresh still runs
-    assert_eq!(cache.peek(&7), None);
+    assert_eq!(cache.cache().peek(&7), None);
 
     // Forced interleavings first: a bounded blocking wait on the refresh times out (a caller
     // that loaded instead would call its loader), and an async caller polled once is waiting.
-    let r = cache.get_or_load_timeout(&7, Duration::from_millis(20), || {
-        panic!("joins the refresh")
-    });
+    let r = cache
+        .cache()
+        .get_or_load_timeout(&7, Duration::from_millis(20), || -> u64 {
+            panic!("joins the refresh")
+        });
     assert!(r.is_err(), "waited on the refresh");
-    let mut joined = pin!(cache.get_or_load_async(&7, async { panic!("joins the refresh") }));
+    let mut joined = pin!(
+        cache
+            .cache()
+            .get_or_load_async(&7, async { panic!("joins the refresh") as u64 })
+    );
     assert!(poll_once(joined.as_mut()).is_pending());
 
     // Callers on other threads: `get_or_load` on the wrapped cache, and the loading cache's
@@ -372,7 +421,9 @@ fn a_caller_that_misses_during_a_refresh_joins_it() {
         let (cache, arrived) = (cache.clone(), arrived_tx.clone());
         thread::spawn(move || {
             arrived.send(()).unwrap();
-            cache.get_or_load(&7, || panic!("joins the refresh"))
+            cache
+                .cache()
+                .get_or_load(&7, || -> u64 { panic!("joins the refresh") })
         })
     };
     let getter = {
@@ -400,30 +451,29 @@ fn a_caller_that_misses_during_a_refresh_joins_it() {
     // The refresh stored its value at 65 s.
     assert_eq!(cache.get(&7), Ok(7002));
     h.time.advance(secs(44));
-    assert_eq!(cache.peek(&7), Some(7002));
-    cache.validate().unwrap();
+    assert_eq!(cache.cache().peek(&7), Some(7002));
+    cache.cache().validate().unwrap();
 }
 
 #[test]
 fn a_failed_refresh_gives_its_error_to_the_callers_that_joined_it() {
     let (cache, h) = loading(|b| b);
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.src.fail.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.fail(7);
+    h.start_refresh(&cache, 7);
     h.time.advance(secs(15)); // expired
     // An infallible caller cannot receive the refresh's error: it loads itself once the
     // refresh has failed.
     let single = {
         let cache = cache.clone();
-        thread::spawn(move || cache.get_or_load(&7, || 70))
+        thread::spawn(move || cache.cache().get_or_load(&7, || 70))
     };
     // A caller with the loader's error type, joined before the refresh fails, gets its error.
     let mut async_get = pin!(
-        cache.get_or_try_load_async(&7, async { Err::<u64, String>("joins the refresh".into()) })
+        cache
+            .cache()
+            .get_or_load_async(&7, async { Err::<u64, String>("joins the refresh".into()) })
     );
     assert!(poll_once(async_get.as_mut()).is_pending());
     h.release();
@@ -443,85 +493,72 @@ fn a_failed_refresh_gives_its_error_to_the_callers_that_joined_it() {
 #[test]
 fn an_insert_during_a_refresh_keeps_the_refreshed_value_out() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7, 8]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
 
-    assert_eq!(cache.insert(7, 555), Some(7001)); // e.g. the application wrote the row
-    assert_eq!(cache.get(&8), Ok(8001)); // the marker, queued behind 7's refresh
+    assert_eq!(cache.cache().insert(7, 555), Some(7001)); // e.g. the application wrote the row
     h.release();
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
-    eventually("8 refreshed", || cache.peek(&8) == Some(8002));
+    h.after_the_running_refresh(&cache);
     assert_eq!(
-        cache.peek(&7),
+        cache.cache().peek(&7),
         Some(555),
         "the late refresh did not overwrite the insert"
     );
     assert_eq!(cache.get(&7), Ok(555));
 
     // The inserted value has its own life (from 50 s to 110 s) and is refreshed in its turn.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     h.time.advance(secs(44)); // 94 s: 16 s left, not due
     assert_eq!(cache.get(&7), Ok(555));
     h.no_call_pending();
     h.time.advance(secs(2)); // 96 s: 14 s left
     assert_eq!(cache.get(&7), Ok(555));
     assert_eq!(h.called(), (7, 3));
-    eventually("7 refreshed", || cache.peek(&7) == Some(7003));
-    cache.validate().unwrap();
+    eventually("7 refreshed", || cache.cache().peek(&7) == Some(7003));
+    cache.cache().validate().unwrap();
 }
 
 #[test]
 fn a_remove_during_a_refresh_keeps_the_refreshed_value_out() {
     let (cache, h) = loading(|b| b.refresh_threads(1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
+    h.load_first(&cache, &[7, 8]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
 
-    assert_eq!(cache.remove(&7), Some(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
+    assert_eq!(cache.cache().remove(&7), Some(7001));
     h.release();
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
-    assert_eq!(cache.peek(&7), None, "the removal was not undone");
+    h.after_the_running_refresh(&cache);
+    assert_eq!(cache.cache().peek(&7), None, "the removal was not undone");
     // The next get is a miss, loaded in the caller.
-    h.src.block.store(NONE, Ordering::SeqCst);
+    h.block(NONE);
     assert_eq!(cache.get(&7), Ok(7003));
     assert_eq!(h.called(), (7, 3));
-    cache.validate().unwrap();
+    cache.cache().validate().unwrap();
 }
 
 #[test]
 fn a_refresh_in_flight_counts_as_a_load_in_flight() {
     let (cache, h) = loading(|b| b.record_stats());
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    h.src.block.store(7, Ordering::SeqCst);
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 2));
-    let during = cache.stats();
+    h.load_first(&cache, &[7]);
+    h.block(7);
+    h.start_refresh(&cache, 7);
+    let during = cache.cache().stats();
     h.release();
-    eventually("7 refreshed", || cache.peek(&7) == Some(7002));
-    eventually("the refresh is counted", || cache.stats().loads == 2);
+    eventually("7 refreshed", || cache.cache().peek(&7) == Some(7002));
+    eventually("the refresh is counted", || {
+        cache.cache().stats().loads == 2
+    });
     assert_eq!(during.loads_in_flight, 1, "the refresh was running");
-    assert_eq!(cache.stats().loads_in_flight, 0);
+    assert_eq!(cache.cache().stats().loads_in_flight, 0);
 }
 
 #[test]
 fn a_loading_cache_miss_counts_one_miss() {
     let (cache, h) = loading(|b| b.record_stats());
+    h.load_first(&cache, &[7]);
     assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(h.called(), (7, 1));
-    assert_eq!(cache.get(&7), Ok(7001));
-    let s = cache.stats();
+    let s = cache.cache().stats();
     assert_eq!((s.hits, s.misses, s.loads, s.inserts), (1, 1, 1, 1));
 }
 
@@ -534,7 +571,7 @@ async fn an_async_loading_cache_miss_counts_one_miss() {
         .unwrap();
     assert_eq!(cache.get(&7).await, Ok(7001));
     assert_eq!(cache.get(&7).await, Ok(7001));
-    let s = cache.stats();
+    let s = cache.cache().stats();
     assert_eq!((s.hits, s.misses, s.loads, s.inserts), (1, 1, 1, 1));
 }
 
@@ -546,21 +583,17 @@ fn a_panicking_weigher_on_a_refreshed_value_does_not_strand_the_key() {
             1
         })
     });
-    assert_eq!(cache.get(&7), Ok(7001));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!((h.called(), h.called()), ((7, 1), (8, 1)));
-    h.time.advance(secs(50));
-    assert_eq!(cache.get(&7), Ok(7001)); // its refresh returns 7002: the weigher panics
-    assert_eq!(h.called(), (7, 2));
-    assert_eq!(cache.get(&8), Ok(8001));
-    assert_eq!(h.called(), (8, 2), "7's refresh has ended");
-    eventually("8 refreshed", || cache.peek(&8) == Some(8002));
-    assert_eq!(cache.peek(&7), Some(7001));
+    h.load_first(&cache, &[7, 8]);
+    h.start_refresh(&cache, 7); // its refresh returns 7002: the weigher panics
+    h.after_the_running_refresh(&cache);
+    assert_eq!(cache.cache().peek(&7), Some(7001));
     // At the deadline the key must load normally (a stranded refresh would be joined forever:
     // the bounded wait shows it as a timeout).
     h.time.advance(secs(10));
     assert_eq!(
-        cache.get_or_load_timeout(&7, Duration::from_secs(2), || 70),
+        cache
+            .cache()
+            .get_or_load_timeout(&7, Duration::from_secs(2), || 70),
         Ok(70)
     );
 }
@@ -569,7 +602,7 @@ fn a_panicking_weigher_on_a_refreshed_value_does_not_strand_the_key() {
 
 /// A loading cache with `refresh_early(1.0)` whose loader takes at least 5 ms (it spins: the
 /// rule needs a measured load time) and counts its calls.
-fn early() -> (LoadingCache<u64, u64, String>, MockClock, Arc<AtomicUsize>) {
+fn early() -> (Loading, MockClock, Arc<AtomicUsize>) {
     let time = MockClock::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);
@@ -613,14 +646,14 @@ fn refresh_early_refreshes_an_entry_at_its_deadline() {
     for _ in 0..1_000 {
         assert!(matches!(cache.get(&7), Ok(7001 | 7002)));
     }
-    eventually("7 refreshed", || cache.peek(&7) == Some(7002));
+    eventually("7 refreshed", || cache.cache().peek(&7) == Some(7002));
     assert_eq!(calls.load(Ordering::SeqCst), 2, "one refresh");
 }
 
 #[test]
 fn refresh_early_never_refreshes_before_a_load_was_measured() {
     let (cache, time, calls) = early();
-    cache.insert(7, 1); // inserted, not loaded: no load time known yet
+    cache.cache().insert(7, 1); // inserted, not loaded: no load time known yet
     time.advance(TTL - Duration::from_millis(1));
     for _ in 0..1_000 {
         assert_eq!(cache.get(&7), Ok(1));
@@ -640,7 +673,7 @@ struct AsyncSource {
 }
 
 type AsyncLoad = Box<
-    dyn Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<u64, String>> + Send>>
+    dyn Fn(&u64) -> std::pin::Pin<Box<dyn Future<Output = Result<u64, String>> + Send>>
         + Send
         + Sync,
 >;
@@ -659,8 +692,8 @@ fn async_source() -> (
         gate: tokio::sync::Semaphore::new(0),
     });
     let s = Arc::clone(&src);
-    let load: AsyncLoad = Box::new(move |k| {
-        let s = Arc::clone(&s);
+    let load: AsyncLoad = Box::new(move |k: &u64| {
+        let (s, k) = (Arc::clone(&s), *k);
         Box::pin(async move {
             let n = s.calls.fetch_add(1, Ordering::SeqCst) + 1;
             s.called.send(n).unwrap();
@@ -700,7 +733,7 @@ fn async_builder(time: &MockClock) -> CacheBuilder<u64, u64> {
 
 /// Miss, hits, then a refresh: stale at once, fresh once it is done, exactly one refresh.
 async fn stale_then_fresh(
-    cache: AsyncLoadingCache<u64, u64, String>,
+    cache: AsyncLoadingCache<u64, u64, Result<u64, String>>,
     time: MockClock,
     src: Arc<AsyncSource>,
     mut called: tokio::sync::mpsc::UnboundedReceiver<u64>,
@@ -731,12 +764,12 @@ async fn stale_then_fresh(
     assert_eq!(src.calls.load(Ordering::SeqCst), 2, "no second refresh");
     src.gate.add_permits(1);
     eventually_async("the refreshed value is stored", || {
-        cache.peek(&7) == Some(7002)
+        cache.cache().peek(&7) == Some(7002)
     })
     .await;
     assert_eq!(cache.get(&7).await, Ok(7002));
     time.advance(secs(50)); // 100 s: the refresh (at 50 s) renewed the deadline to 110 s
-    assert_eq!(cache.peek(&7), Some(7002));
+    assert_eq!(cache.cache().peek(&7), Some(7002));
     assert_eq!(src.calls.load(Ordering::SeqCst), 2);
     assert!(called.try_recv().is_err());
 }
@@ -791,7 +824,7 @@ async fn async_misses_are_coalesced_and_failed_refreshes_serve_stale() {
         })
         .collect();
     assert_eq!(next_call(&mut called).await, 1);
-    while cache.loaders_waiting(&7) != Some(7) {
+    while cache.cache().loaders_waiting(&7) != Some(7) {
         tokio::task::yield_now().await;
     }
     src.block.store(false, Ordering::SeqCst);
@@ -847,8 +880,8 @@ async fn a_refresh_the_executor_drops_leaves_the_old_value() {
     assert_eq!(src.calls.load(Ordering::SeqCst), 1, "and never run");
     time.advance(secs(10)); // 60 s: the deadline
     assert_eq!(cache.get(&7).await, Ok(7002));
-    assert_eq!(cache.loaders_waiting(&7), None);
-    cache.validate().unwrap();
+    assert_eq!(cache.cache().loaders_waiting(&7), None);
+    cache.cache().validate().unwrap();
 }
 
 #[test]

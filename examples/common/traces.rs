@@ -1,7 +1,8 @@
 //! Trace loading and reference simulators shared by `examples/hit_ratio.rs` and
 //! `tests/hit_ratio_floor.rs` (included with `#[path = ...] mod traces;`).
 //!
-//! The trace files live in `../shared/traces/` (see the README there); they are read in place.
+//! The trace files are read in place from `$CACHET_TRACES`, else from `../shared/traces` beside
+//! the crate (see the README there).
 //! This module provides:
 //! - [`load_keys`] / [`Trace::load`]: decode a trace file into its key sequence;
 //! - [`zipf_keys`]: a seeded synthetic Zipf request stream;
@@ -17,7 +18,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Reference data for one trace file, transcribed from `../shared/traces/README.md`.
+/// Reference data for one trace file, transcribed from the traces folder's README.
 pub struct TraceRef {
     /// Short name used on the command line (the file name without its extensions).
     pub name: &'static str,
@@ -569,9 +570,8 @@ pub fn replay_cachet(
     let builder = replay_builder(capacity, shards);
     match seed {
         None => replay_keys(&builder.build().expect("valid configuration"), keys),
-        // A fresh thread per replay. This was needed while the hill climber batched hit counts in
-        // a thread-local cell (a replay would inherit the previous one's partial batch); cachet
-        // keeps no per-thread policy state now, so it is only a habit, and harmless.
+        // A fresh thread per replay, so that no replay can see per-thread state another one left
+        // (cachet keeps none; the thread costs nothing next to a replay).
         Some(seed) => std::thread::scope(|s| {
             s.spawn(|| {
                 let cache = builder

@@ -28,7 +28,7 @@ use crate::prices::Prices;
 pub enum Strategy {
     /// Every request queries the database.
     Uncached,
-    /// `get_or_try_load_async`: a missing page is loaded once, however many requests wait for it.
+    /// `get_or_load_async`: a missing page is loaded once, however many requests wait for it.
     Coalescing(Cache<u64, Bytes>),
     /// Cache-aside without coalescing: `get`, and on a miss query and `insert`. Every request
     /// that misses runs its own query, even while another one is loading the same page.
@@ -92,7 +92,7 @@ impl Catalog {
     pub async fn page(&self, id: u64) -> Result<Bytes, Arc<PageError>> {
         match &*self.strategy {
             Strategy::Uncached => self.load(id).await.map_err(Arc::new),
-            Strategy::Coalescing(cache) => cache.get_or_try_load_async(&id, self.load(id)).await,
+            Strategy::Coalescing(cache) => cache.get_or_load_async(&id, self.load(id)).await,
             Strategy::Naive(cache) => {
                 if let Some(page) = cache.get(&id) {
                     return Ok(page);

@@ -1,4 +1,6 @@
-//! Expiration: the [`Expiry`] trait and how lifetimes become deadlines.
+//! Expiration: the [`Expiry`] trait and how lifetimes become deadlines; the timer wheel is in
+//! `wheel.rs`. It works on ticks and slab tokens only: it knows nothing of shards, the cache or
+//! its front-ends.
 //
 // An entry has at most one deadline, a tick of the cache's clock. It is computed from the
 // configured sources, taking the earliest:
@@ -102,6 +104,11 @@ pub(crate) fn ticks(d: Duration) -> u64 {
     millis(d).min(MAX_LIFETIME)
 }
 
+/// The lifetime the cache keeps for `d`: whole milliseconds, capped at `MAX_LIFETIME`.
+pub(crate) fn kept_lifetime(d: Duration) -> Duration {
+    Duration::from_millis(ticks(d))
+}
+
 /// The configured sources of deadlines.
 pub(crate) struct ExpireConfig<K, V> {
     pub(crate) ttl: Option<u64>,
@@ -115,6 +122,8 @@ pub(crate) struct ExpireConfig<K, V> {
 /// it to, when a time-to-live or an `insert_with_ttl` lifetime bounds the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Deadline {
+    /// The tick the deadline was decided at (the write's time).
+    pub(crate) from: u64,
     pub(crate) when: u64,
     pub(crate) cap: Option<u64>,
 }
@@ -240,7 +249,11 @@ impl<K, V> ExpireConfig<K, V> {
                 }
             }
         }
-        when.map(|when| Deadline { when, cap })
+        when.map(|when| Deadline {
+            from: now,
+            when,
+            cap,
+        })
     }
 
     /// The new deadline after a read at `now`, if the read moves it. `deadline` is the current
@@ -289,6 +302,7 @@ mod tests {
         assert_eq!(
             d,
             Deadline {
+                from: 50,
                 when: 150,
                 cap: Some(1050)
             }

@@ -9,7 +9,7 @@
 // - An entry evicted from the main space would have stayed longer in a main space larger by `d`.
 //   Probation, where evictions happen, is a FIFO that entries leave by eviction or by promotion,
 //   so its clock runs on both (all probation departures), and a main ghost counts for twice as
-//   many of them as a window ghost counts inserts (`GHOST_MAIN_DEPTH`, measured in `mod.rs`). A
+//   many of them as a window ghost counts inserts (`GHOST_MAIN_DEPTH`). A
 //   miss on it within that reach is a hit a larger main space would have had.
 // Moving `d` from one to the other trades these two counts, so each ghost hit nudges the window
 // towards its side, and the window settles where both margins are equal (utility-based
@@ -118,7 +118,6 @@ impl Ghosts {
     #[inline]
     fn slot(&self, hash: u32, main: bool) -> Option<usize> {
         // The key's hash is uniform already: its low bits sample, the next ones pick the slot.
-        // (Spreading it first, as the sketch does, cost 6 more instructions per insert.)
         let x = u64::from(hash);
         if x & self.sample_mask != 0 {
             return None;

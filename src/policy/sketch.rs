@@ -16,22 +16,15 @@
 // most): a small shard's table never grows and has 4 times the counters its capacity would give,
 // while its reset period stays that of its entry count; a large shard's grows from there.
 
-/// Counters per entry the sketch is sized for (each key touches four). Measured on the traces in
-/// `../shared/traces/` (means of 2 to 3 runs): sixteen (8 bytes per entry, Caffeine's size) lost
-/// up to 3 points on P3 and P12, its sharper counts rejecting more newcomers; four lost up to 1.2
-/// points on scan and OLTP. Eight (4 bytes per entry) was best.
+/// Counters per entry the sketch is sized for (each key touches four): 4 bytes per entry. Sixteen
+/// (Caffeine's size) sharpens the counts until newcomers are rejected too often; four blurs them.
 const COUNTERS_PER_ENTRY: usize = 8;
 
 /// A shard's table is sized for at least this many times its capacity, up to
 /// `SMALL_TABLE_ENTRIES` entries (16 KiB): a shard of 250 entries then has 8,192 counters instead
 /// of 2,048. The reset period does not follow: it stays `SAMPLE_FACTOR` times the entry count, so
 /// a small shard's sketch forgets as fast as before, with less collision noise, and keeps its
-/// counts while the shard fills (no growth, which discards them). Measured on the traces in
-/// `../shared/traces/` (means of 3 seeded runs, all 37 rows): gli@250 14.87 -> 16.94, OLTP
-/// +0.1 to +0.4, sprite@128 +0.46, scan +0.1 to +0.15, multi2@128 +0.21; web07@10000 -0.26 (sum
-/// +4.0). Sized for 1x capacity (the growth alone removed) +0.72; 16x up to 16,384 entries +4.55
-/// (64 KiB per shard); a longer reset period with the larger table (as a plain 4x size would
-/// give) loses: sprite@128 -1.2, multi2@512 -0.6.
+/// counts while the shard fills (no growth, which discards them).
 const SMALL_TABLE_FACTOR: u64 = 4;
 /// The largest table `SMALL_TABLE_FACTOR` asks for, in entries.
 const SMALL_TABLE_ENTRIES: u64 = 4096;
@@ -49,9 +42,8 @@ const WORDS_PER_BLOCK: usize = 8;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 
 /// One cache line of counters. The alignment matters: a `[u64; 8]` in a `Vec` is only 8-byte
-/// aligned by the allocator, so most blocks straddled two lines and an increment or estimate cost
-/// two cache misses instead of one (callgrind on the insert-with-eviction loop: 1.8 misses per
-/// sketch access before, 1 after).
+/// aligned by the allocator, so most blocks would straddle two lines and an increment or estimate
+/// would cost two cache misses instead of one.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Block([u64; WORDS_PER_BLOCK]);

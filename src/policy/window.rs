@@ -3,8 +3,7 @@
 // Ghost sizing (`ghost.rs`) decides in each shard whether the window should grow or shrink; the
 // shards then move one cache-wide target, and every shard applies it as the same share of its own
 // capacity. A large cache's shards each see an eighth of the traffic: windows of their own would
-// be independent random walks (measured with the hill climber that came before, and with ghosts:
-// per-shard windows lost P3@20k -1.2, P12@160k -1.2; see the notes in `mod.rs`).
+// be independent random walks.
 //
 // The shards never take each other's locks, and reads do not touch it:
 // - A shard counts its ghost hits in its own policy (under its write lock) and every
