@@ -65,7 +65,7 @@ fn tiered_hits(cache: &Tiered, keys: &[u64], ops: usize) -> f64 {
     let started = Instant::now();
     for i in 0..ops {
         let key = black_box(&keys[i & (STREAM_LEN - 1)]);
-        let lookup = pin!(cache.get_or_load(key, std::future::pending()));
+        let lookup = pin!(cache.get_or_load(key, std::future::pending::<Bytes>()));
         match lookup.poll(&mut cx) {
             Poll::Ready(v) => {
                 black_box(v);
@@ -200,7 +200,7 @@ fn main() {
             let deadline = Instant::now() + Duration::from_secs(10);
             while reader.get_if_present(&key).is_none() {
                 assert!(reader.sync_invalidations() && Instant::now() < deadline);
-                reader.get_or_load(&key, || unreachable!("the writer wrote it"));
+                reader.get_or_load(&key, || -> Bytes { unreachable!("the writer wrote it") });
             }
         }
         let called = Instant::now();

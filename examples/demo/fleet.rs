@@ -206,7 +206,7 @@ pub async fn scenarios(db: &Db, load: &Load, first: usize, total: usize) -> Fall
     let tiered = measure(db, load, &prices, &removals, &fleet, &label).await?;
     tiered.print(&format!(
         "{n}/{total} cachet in front of Redis: {INSTANCES} instances behind a round-robin client, \
-         get_or_try_load{}",
+         get_or_load{}",
         tiered.row.warmed()
     ));
     Ok(verdict(&alone, &tiered))

@@ -104,7 +104,7 @@ impl Catalog {
             #[cfg(feature = "redis")]
             Strategy::RedisAside(redis) => redis.page(id, self.load(id)).await,
             #[cfg(feature = "redis")]
-            Strategy::Tiered(cache) => cache.get_or_try_load(&id, self.load(id)).await,
+            Strategy::Tiered(cache) => cache.get_or_load(&id, self.load(id)).await,
         }
     }
 

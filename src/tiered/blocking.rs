@@ -4,12 +4,13 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{Codec, MsgPack, RedisKey};
 use super::{TieredCache, TieredError, TieredStats};
-use crate::Cache;
+use equivalent::Equivalent;
+
+use crate::{Cache, Loaded};
 
 /// A [`TieredCache`] for threaded services: the same guarantees, blocking calls. Built with
 /// [`TieredBuilder::build_blocking`](super::TieredBuilder::build_blocking); cheap to clone.
@@ -38,43 +39,32 @@ where
         BlockingTieredCache { cache }
     }
 
-    /// Blocking [`TieredCache::get_or_load`]: `load` runs on the calling thread, only if this
-    /// instance loads the key. Concurrent misses of the key, from threads or tasks, share one
-    /// Redis read and one load.
-    pub fn get_or_load<F>(&self, key: &K, load: F) -> V
+    /// Blocking [`TieredCache::get_or_load`], with the loaders of [`Cache::get_or_load`]:
+    /// `load` runs on the calling thread, only if this instance loads the key, and may return
+    /// the value, an `Option` or a `Result` of either (the call returns the same shape).
+    /// Concurrent misses of the key, from threads or tasks, share one Redis read and one load.
+    pub fn get_or_load<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: FnOnce() -> V,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: FnOnce() -> L,
     {
-        match self.get_or_try_load(key, || Ok::<V, std::convert::Infallible>(load())) {
-            Ok(v) => v,
-            Err(e) => match *e {},
+        if let Some(v) = self.cache.lookup(key) {
+            return L::join(Ok(Some(v)));
         }
-    }
-
-    /// Blocking [`TieredCache::get_or_try_load`].
-    ///
-    /// # Errors
-    ///
-    /// `load`'s error, shared with every caller that waited on the same load. Never an error
-    /// from Redis.
-    pub fn get_or_try_load<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
-    where
-        F: FnOnce() -> Result<V, E>,
-        E: Send + Sync + 'static,
-    {
-        let l1 = &self.cache.l1;
-        if let Some(v) = l1.get(key) {
-            return Ok(v);
-        }
+        let key = key.to_owned();
         let shared = self.cache.shared();
-        l1.try_load_missed(key, || {
+        self.cache.l1.load_missed(&key, || {
             let load = async { load() };
-            self.cache.bus().block_on(shared.fill(key, load))
+            self.cache.bus().block_on(shared.fill(&key, load))
         })
     }
 
     /// The value of `key` if L1 holds it (no network).
-    pub fn get_if_present(&self, key: &K) -> Option<V> {
+    pub fn get_if_present<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         self.cache.get_if_present(key)
     }
 
@@ -92,7 +82,10 @@ where
     /// # Errors
     ///
     /// As [`TieredCache::invalidate`].
-    pub fn invalidate(&self, key: &K) -> Result<(), TieredError> {
+    pub fn invalidate<Q>(&self, key: &Q) -> Result<(), TieredError>
+    where
+        Q: ?Sized + ToOwned<Owned = K>,
+    {
         self.cache.bus().block_on(self.cache.invalidate(key))
     }
 

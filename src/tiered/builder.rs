@@ -115,7 +115,9 @@ where
 impl<K, V, C> TieredBuilder<K, V, C> {
     /// The in-process tier's configuration (capacity, weigher, statistics, name, clock...).
     /// Its lifetimes are overridden: every value gets its own, as described on
-    /// [`TieredCache`]. Its eviction listener must not call back into the tiered cache.
+    /// [`TieredCache`], and its [`negative_ttl`](CacheBuilder::negative_ttl) is turned off: a
+    /// "not found" or an error is not in Redis, so no invalidation would reach a copy of it.
+    /// Its eviction listener must not call back into the tiered cache.
     /// Default: `Cache::builder().max_capacity(10_000)`.
     pub fn l1(mut self, l1: CacheBuilder<K, V>) -> Self {
         self.l1 = l1;
@@ -243,7 +245,11 @@ where
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings))
             .map_err(|e| TieredBuildError::InvalidAddress(e.to_string()))?;
-        let l1 = self.l1.build().map_err(TieredBuildError::Cache)?;
+        let l1 = self
+            .l1
+            .negative_ttl(Duration::ZERO)
+            .build()
+            .map_err(TieredBuildError::Cache)?;
         Ok(Parts {
             client,
             l1,

@@ -35,6 +35,7 @@ use super::Shared;
 use super::codec::{Codec, RedisKey};
 use super::link::Waiter;
 use super::stats::bump;
+use crate::Loaded;
 
 /// How long L1 may keep a filled value.
 #[derive(Clone, Copy, Debug)]
@@ -103,22 +104,27 @@ where
     C: Codec<V>,
 {
     /// Finds `key`'s value (Redis, the lease holder, or `load`), stores it in L1 if it may, and
-    /// returns it. Runs as the leader of L1's coalesced load of `key`.
-    pub(super) async fn fill<F, E>(&self, key: &K, load: F) -> Result<V, E>
+    /// returns it in the loader's shape. Runs as the leader of L1's coalesced load of `key`.
+    /// A "not found" or an error from `load` is neither written to Redis nor stored.
+    pub(super) async fn fill<L, F>(&self, key: &K, load: F) -> L
     where
-        F: Future<Output = Result<V, E>>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
         // Before anything is read: an invalidation from here on keeps this fill out of L1.
         let ticket = self.fences.ticket(key);
-        let (value, keep) = self.fetch(key, load).await?;
-        let life = self.lifetime(keep);
-        self.fences.store_if_current(ticket, |current| {
-            // Always an insert, even one that keeps nothing (a zero lifetime): it supersedes
-            // the coalesced load, which would otherwise store the value with L1's own lifetime.
-            let life = if current { life } else { Duration::ZERO };
-            self.l1.insert_with_ttl(key.clone(), value.clone(), life);
-        });
-        Ok(value)
+        let (loaded, keep) = self.fetch(key, load).await;
+        if let Some(value) = loaded.value() {
+            let life = self.lifetime(keep);
+            self.fences.store_if_current(ticket, |current| {
+                // Always an insert, even one that keeps nothing (a zero lifetime): it
+                // supersedes the coalesced load, which would otherwise store the value with
+                // L1's own lifetime.
+                let life = if current { life } else { Duration::ZERO };
+                self.l1.insert_with_ttl(key.clone(), value.clone(), life);
+            });
+        }
+        loaded
     }
 
     /// The lifetime L1 gives a value that may be kept as `keep` says, if the bus is up now.
@@ -129,9 +135,10 @@ where
         }
     }
 
-    async fn fetch<F, E>(&self, key: &K, load: F) -> Result<(V, Keep), E>
+    async fn fetch<L, F>(&self, key: &K, load: F) -> (L, Keep)
     where
-        F: Future<Output = Result<V, E>>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
         let Some(mut conn) = self.link.current() else {
             return self.load_degraded(load).await;
@@ -150,8 +157,8 @@ where
                 n.enable();
             }
             match self.read_or_lease(&mut conn, &name, &lease, &token).await {
-                Found::Hit(v, keep) => return Ok((v, keep)),
-                Found::Undecodable(keep) => return Ok((self.run(load).await?, keep)),
+                Found::Hit(v, keep) => return (L::found(v), keep),
+                Found::Undecodable(keep) => return (self.run(load).await, keep),
                 Found::Failed => return self.load_degraded(load).await,
                 Found::Leased => {
                     return self.load_and_write(conn, &name, &lease, &token, load).await;
@@ -182,44 +189,44 @@ where
     }
 
     /// Runs the loader for a value that is not written to Redis.
-    async fn load_degraded<F, E>(&self, load: F) -> Result<(V, Keep), E>
+    async fn load_degraded<L, F>(&self, load: F) -> (L, Keep)
     where
-        F: Future<Output = Result<V, E>>,
+        F: Future<Output = L>,
     {
-        Ok((self.run(load).await?, Keep::Degraded))
+        (self.run(load).await, Keep::Degraded)
     }
 
-    async fn run<F, E>(&self, load: F) -> Result<V, E>
+    async fn run<L, F>(&self, load: F) -> L
     where
-        F: Future<Output = Result<V, E>>,
+        F: Future<Output = L>,
     {
         bump(&self.counters.loads);
         load.await
     }
 
     /// The lease holder: loads, writes the value back if the lease is still its own.
-    async fn load_and_write<F, E>(
+    /// A "not found" or an error gives the lease back, and writes nothing.
+    async fn load_and_write<L, F>(
         &self,
         mut conn: MultiplexedConnection,
         name: &[u8],
         lease: &[u8],
         token: &str,
         load: F,
-    ) -> Result<(V, Keep), E>
+    ) -> (L, Keep)
     where
-        F: Future<Output = Result<V, E>>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
-        let value = match self.run(load).await {
-            Ok(v) => v,
-            Err(e) => {
-                self.release(&mut conn, lease, token).await;
-                return Err(e);
-            }
+        let loaded = self.run(load).await;
+        let Some(value) = loaded.value() else {
+            self.release(&mut conn, lease, token).await;
+            return (loaded, Keep::Degraded);
         };
-        let Ok(bytes) = self.codec.encode(&value) else {
+        let Ok(bytes) = self.codec.encode(value) else {
             bump(&self.counters.l2_errors);
             self.release(&mut conn, lease, token).await;
-            return Ok((value, Keep::Degraded));
+            return (loaded, Keep::Degraded);
         };
         let ttl = self.cfg.redis_ttl;
         let mut write = WRITE_BACK.prepare_invoke();
@@ -235,7 +242,7 @@ where
             // key: this value may be older than what Redis holds.
             _ => Keep::Degraded,
         };
-        Ok((value, keep))
+        (loaded, keep)
     }
 
     /// Gives the lease back after a failed load, so that a waiter takes it without waiting for

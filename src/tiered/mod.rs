@@ -12,7 +12,7 @@
 //!     .redis_ttl(Duration::from_secs(600))
 //!     .build()?;
 //! // An L1 hit, or Redis, or one query for the whole fleet:
-//! let cents = prices.get_or_try_load(&42, query_price(42)).await?;
+//! let cents = prices.get_or_load(&42, query_price(42)).await?;
 //! // After changing the price in the database: gone from Redis and from every instance's L1.
 //! prices.invalidate(&42).await?;
 //! # let _ = cents; Ok(()) }
@@ -59,6 +59,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use equivalent::Equivalent;
 use tokio::sync::watch;
 
 pub use blocking::BlockingTieredCache;
@@ -75,7 +76,7 @@ use fence::Fences;
 use fill::{Keep, lease_key, millis};
 use link::{Link, Waiters};
 
-use crate::Cache;
+use crate::{Cache, Loaded};
 
 /// The settings a built cache runs with (see the builder's methods).
 #[derive(Clone, Copy, Debug)]
@@ -240,52 +241,53 @@ where
 
     /// Returns the value of `key`: from L1, else from Redis, else from `load` (awaited only if
     /// this instance loads the key for the fleet, or Redis cannot help), which is then written
-    /// to Redis. Concurrent misses of the key in this instance share one Redis read and one
-    /// load. A Redis failure never fails the call: the value is loaded instead.
-    pub async fn get_or_load<F>(&self, key: &K, load: F) -> V
+    /// to Redis. Concurrent misses of the key in this instance, async or blocking, share one
+    /// Redis read and one load. A Redis failure never fails the call: the value is loaded
+    /// instead.
+    ///
+    /// `load` may return the value, an `Option` or a `Result` of either, and the call returns
+    /// the same shape, as [`Cache::get_or_load_async`] does (see [`Loaded`](crate::Loaded)): a
+    /// "not found" or an error is returned to every caller of that load in this instance, and
+    /// is neither written to Redis nor kept in L1 (another instance then loads the key itself).
+    /// The key may be borrowed (`&str` for a `String` key); it is turned into a `K` only on a
+    /// miss.
+    ///
+    /// ```no_run
+    /// # async fn service(prices: cachet::tiered::TieredCache<u64, u64>) {
+    /// # async fn query_price(_: u64) -> Result<Option<u64>, std::io::Error> { Ok(Some(1999)) }
+    /// let known: u64 = prices.get_or_load(&1, async { 1999 }).await;
+    /// let row: Result<Option<u64>, _> = prices.get_or_load(&2, query_price(2)).await;
+    /// # }
+    /// ```
+    pub async fn get_or_load<Q, L, F>(&self, key: &Q, load: F) -> L::Output
     where
-        F: Future<Output = V>,
+        Q: ?Sized + Hash + Equivalent<K> + ToOwned<Owned = K>,
+        L: Loaded<V>,
+        F: Future<Output = L>,
     {
-        // Checked here rather than in `get_or_try_load`: a hit builds no inner future.
-        if let Some(v) = self.l1.get(key) {
-            return v;
+        // Checked here, before the fill's future is built: a hit costs what `Cache::get` does.
+        if let Some(v) = self.lookup(key) {
+            return L::join(Ok(Some(v)));
         }
-        let load = async move { Ok::<V, std::convert::Infallible>(load.await) };
-        match self.missed(key, load).await {
-            Ok(v) => v,
-            Err(e) => match *e {},
-        }
+        let key = key.to_owned();
+        let fill = self.shared().fill(&key, load);
+        self.l1.load_missed_async(&key, fill).await
     }
 
-    /// [`get_or_load`](Self::get_or_load) for a fallible `load`.
-    ///
-    /// # Errors
-    ///
-    /// `load`'s error, shared (as an `Arc`) with every caller that waited on the same load;
-    /// nothing is stored then. Never an error from Redis.
-    pub async fn get_or_try_load<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    /// A loading call's look in L1: a hit is counted, a miss is left for the load to count.
+    #[inline]
+    fn lookup<Q>(&self, key: &Q) -> Option<V>
     where
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
+        Q: ?Sized + Hash + Equivalent<K>,
     {
-        if let Some(v) = self.l1.get(key) {
-            return Ok(v);
-        }
-        self.missed(key, load).await
-    }
-
-    /// After an L1 miss: Redis, or the lease and `load`, led by one caller per key.
-    async fn missed<F, E>(&self, key: &K, load: F) -> Result<V, Arc<E>>
-    where
-        F: Future<Output = Result<V, E>>,
-        E: Send + Sync + 'static,
-    {
-        let fill = self.shared().fill(key, load);
-        self.l1.try_load_missed_async(key, fill).await
+        self.l1.get_at(self.l1.hash(key), key)
     }
 
     /// The value of `key` if L1 holds it (no network).
-    pub fn get_if_present(&self, key: &K) -> Option<V> {
+    pub fn get_if_present<Q>(&self, key: &Q) -> Option<V>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
         self.l1.get(key)
     }
 
@@ -309,8 +311,11 @@ where
     ///
     /// [`TieredError`] when Redis did not confirm the deletion (the key is out of this
     /// instance's L1 all the same).
-    pub async fn invalidate(&self, key: &K) -> Result<(), TieredError> {
-        self.shared().invalidate(key).await
+    pub async fn invalidate<Q>(&self, key: &Q) -> Result<(), TieredError>
+    where
+        Q: ?Sized + ToOwned<Owned = K>,
+    {
+        self.shared().invalidate(&key.to_owned()).await
     }
 
     /// Whether the invalidation bus is up (L1 in use).
