@@ -75,6 +75,8 @@ async fn a_miss_everywhere_loads_once_writes_redis_and_fills_l1() {
     let stats = cache.stats();
     assert_eq!((stats.l2_misses, stats.l2_hits, stats.loads), (1, 1, 1));
     assert!(stats.connected && stats.connects == 1);
+    // Each call counted once in L1: two misses (the load, the read from Redis), two hits.
+    assert_eq!((stats.l1.misses, stats.l1.hits), (2, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,6 +535,48 @@ async fn a_failed_load_releases_the_lease() {
     );
     assert_eq!(a.get_or_load(&1, async { Ok::<_, ()>(5) }).await, Ok(5));
     assert_eq!(a.stats().lease_waits, 0);
+}
+
+/// A loader that says "not found": every caller of the load is told so, nothing is written to
+/// Redis or kept in L1 (even with the L1 builder asking for negative caching), the lease is
+/// given back, and another instance loads the key itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_is_returned_but_neither_written_nor_kept() {
+    let Some(server) = server() else {
+        return;
+    };
+    let a = tiered(&server, "a")
+        .l1(Cache::builder()
+            .max_capacity(100)
+            .negative_ttl(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let b = tiered(&server, "b").build().unwrap();
+    assert!(a.wait_connected(PATIENCE).await && b.wait_connected(PATIENCE).await);
+    let loads = AtomicU64::new(0);
+    let not_found = || async {
+        loads.fetch_add(1, Ordering::SeqCst);
+        None::<u64>
+    };
+
+    assert_eq!(a.get_or_load(&1, not_found()).await, None);
+    assert_eq!(
+        server.cmd::<i64>(redis::cmd("EXISTS").arg(key(1)).arg("cachet-lease:t:1")),
+        0,
+        "neither the value nor the lease is in Redis"
+    );
+    assert_eq!(a.get_or_load(&1, not_found()).await, None);
+    assert_eq!(loads.load(Ordering::SeqCst), 2, "not remembered in L1");
+    assert_eq!(b.get_or_load(&1, not_found()).await, None);
+    assert_eq!(loads.load(Ordering::SeqCst), 3);
+    assert_eq!(b.stats().lease_waits, 0);
+
+    // Once found, every shape reads it: a `Result<Option<_>, _>` loader need not run.
+    let row = || async { Ok::<_, std::io::Error>(Some(5)) };
+    assert_eq!(a.get_or_load(&1, row()).await.ok(), Some(Some(5)));
+    assert!(b.sync_invalidations().await);
+    let again = b.get_or_load(&1, async { panic!("1 is in Redis") as Option<u64> });
+    assert_eq!(again.await, Some(5));
 }
 
 /// No Redis at all: every read is answered by the loader, none fails, nothing is kept.
