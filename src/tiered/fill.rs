@@ -9,7 +9,9 @@
 //    deletes leases, so a value loaded before one is never written) and that no other client
 //    wrote the key meanwhile, and deletes the lease. The server reports a script's writes to
 //    the connection that ran it too (NOLOOP does not cover scripts), so the loading instance's
-//    L1 drops the value again and its next miss reads it from Redis.
+//    L1 drops the value again and its next miss reads it from Redis. A loader that finds
+//    nothing or fails gives the lease back at once and writes nothing; its "not found" or
+//    error goes to the callers and no further (the L1 keeps no negative entries).
 //    A miss with the lease held elsewhere waits for the value: the holder's write sends an
 //    invalidation message, which wakes the waiter, and it reads again every `lease_poll` in
 //    between; when the lease is gone (its holder died, or was slower than the lease), the next

@@ -18,6 +18,10 @@
 //! # let _ = cents; Ok(()) }
 //! ```
 //!
+//! Its loaders are the core's: [`get_or_load`](TieredCache::get_or_load) takes a loader that
+//! returns the value, an `Option` or a `Result` of either ([`Loaded`](crate::Loaded)), as
+//! [`Cache::get_or_load_async`] does, and returns the same shape; keys may be borrowed.
+//!
 //! # What it guarantees
 //!
 //! - **An L1 hit never touches the network.** An L1 miss is coalesced per key within the
@@ -30,7 +34,8 @@
 //!   PREFIX`), which reports every writer of a key under the prefix, cachet or not, and key
 //!   expiry and `FLUSHALL` too.
 //! - **Redis failures degrade to the loader, never to an error or a stale value.** Reads fall
-//!   through to the loader within the command timeout. While the invalidation bus is down or
+//!   through to the loader within the command timeout. A loader's "not found" or error is
+//!   returned to its callers and stored nowhere, neither in Redis nor in L1. While the invalidation bus is down or
 //!   silent (a heartbeat missed) L1 is flushed and bypassed; it is flushed again when tracking
 //!   is back, since invalidations may have been missed.
 //! - **Staleness is bounded**: after a change to a key in Redis, an instance may serve the old
