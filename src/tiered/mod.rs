@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Its loaders are the core's: [`get_or_load`](TieredCache::get_or_load) takes a loader that
-//! returns the value, an `Option` or a `Result` of either ([`Loaded`](crate::Loaded)), as
+//! returns the value, an `Option` or a `Result` of either ([`Loaded`]), as
 //! [`Cache::get_or_load_async`] does, and returns the same shape; keys may be borrowed.
 //!
 //! # What it guarantees
@@ -251,7 +251,7 @@ where
     /// instead.
     ///
     /// `load` may return the value, an `Option` or a `Result` of either, and the call returns
-    /// the same shape, as [`Cache::get_or_load_async`] does (see [`Loaded`](crate::Loaded)): a
+    /// the same shape, as [`Cache::get_or_load_async`] does (see [`Loaded`]): a
     /// "not found" or an error is returned to every caller of that load in this instance, and
     /// is neither written to Redis nor kept in L1 (another instance then loads the key itself).
     /// The key may be borrowed (`&str` for a `String` key); it is turned into a `K` only on a
