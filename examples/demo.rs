@@ -30,10 +30,18 @@
 
 #[path = "demo/db.rs"]
 mod db;
+#[cfg(feature = "redis")]
+#[path = "demo/fleet.rs"]
+mod fleet;
 #[path = "demo/load.rs"]
 mod load;
 #[path = "demo/options.rs"]
 mod options;
+#[path = "demo/prices.rs"]
+mod prices;
+#[cfg(feature = "redis")]
+#[path = "common/redis_server.rs"]
+mod redis_server;
 #[path = "demo/service.rs"]
 mod service;
 
@@ -119,11 +127,14 @@ fn demo(options: &Options) -> Fallible<()> {
         duration: options.duration,
         keys,
         seed: SEED,
+        check: None,
     };
+    let redis = redis_scenarios();
+    let n = if redis.is_ok() { 6 } else { 4 };
     runtime.block_on(async {
         let catalog = Catalog::new(db.clone(), Strategy::Uncached);
-        let uncached = scenario(catalog, &load, None, "[1/4] no cache").await?;
-        uncached.print("1/4 no cache: every request queries SQLite");
+        let uncached = scenario(catalog, &load, None, &format!("[1/{n}] no cache")).await?;
+        uncached.print(&format!("1/{n} no cache: every request queries SQLite"));
 
         let cache = Cache::builder()
             .max_capacity(capacity)
@@ -132,40 +143,72 @@ fn demo(options: &Options) -> Fallible<()> {
             .build()?;
         let catalog = Catalog::new(db.clone(), Strategy::Coalescing(cache));
         let limit = options.duration * 2;
-        let cached = scenario(catalog, &load, Some(limit), "[2/4] cachet").await?;
-        let warmed = cached.warm_up.map_or(String::new(), |w| {
-            let steady = if w.steady { "" } else { ", no steady state" };
-            format!(
-                "; measured after {:.1} s of warm-up{steady}",
-                w.took.as_secs_f64()
-            )
-        });
+        let cached = scenario(catalog, &load, Some(limit), &format!("[2/{n}] cachet")).await?;
         cached.print(&format!(
-            "2/4 cachet: capacity {}, TTL {} s, get_or_load_async{warmed}",
+            "2/{n} cachet: capacity {}, TTL {} s, get_or_load_async{}",
             thousands(capacity),
             TTL.as_secs(),
+            cached.warmed(),
         ));
 
-        let coalesced = stampede(&db, true, options.clients, "[3/4] stampede, coalescing").await?;
+        let label = format!("[3/{n}] stampede, coalescing");
+        let coalesced = stampede(&db, true, options.clients, &label).await?;
         coalesced.row.print(&format!(
-            "3/4 stampede: {HOT_PAGES} hot pages expire at once under {} clients, \
+            "3/{n} stampede: {HOT_PAGES} hot pages expire at once under {} clients, \
              get_or_load_async",
             options.clients
         ));
         coalesced.print_reloads();
 
-        let naive = stampede(&db, false, options.clients, "[4/4] stampede, naive").await?;
-        naive
-            .row
-            .print("4/4 the same stampede, naive cache-aside: get, then query and insert");
+        let label = format!("[4/{n}] stampede, naive");
+        let naive = stampede(&db, false, options.clients, &label).await?;
+        naive.row.print(&format!(
+            "4/{n} the same stampede, naive cache-aside: get, then query and insert"
+        ));
         naive.print_reloads();
+
+        let closing: Option<String> = match redis {
+            #[cfg(feature = "redis")]
+            Ok(()) => Some(fleet::scenarios(&db, &load, 5, n).await?),
+            #[cfg(not(feature = "redis"))]
+            Ok(()) => None,
+            Err(why) => {
+                println!("{why}\n");
+                None
+            }
+        };
 
         println!();
         println!("{}", verdict(&uncached, &cached, &coalesced, &naive));
+        if let Some(closing) = closing {
+            println!("{closing}");
+        }
         Fallible::Ok(())
     })?;
     println!("total time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Whether the Redis scenarios can run: `Err` says why not and how to get them.
+fn redis_scenarios() -> Result<(), String> {
+    #[cfg(feature = "redis")]
+    {
+        if redis_server::RedisServer::installed() {
+            Ok(())
+        } else {
+            Err(
+                "5-6 (Redis scenarios) skipped: no redis-server on the PATH; install it \
+                 (`apt-get install redis-server`, `brew install redis`) to run them"
+                    .into(),
+            )
+        }
+    }
+    #[cfg(not(feature = "redis"))]
+    Err(
+        "5-6 (Redis scenarios) skipped: they need the `redis` feature \
+         (`cargo run --release --features redis --example demo`) and a redis-server"
+            .into(),
+    )
 }
 
 /// Opens the catalog, generating it first if this is the first run for this size, and prints
@@ -213,6 +256,16 @@ struct WarmUp {
 }
 
 impl Row {
+    /// The figures of `outcome`, which ran `queries` database queries (no hit ratio yet).
+    fn from_outcome(outcome: &Outcome, queries: u64) -> Row {
+        Row {
+            summary: Summary::new(outcome),
+            queries,
+            hit_ratio: None,
+            warm_up: None,
+        }
+    }
+
     /// The figures of `outcome`, from the database's query count and the cache's statistics
     /// taken when it started.
     fn new(
@@ -221,15 +274,22 @@ impl Row {
         queries_before: u64,
         stats_before: Option<CacheStats>,
     ) -> Row {
-        let stats_after = catalog.stats();
-        Row {
-            summary: Summary::new(outcome),
-            queries: catalog.db().queries() - queries_before,
-            hit_ratio: stats_before
-                .zip(stats_after)
-                .map(|(before, after)| hit_ratio(&before, &after)),
-            warm_up: None,
-        }
+        let mut row = Row::from_outcome(outcome, catalog.db().queries() - queries_before);
+        row.hit_ratio = stats_before
+            .zip(catalog.stats())
+            .map(|(before, after)| hit_ratio(&before, &after));
+        row
+    }
+
+    /// "; measured after N s of warm-up", if the row was warmed up.
+    fn warmed(&self) -> String {
+        self.warm_up.map_or(String::new(), |w| {
+            let steady = if w.steady { "" } else { ", no steady state" };
+            format!(
+                "; measured after {:.1} s of warm-up{steady}",
+                w.took.as_secs_f64()
+            )
+        })
     }
 
     fn print(&self, title: &str) {
@@ -297,7 +357,7 @@ async fn scenario(
         None => None,
     };
     let (queries, stats) = (catalog.db().queries(), catalog.stats());
-    let outcome = load::run(server.addr, load, label).await;
+    let outcome = load::run(&[server.addr], load, label).await;
     let mut row = Row::new(&catalog, &outcome, queries, stats);
     row.warm_up = warmed;
     server.stop().await?;
@@ -322,7 +382,8 @@ async fn warm_up(
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let label = format!("{label}, warming up");
-    let run = load::run_until(addr, &warm, &label, &stop);
+    let addrs = [addr];
+    let run = load::run_until(&addrs, &warm, &label, &stop);
     tokio::pin!(run);
     let mut last = catalog.stats();
     loop {
@@ -399,6 +460,7 @@ async fn stampede(db: &Db, coalescing: bool, clients: usize, label: &str) -> Fal
         duration: CALM + STORM,
         keys: Keys::Hot(HOT_PAGES),
         seed: SEED,
+        check: None,
     };
     let (queries, stats) = (db.queries(), catalog.stats());
     let expire = async {
@@ -409,7 +471,8 @@ async fn stampede(db: &Db, coalescing: bool, clients: usize, label: &str) -> Fal
         time.advance(STAMPEDE_TTL);
         at_expiry
     };
-    let (outcome, at_expiry) = tokio::join!(load::run(server.addr, &load, label), expire);
+    let addrs = [server.addr];
+    let (outcome, at_expiry) = tokio::join!(load::run(&addrs, &load, label), expire);
     let row = Row::new(&catalog, &outcome, queries, stats);
     server.stop().await?;
     Ok(Stampede {
@@ -497,9 +560,10 @@ mod tests {
             duration: Duration::ZERO,
             keys: Keys::Hot(3),
             seed: 1,
+            check: None,
         };
         // A zero-length run sends nothing: the plumbing works and nothing was queried.
-        let outcome = load::run(server.addr, &load, "test").await;
+        let outcome = load::run(&[server.addr], &load, "test").await;
         assert_eq!((outcome.latency.len(), outcome.errors), (0, 0));
 
         let client =

@@ -120,6 +120,9 @@
 //! - `tokio`: `CacheBuilder::build_tokio_loading`, an [`AsyncLoadingCache`] whose background
 //!   refreshes are spawned on the current tokio runtime (otherwise, give
 //!   [`build_async_loading`](CacheBuilder::build_async_loading) any spawn function).
+//! - `redis`: the `tiered` module, cachet in front of Redis: a shared second tier, fleet-wide
+//!   stampede protection and invalidation across instances (needs Rust 1.88; brings in the
+//!   `redis`, `tokio`, `serde` and `rmp-serde` crates).
 //!
 //! The default build depends only on `hashbrown`, `parking_lot`, `crossbeam-utils` and
 //! `equivalent`.
@@ -152,6 +155,8 @@ mod shard;
 mod slab;
 mod stats;
 mod sync;
+#[cfg(feature = "redis")]
+pub mod tiered;
 
 pub use builder::{CacheBuilder, MAX_REFRESH_THREADS};
 pub use cache::{Cache, Compute, Entry, Iter};

@@ -47,6 +47,12 @@ pub trait Loaded<V>: sealed::Sealed<V> + Sized {
     /// which `ABSENT` holds).
     #[doc(hidden)]
     fn join(outcome: Result<Option<V>, Arc<Self::Error>>) -> Self::Output;
+    /// The loader's result for a value found elsewhere (another tier).
+    #[doc(hidden)]
+    fn found(value: V) -> Self;
+    /// The value in the loader's result, if any.
+    #[doc(hidden)]
+    fn value(&self) -> Option<&V>;
 }
 
 /// Only the shapes below are [`Loaded`].
@@ -79,6 +85,14 @@ impl<V> Loaded<V> for V {
             Err(e) => match *e {},
         }
     }
+
+    fn found(value: V) -> Self {
+        value
+    }
+
+    fn value(&self) -> Option<&V> {
+        Some(self)
+    }
 }
 
 impl<V> Loaded<V> for Option<V> {
@@ -96,6 +110,14 @@ impl<V> Loaded<V> for Option<V> {
             Err(e) => match *e {},
         }
     }
+
+    fn found(value: V) -> Self {
+        Some(value)
+    }
+
+    fn value(&self) -> Option<&V> {
+        self.as_ref()
+    }
 }
 
 impl<V, E: Send + Sync + 'static> Loaded<V> for Result<V, E> {
@@ -110,6 +132,14 @@ impl<V, E: Send + Sync + 'static> Loaded<V> for Result<V, E> {
     fn join(outcome: Result<Option<V>, Arc<E>>) -> Result<V, Arc<E>> {
         outcome.map(|v| v.unwrap_or_else(|| unreachable_absent()))
     }
+
+    fn found(value: V) -> Self {
+        Ok(value)
+    }
+
+    fn value(&self) -> Option<&V> {
+        self.as_ref().ok()
+    }
 }
 
 impl<V, E: Send + Sync + 'static> Loaded<V> for Result<Option<V>, E> {
@@ -123,5 +153,13 @@ impl<V, E: Send + Sync + 'static> Loaded<V> for Result<Option<V>, E> {
 
     fn join(outcome: Result<Option<V>, Arc<E>>) -> Result<Option<V>, Arc<E>> {
         outcome
+    }
+
+    fn found(value: V) -> Self {
+        Ok(Some(value))
+    }
+
+    fn value(&self) -> Option<&V> {
+        self.as_ref().ok().and_then(Option::as_ref)
     }
 }

@@ -92,6 +92,8 @@ pub struct ProductPage {
     pub id: u64,
     pub name: String,
     pub price_cents: i64,
+    /// How many times the price changed since the catalog was created (see `prices.rs`).
+    pub price_version: u64,
     pub category: String,
     /// Reviews of this product, and their mean rating (`None` without reviews).
     pub reviews: u64,
@@ -124,6 +126,7 @@ pub fn product_page(conn: &Connection, id: u64) -> rusqlite::Result<Option<Produ
                 id,
                 name: row.get(0)?,
                 price_cents: row.get(1)?,
+                price_version: 0,
                 category: row.get(2)?,
                 reviews: row.get(3)?,
                 rating: row.get(4)?,
@@ -156,7 +159,11 @@ impl ProductPage {
         let mut out = String::with_capacity(256 + 128 * self.latest.len());
         let _ = write!(out, r#"{{"id":{},"name":"#, self.id);
         push_json_str(&mut out, &self.name);
-        let _ = write!(out, r#","price_cents":{},"category":"#, self.price_cents);
+        let _ = write!(
+            out,
+            r#","price_cents":{},"price_version":{},"category":"#,
+            self.price_cents, self.price_version
+        );
         push_json_str(&mut out, &self.category);
         let _ = write!(
             out,

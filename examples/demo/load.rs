@@ -1,6 +1,8 @@
 //! The load generator: `clients` concurrent keep-alive HTTP/1.1 clients, each sending its next
 //! request as soon as the previous answer has arrived (a closed loop), for a fixed time. Every
 //! request's latency, from sending to the last byte of the body, goes into an HDR histogram.
+//! With several addresses (instances of the service behind a load balancer), each client sends
+//! its requests to them in turn; an optional check counts the answers it finds stale.
 
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
@@ -36,6 +38,15 @@ impl Keys {
         Ok(Keys::Zipf { products, dist })
     }
 
+    /// How many products may be asked for.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn len(&self) -> u64 {
+        match *self {
+            Keys::Zipf { products, .. } => products,
+            Keys::Hot(k) => k,
+        }
+    }
+
     /// The next product id, in `1..=n`.
     pub fn sample(&self, rng: &mut SmallRng) -> u64 {
         match *self {
@@ -54,6 +65,21 @@ pub struct Load {
     pub keys: Keys,
     /// Client `i` draws its keys from a generator seeded with `seed + i`.
     pub seed: u64,
+    /// Tells whether an answer is stale: product id, body, when the request was sent.
+    pub check: Option<Check>,
+}
+
+/// A staleness check of answers.
+#[derive(Clone)]
+pub struct Check(pub Arc<StaleFn>);
+
+/// Whether the answer (product id, body) to a request sent at the given instant is stale.
+pub type StaleFn = dyn Fn(u64, &[u8], Instant) -> bool + Send + Sync;
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Check")
+    }
 }
 
 /// What a run measured.
@@ -62,6 +88,9 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
     /// Requests that failed or were not answered `200 OK`.
     pub errors: u64,
+    /// Answers the check found stale.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub stale: u64,
     pub elapsed: Duration,
 }
 
@@ -72,14 +101,14 @@ pub fn histogram() -> Histogram<u64> {
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Runs `load` against the service at `addr`, showing `label` in the progress line.
-pub async fn run(addr: SocketAddr, load: &Load, label: &str) -> Outcome {
-    run_until(addr, load, label, &Arc::new(AtomicBool::new(false))).await
+/// Runs `load` against the service at `addrs` (in turn), showing `label` in the progress line.
+pub async fn run(addrs: &[SocketAddr], load: &Load, label: &str) -> Outcome {
+    run_until(addrs, load, label, &Arc::new(AtomicBool::new(false))).await
 }
 
 /// [`run`], ending early once `stop` is set: each client finishes the request it is waiting on.
 pub async fn run_until(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     load: &Load,
     label: &str,
     stop: &Arc<AtomicBool>,
@@ -98,62 +127,86 @@ pub async fn run_until(
             let (client, done, keys) = (client.clone(), Arc::clone(&done), load.keys);
             let stop = Arc::clone(stop);
             let rng = SmallRng::seed_from_u64(load.seed.wrapping_add(i as u64));
-            tokio::spawn(client_loop(client, addr, keys, rng, deadline, stop, done))
+            let run = LoadClient {
+                client,
+                addrs: addrs.to_vec(),
+                first: i,
+                keys,
+                check: load.check.clone(),
+            };
+            tokio::spawn(run.requests(rng, deadline, stop, done))
         })
         .collect();
     let mut latency = histogram();
-    let mut errors = 0;
+    let (mut errors, mut stale) = (0, 0);
     for task in tasks {
-        let (h, e) = task.await.expect("client task panicked");
+        let (h, e, s) = task.await.expect("client task panicked");
         latency.add(&h).expect("histograms with the same bounds");
         errors += e;
+        stale += s;
     }
     let elapsed = started.elapsed();
     ticker.finish();
     Outcome {
         latency,
         errors,
+        stale,
         elapsed,
     }
 }
 
-/// One client: requests until `deadline` (or `stop`), then hands back its latencies and error count.
-async fn client_loop(
+/// One client.
+struct LoadClient {
     client: HttpClient,
-    addr: SocketAddr,
+    /// Asked in turn, from `addrs[first % len]` on.
+    addrs: Vec<SocketAddr>,
+    first: usize,
     keys: Keys,
-    mut rng: SmallRng,
-    deadline: Instant,
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-) -> (Histogram<u64>, u64) {
-    let mut latency = histogram();
-    let mut errors = 0;
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let id = keys.sample(&mut rng);
-        let uri: Uri = format!("http://{addr}/products/{id}")
-            .parse()
-            .expect("a valid URI");
-        let start = Instant::now();
-        if fetch(&client, uri).await {
-            latency.saturating_record(start.elapsed().as_micros() as u64);
-            done.fetch_add(1, Ordering::Relaxed);
-        } else {
-            errors += 1;
-        }
-    }
-    (latency, errors)
+    check: Option<Check>,
 }
 
-/// GETs `uri` and reads the whole body; `true` on `200 OK`.
-async fn fetch(client: &HttpClient, uri: Uri) -> bool {
-    match client.get(uri).await {
-        Ok(response) => {
-            let ok = response.status() == StatusCode::OK;
-            response.into_body().collect().await.is_ok() && ok
+impl LoadClient {
+    /// Requests until `deadline` (or `stop`), then hands back its latencies, error count and
+    /// stale count.
+    async fn requests(
+        self,
+        mut rng: SmallRng,
+        deadline: Instant,
+        stop: Arc<AtomicBool>,
+        done: Arc<AtomicU64>,
+    ) -> (Histogram<u64>, u64, u64) {
+        let mut latency = histogram();
+        let (mut errors, mut stale) = (0, 0);
+        let mut turn = self.first;
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            let id = self.keys.sample(&mut rng);
+            let addr = self.addrs[turn % self.addrs.len()];
+            turn += 1;
+            let uri: Uri = format!("http://{addr}/products/{id}")
+                .parse()
+                .expect("a valid URI");
+            let start = Instant::now();
+            match fetch(&self.client, uri).await {
+                Some(body) => {
+                    latency.saturating_record(start.elapsed().as_micros() as u64);
+                    done.fetch_add(1, Ordering::Relaxed);
+                    if self.check.as_ref().is_some_and(|c| (c.0)(id, &body, start)) {
+                        stale += 1;
+                    }
+                }
+                None => errors += 1,
+            }
         }
-        Err(_) => false,
+        (latency, errors, stale)
     }
+}
+
+/// GETs `uri` and reads the whole body; the body on `200 OK`.
+async fn fetch(client: &HttpClient, uri: Uri) -> Option<Bytes> {
+    let response = client.get(uri).await.ok()?;
+    let ok = response.status() == StatusCode::OK;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    ok.then_some(body)
 }
 
 /// The figures a scenario's table shows.
@@ -244,6 +297,7 @@ mod tests {
         Outcome {
             latency,
             errors: 0,
+            stale: 0,
             elapsed,
         }
     }

@@ -14,12 +14,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
+#[cfg(feature = "redis")]
+use cachet::tiered::{Raw, TieredCache};
 use cachet::{Cache, CacheStats};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::{Db, DbError};
+use crate::prices::Prices;
 
 /// How the service reads a page.
 pub enum Strategy {
@@ -30,6 +33,12 @@ pub enum Strategy {
     /// Cache-aside without coalescing: `get`, and on a miss query and `insert`. Every request
     /// that misses runs its own query, even while another one is loading the same page.
     Naive(Cache<u64, Bytes>),
+    /// Redis as the only cache: cache-aside over loopback (GET, and on a miss query and SET).
+    #[cfg(feature = "redis")]
+    RedisAside(crate::fleet::RedisAside),
+    /// cachet in front of Redis: this instance's tiered cache.
+    #[cfg(feature = "redis")]
+    Tiered(TieredCache<u64, Bytes, Raw>),
 }
 
 /// Why a page could not be served.
@@ -48,19 +57,33 @@ impl fmt::Display for PageError {
     }
 }
 
-/// The service's state: the database and the read strategy. Cheap to clone.
+/// The service's state: the database, its price changes and the read strategy. Cheap to clone.
 #[derive(Clone)]
 pub struct Catalog {
     db: Db,
+    prices: Prices,
     strategy: Arc<Strategy>,
 }
 
 impl Catalog {
     pub fn new(db: Db, strategy: Strategy) -> Self {
+        Catalog::shared(db, Arc::new(strategy))
+    }
+
+    /// A catalog whose strategy (and cache) another catalog may share.
+    pub fn shared(db: Db, strategy: Arc<Strategy>) -> Self {
         Catalog {
             db,
-            strategy: Arc::new(strategy),
+            prices: Prices::default(),
+            strategy,
         }
+    }
+
+    /// The catalog with `prices`' changes applied to its pages.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub fn with_prices(mut self, prices: Prices) -> Self {
+        self.prices = prices;
+        self
     }
 
     /// The rendered page of product `id`, read through the strategy. Errors are shared (`Arc`)
@@ -78,6 +101,10 @@ impl Catalog {
                 cache.insert(id, page.clone());
                 Ok(page)
             }
+            #[cfg(feature = "redis")]
+            Strategy::RedisAside(redis) => redis.page(id, self.load(id)).await,
+            #[cfg(feature = "redis")]
+            Strategy::Tiered(cache) => cache.get_or_load(&id, self.load(id)).await,
         }
     }
 
@@ -90,13 +117,20 @@ impl Catalog {
         match &*self.strategy {
             Strategy::Uncached => None,
             Strategy::Coalescing(cache) | Strategy::Naive(cache) => Some(cache.stats()),
+            #[cfg(feature = "redis")]
+            Strategy::RedisAside(_) => None,
+            #[cfg(feature = "redis")]
+            Strategy::Tiered(cache) => Some(cache.stats().l1),
         }
     }
 
-    /// One database query, rendered.
+    /// One database query, with the price changes applied, rendered.
     async fn load(&self, id: u64) -> Result<Bytes, PageError> {
         match self.db.product_page(id).await {
-            Ok(Some(page)) => Ok(Bytes::from(page.to_json())),
+            Ok(Some(mut page)) => {
+                self.prices.apply(&mut page);
+                Ok(Bytes::from(page.to_json()))
+            }
             Ok(None) => Err(PageError::NotFound(id)),
             Err(e) => Err(PageError::Db(e)),
         }
