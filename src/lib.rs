@@ -14,28 +14,26 @@
 //!
 //! ## Eviction policy
 //!
-//! cachet uses an **adaptive W-TinyLFU** policy (Einziger, Friedman and Manes, *TinyLFU: A Highly
-//! Efficient Cache Admission Policy*, 2017; the adaptive window follows Caffeine). Every shard has
-//! three queues:
+//! cachet uses **W-TinyLFU** (Einziger, Friedman and Manes, *TinyLFU: A Highly Efficient Cache
+//! Admission Policy*, 2017) whose window is sized by ghost entries. Every shard has three queues:
 //!
-//! - a small **window** that every new entry enters, so a burst of new keys can prove itself;
+//! - a **window** that every new entry enters, so a burst of new keys can prove itself;
 //! - a **probation** queue, fed by the window's oldest entries when they win admission (or were
 //!   read while in the window);
-//! - a **protected** queue for probation entries that were read again.
+//! - a **protected** queue (77% of the main space) for probation entries that were read again.
 //!
-//! When the window overflows, its oldest entry competes with probation's oldest: a count-min
-//! sketch of 4-bit counters, aged by halving, estimates how often each was seen recently, and the
-//! less frequent one leaves. This filter is what makes the cache resist scans and keep the
-//! popular working set. **Ghost entries** size the window: a miss on a key that recently left the
-//! window unadmitted grows it, a miss on a key recently evicted from the main space shrinks it, so
-//! a recency-friendly workload gets a large window (behaving close to LRU, and run as a CLOCK of
-//! its own once it holds most of the capacity) and a frequency-friendly one a small window. The
-//! window's target is shared by all shards.
+//! When the window overflows, its oldest unread entry competes with probation's oldest: a
+//! count-min sketch of 4-bit counters, aged by halving, estimates how often each was seen
+//! recently, and the newcomer is admitted only if it was seen more often by a margin of one. This
+//! filter is what makes the cache resist scans and keep the popular working set.
 //!
-//! Why this policy: the frequency filter is what wins on frequency-skewed traces, loops and
-//! scans, and the adaptive window is what keeps it near LRU on recency-biased traces, where a
-//! fixed small window loses. `examples/hit_ratio.rs` replays real traces beside moka,
-//! quick_cache, LRU and the optimum; the `policy` module's notes give the details.
+//! One mechanism adapts the policy to the workload: **ghost entries** (hashes of recently
+//! departed keys) size the window. A miss on a key that recently left the window unadmitted grows
+//! it; a miss on a key recently evicted from the main space shrinks it. A recency-friendly
+//! workload gets a large window (up to 80%, behaving close to LRU), a frequency- or
+//! loop-dominated one a small window. The policy has 8 tuned constants; `docs/policy.md` explains
+//! each on one page, and `examples/hit_ratio.rs` replays real traces beside moka, quick_cache,
+//! LRU and the optimum.
 //!
 //! ## Concurrency
 //!
