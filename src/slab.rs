@@ -186,6 +186,12 @@ impl<K, V> Entry<K, V> {
         self.access.load(Ordering::Relaxed) & REFRESHING != 0
     }
 
+    /// Whether accesses were recorded since the policy last took them (write lock held).
+    #[inline]
+    pub(crate) fn was_read(&self) -> bool {
+        self.access.load(Ordering::Relaxed) & ACCESS_COUNT != 0
+    }
+
     /// Takes the accesses recorded since the last call (write lock held).
     #[inline]
     pub(crate) fn take_access(&mut self) -> u8 {

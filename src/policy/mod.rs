@@ -305,7 +305,30 @@ impl Policy {
     /// of a head's reads, rounded up, and leaves the rest for the next pass, so that an entry
     /// read `a` times outlasts about log2(a) passes without new reads. When the chances run out,
     /// the head is returned with all its reads taken. `None` when `from` is, or becomes, empty.
+    ///
+    /// The common case, an unread head, is answered inline: it is returned as it is (there are
+    /// no reads to take from it).
+    #[inline(always)]
     fn take_head<K, V>(
+        &mut self,
+        slab: &mut Slab<K, V>,
+        from: Queue,
+        retry: Queue,
+        chances: &mut u32,
+    ) -> Option<Token> {
+        let t = slab.list(from).head;
+        if t == NIL {
+            return None;
+        }
+        if !slab.get(t).was_read() {
+            return Some(t);
+        }
+        self.take_read_head(slab, from, retry, chances)
+    }
+
+    /// `take_head` once the head was read.
+    #[inline(never)]
+    fn take_read_head<K, V>(
         &mut self,
         slab: &mut Slab<K, V>,
         from: Queue,
@@ -340,8 +363,24 @@ impl Policy {
     }
 
     /// The oldest unread entry of the main space, promoting read probation entries to protected
-    /// on the way. `None` when the main space is empty.
+    /// on the way. `None` when the main space is empty. An unread probation head, the common
+    /// case, is answered inline.
+    #[inline(always)]
     fn main_victim<K, V>(&mut self, slab: &mut Slab<K, V>, chances: &mut u32) -> Option<Token> {
+        let t = slab.list(Queue::Probation).head;
+        if t != NIL && !slab.get(t).was_read() {
+            return Some(t);
+        }
+        self.main_victim_slow(slab, chances)
+    }
+
+    /// `main_victim` once probation is empty or its head was read.
+    #[inline(never)]
+    fn main_victim_slow<K, V>(
+        &mut self,
+        slab: &mut Slab<K, V>,
+        chances: &mut u32,
+    ) -> Option<Token> {
         loop {
             let t = slab.list(Queue::Probation).head;
             if t == NIL {
