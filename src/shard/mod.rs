@@ -100,6 +100,10 @@ pub(crate) struct ShardState<K, V> {
     wheel: Option<Wheel>,
     /// Loads in flight, negative entries and background refreshes.
     loads: InFlight<K, V>,
+    /// The index bucket of the entry the last insert added, which is the slab's last entry
+    /// until something else is pushed or removed: the entry that the eviction right after the
+    /// insert moves into the victim's slot. A hint, checked before use (`repoint`).
+    last_bucket: usize,
 }
 
 impl<K, V> ShardState<K, V> {
@@ -144,6 +148,7 @@ impl<K, V> ShardState<K, V> {
             max_entries,
             wheel,
             loads: InFlight::new(),
+            last_bucket: 0,
         }
     }
 
@@ -237,12 +242,26 @@ impl<K, V> ShardState<K, V> {
         }
         let (e, moved) = self.slab.remove(t);
         if let Some((from, moved_hash)) = moved {
-            match self.index.find_mut(index_hash(moved_hash), |&x| x == from) {
-                Some(slot) => *slot = t,
-                None => debug_assert!(false, "moved token {from} missing from the index"),
-            }
+            self.repoint(from, t, moved_hash);
         }
         e
+    }
+
+    /// Repoints the index from token `from` (of hash `hash`) to `to`. The bucket `last_bucket`
+    /// names is tried first: after an insert it holds the entry an eviction then moves, which
+    /// saves a probe. A token is in one bucket only, so finding `from` there is proof enough.
+    #[inline]
+    fn repoint(&mut self, from: Token, to: Token, hash: u32) {
+        if let Some(slot) = self.index.get_bucket_mut(self.last_bucket) {
+            if *slot == from {
+                *slot = to;
+                return;
+            }
+        }
+        match self.index.find_mut(index_hash(hash), |&x| x == from) {
+            Some(slot) => *slot = to,
+            None => debug_assert!(false, "moved token {from} missing from the index"),
+        }
     }
 }
 

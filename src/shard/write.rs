@@ -87,7 +87,7 @@ impl<K, V> ShardState<K, V> {
                     }
                     self.slab.reserve(1, self.max_entries);
                     let t = self.slab.push(key, value, hash, w, Queue::Window);
-                    v.insert(t);
+                    self.last_bucket = v.insert(t).bucket_index();
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, cfg);
                     self.policy.on_insert(&mut self.slab, t);
