@@ -166,23 +166,24 @@ impl FrequencySketch {
         let x = spread(hash);
         let b = self.block(x);
         let block = &mut self.table[b].0;
-        let mut added = false;
-        let mut min = 15;
+        let n = u64::from(n);
+        // Each counter goes up by `n`, or to 15 if that is nearer: by the smaller of `n` and
+        // its room below 15. Counters only go up, so the least of them after is the least
+        // before plus `n` (capped), and some counter moved if the least had room.
+        let mut room = 0;
         for i in 0..4 {
             let (w, shift) = Self::slot(x, i);
-            let c = (block[w] >> shift) & 15;
-            let new = (c + u64::from(n)).min(15);
-            block[w] += (new - c) << shift;
-            added |= new != c;
-            min = min.min(new);
+            let r = (!block[w] >> shift) & 15;
+            block[w] += r.min(n) << shift;
+            room = room.max(r);
         }
-        if added {
-            self.additions += u64::from(n);
+        if room > 0 && n > 0 {
+            self.additions += n;
             if self.additions >= self.sample_size {
                 self.halve();
             }
         }
-        min as u8
+        (15 - room + n).min(15) as u8
     }
 
     fn halve(&mut self) {
@@ -213,6 +214,35 @@ mod tests {
         s.increment(42, 15);
         assert_eq!(s.frequency(42), 15);
         assert_eq!(s.frequency(7), 0);
+    }
+
+    #[test]
+    fn increments_agree_with_counting_each_counter() {
+        let mut s = FrequencySketch::new(64, 1 << 20);
+        s.sample_size = u64::MAX; // no halving: only the increments change the table
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few keys and large steps, so that many counters saturate.
+            let (hash, n) = ((x as u32) % 97, (x >> 40) as u8 % 18);
+            let y = spread(hash);
+            let mut want = s.table[s.block(y)].0;
+            let (mut least, mut moved) = (15, false);
+            for i in 0..4 {
+                let (w, shift) = FrequencySketch::slot(y, i);
+                let c = (want[w] >> shift) & 15;
+                let new = (c + u64::from(n)).min(15);
+                want[w] = want[w] - (c << shift) + (new << shift);
+                least = least.min(new);
+                moved |= new != c;
+            }
+            let additions = s.additions + if moved { u64::from(n) } else { 0 };
+            assert_eq!(s.increment(hash, n), least as u8);
+            assert_eq!(s.table[s.block(y)].0, want);
+            assert_eq!(s.additions, additions);
+        }
     }
 
     #[test]
