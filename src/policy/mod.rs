@@ -413,6 +413,7 @@ impl Policy {
     }
 
     /// Whether a candidate of frequency `c` replaces `victim`.
+    #[inline]
     fn admit(&mut self, c: u8, victim: u32) -> bool {
         let v = self.sketch.frequency(victim);
         if c > v + ADMIT_MARGIN {
