@@ -8,6 +8,7 @@ use crate::clock::Now;
 use crate::listener::Removed;
 use crate::shard::{EXPIRE_BUDGET, WriteCtx};
 
+use super::read::ReadKind;
 use super::{Cache, Hashed};
 
 /// How much expiration work `maintain` does in a shard.
@@ -82,6 +83,14 @@ impl<K, V, S> Cache<K, V, S> {
     /// rarely written still drains with the cache's overall traffic.
     #[inline]
     pub(super) fn help_other(&self, at: Hashed, time: &Now<'_>) {
+        // Reads are plain while no shard keeps deadlines: there is nothing to help with (an
+        // insert that gives a shard its first deadline switches them before it returns).
+        if matches!(
+            self.inner.read.get(),
+            ReadKind::Plain | ReadKind::PlainCounted
+        ) {
+            return;
+        }
         let j = (at.shard ^ (at.hash >> 16) as usize) & self.inner.mask;
         if j == at.shard {
             return;
