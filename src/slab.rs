@@ -116,6 +116,12 @@ const _: () = assert!(REFRESHING & ACCESS_COUNT == 0);
 const RARE: u8 = 0x02;
 const _: () = assert!(RARE & (ACCESS_COUNT | REFRESHING) == 0);
 
+/// The bit of `access` the policy sets on an entry it promotes to protected. It stays when the
+/// entry goes back to probation, so that the ghost an eviction leaves says whether protected
+/// once held the entry (see `policy`).
+const PROTECTED: u8 = 0x04;
+const _: () = assert!(PROTECTED & (ACCESS_COUNT | REFRESHING | RARE) == 0);
+
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
@@ -220,6 +226,18 @@ impl<K, V> Entry<K, V> {
         *self.access.get_mut() |= RARE;
     }
 
+    /// Marks an entry promoted to protected (write lock).
+    #[inline]
+    pub(crate) fn mark_protected(&mut self) {
+        *self.access.get_mut() |= PROTECTED;
+    }
+
+    /// Whether the entry was ever promoted to protected (write lock).
+    #[inline]
+    pub(crate) fn was_protected(&mut self) -> bool {
+        *self.access.get_mut() & PROTECTED != 0
+    }
+
     /// Whether the entry was marked rare when inserted (write lock).
     #[inline]
     pub(crate) fn is_rare(&mut self) -> bool {
@@ -233,11 +251,11 @@ impl<K, V> Entry<K, V> {
     }
 
     /// A new value (write lock): counted as one more access, and a refresh claimed for the old
-    /// value is done.
+    /// value is done. Whether protected held the entry is a fact about its key, and stays.
     #[inline]
     pub(crate) fn replaced(&mut self) {
         let a = self.access.get_mut();
-        *a = (*a / ACCESS_ONE + 1).min(MAX_ACCESS) * ACCESS_ONE;
+        *a = ((*a / ACCESS_ONE + 1).min(MAX_ACCESS) * ACCESS_ONE) | (*a & PROTECTED);
     }
 }
 
@@ -576,6 +594,24 @@ mod tests {
         }
         e.replaced();
         assert_eq!(e.take_access(), MAX_ACCESS);
+    }
+
+    #[test]
+    fn the_protected_mark_outlives_reads_and_new_values() {
+        let mut slab: Slab<u32, u32> = Slab::new(false);
+        let t = slab.push(1, 1, 0, 1, Queue::Window);
+        let e = slab.get_mut(t);
+        assert!(!e.was_protected());
+        e.mark_protected();
+        for _ in 0..20 {
+            e.touch();
+        }
+        assert_eq!(e.take_access(), MAX_ACCESS);
+        assert!(e.was_protected() && !e.was_read());
+        e.replaced();
+        assert!(e.was_protected());
+        assert_eq!(e.take_half_access(), 1);
+        assert!(e.was_protected() && !e.is_rare() && !e.refresh_claimed());
     }
 
     #[test]

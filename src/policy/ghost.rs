@@ -1,4 +1,4 @@
-// Ghost entries that size the window by marginal utility.
+// Ghost entries that size the window, and protected, by marginal utility.
 //
 // The question the window's size answers is: would `d` more units of window, or `d` more units
 // of main space, have turned more misses into hits? Both can be read off the miss stream, which
@@ -18,6 +18,10 @@
 // the same stretch of requests, so the workload's phases, which swamp the comparison of
 // consecutive samples' hit ratios (see `mod.rs`), move both alike.
 //
+// The same question splits the main space: a main ghost remembers whether protected once held
+// its entry. A miss on one says a larger protected would have kept it; a miss on one that was
+// never protected, a larger probation (ARC's B2 and B1 lists, over a short reach).
+//
 // The ghosts are a direct-mapped table of (hash, time) words over a hash-sampled subset of the
 // keys, so a large shard keeps a fixed, small table: all keys are sampled while `d` is small, one
 // in 2^k beyond. A collision overwrites; both sides lose alike.
@@ -28,6 +32,14 @@ const MAX_SLOTS: usize = 1024;
 /// The sampled keys' ghosts live at most this many per slot of the table, on average, before the
 /// sampling thins: live ghosts are those of the last `depth` inserts and main evictions.
 const LIVE_PER_SLOT: u64 = 1;
+
+// A ghost's word: the key's hash but its lowest bit (bits 33 to 63), whether protected once held
+// the entry (bit 32), the side's clock at half resolution (bits 1 to 31), whether it left the
+// main space (bit 0). The hash's lowest bit needs no room: a sampled key's is zero, and an
+// unsampled table picks the slot with it.
+const HASH_SHIFT: u32 = 33;
+const PROTECTED_BIT: u64 = 1 << 32;
+const MAIN_BIT: u64 = 1;
 
 pub(super) struct Ghosts {
     /// Pairs of words, a window ghost's then a main ghost's: each side's ghosts arrive at their
@@ -50,14 +62,18 @@ pub(super) struct Ghosts {
     main_depth: u32,
 }
 
-/// What a miss found among the ghosts.
+/// The side of the cache a ghost stands for: what a miss on its key says a larger share of
+/// the cache would have done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Found {
-    Nothing,
+pub(super) enum Side {
     /// A larger window would have hit.
     Window,
-    /// A larger main space would have hit.
+    /// A larger main space would have hit an entry that was never protected: a larger
+    /// probation would have.
     Main,
+    /// A larger main space would have hit an entry that protected once held: a larger
+    /// protected would have.
+    Protected,
 }
 
 impl Ghosts {
@@ -109,25 +125,23 @@ impl Ghosts {
 
     /// A miss on `hash`, inserted with `weight`.
     #[inline]
-    pub(super) fn on_miss(&mut self, hash: u32, weight: u32) -> Found {
+    pub(super) fn on_miss(&mut self, hash: u32, weight: u32) -> Option<Side> {
         self.window_clock = self.window_clock.wrapping_add(weight);
-        let Some(s) = self.slot(hash, false) else {
-            return Found::Nothing;
-        };
+        let s = self.slot(hash, false)?;
         let (s, g) = {
             let m = s + 1;
             let (gw, gm) = (self.table[s], self.table[m]);
             // A key is in at most one: the later eviction wins.
-            if (gw >> 32) as u32 == hash && gw != 0 {
+            if gw >> HASH_SHIFT == u64::from(hash >> 1) && gw != 0 {
                 (s, gw)
-            } else if (gm >> 32) as u32 == hash && gm != 0 {
+            } else if gm >> HASH_SHIFT == u64::from(hash >> 1) && gm != 0 {
                 (m, gm)
             } else {
-                return Found::Nothing;
+                return None;
             }
         };
         self.table[s] = 0;
-        let main = g & 1 == 1;
+        let main = g & MAIN_BIT != 0;
         let when = (g as u32) >> 1;
         let now = if main {
             self.main_clock
@@ -137,11 +151,13 @@ impl Ghosts {
         let age = (now >> 1).wrapping_sub(when) & (u32::MAX >> 1);
         let depth = if main { self.main_depth } else { self.depth };
         if age >= depth >> 1 {
-            Found::Nothing
-        } else if main {
-            Found::Main
+            None
+        } else if !main {
+            Some(Side::Window)
+        } else if g & PROTECTED_BIT != 0 {
+            Some(Side::Protected)
         } else {
-            Found::Window
+            Some(Side::Main)
         }
     }
 
@@ -152,10 +168,10 @@ impl Ghosts {
         self.main_clock = self.main_clock.wrapping_add(weight);
     }
 
-    /// An entry of `hash` and `weight` leaves the cache from the window (`main` false) or the
-    /// main space.
+    /// An entry of `hash` and `weight` leaves the cache, and leaves a ghost for `side`.
     #[inline]
-    pub(super) fn on_evict(&mut self, hash: u32, weight: u32, main: bool) {
+    pub(super) fn on_evict(&mut self, hash: u32, weight: u32, side: Side) {
+        let main = side != Side::Window;
         if main {
             self.main_clock = self.main_clock.wrapping_add(weight);
         }
@@ -168,7 +184,14 @@ impl Ghosts {
             self.window_clock
         };
         // Clocks are kept at half resolution so the side fits in the low bit.
-        self.table[s] = (u64::from(hash) << 32) | u64::from((now >> 1) << 1) | u64::from(main);
+        self.table[s] = (u64::from(hash >> 1) << HASH_SHIFT)
+            | if side == Side::Protected {
+                PROTECTED_BIT
+            } else {
+                0
+            }
+            | u64::from((now >> 1) << 1)
+            | if main { MAIN_BIT } else { 0 };
     }
 }
 
@@ -177,11 +200,11 @@ mod tests {
     use super::*;
 
     /// Records `hash` leaving the window, then `gap` other misses, then misses on `hash`.
-    fn window_ghost_after(g: &mut Ghosts, hash: u32, gap: u32) -> Found {
-        g.on_evict(hash, 1, false);
+    fn window_ghost_after(g: &mut Ghosts, hash: u32, gap: u32) -> Option<Side> {
+        g.on_evict(hash, 1, Side::Window);
         for i in 0..gap {
             // Other keys, in other slots than `hash`'s.
-            assert_eq!(g.on_miss(hash.wrapping_add(1 + i % 7), 1), Found::Nothing);
+            assert_eq!(g.on_miss(hash.wrapping_add(1 + i % 7), 1), None);
         }
         g.on_miss(hash, 1)
     }
@@ -190,35 +213,49 @@ mod tests {
     fn window_ghosts_count_within_their_reach() {
         let mut g = Ghosts::new(10, 2.0);
         assert_eq!(g.sample_bits(), 0);
-        assert_eq!(window_ghost_after(&mut g, 64, 4), Found::Window);
-        assert_eq!(window_ghost_after(&mut g, 64, 20), Found::Nothing);
+        assert_eq!(window_ghost_after(&mut g, 64, 4), Some(Side::Window));
+        assert_eq!(window_ghost_after(&mut g, 64, 20), None);
         // At the edges: half-resolution clocks, so the reach is `depth` to within one insert.
-        assert_eq!(window_ghost_after(&mut g, 64, 7), Found::Window);
-        assert_eq!(window_ghost_after(&mut g, 64, 10), Found::Nothing);
+        assert_eq!(window_ghost_after(&mut g, 64, 7), Some(Side::Window));
+        assert_eq!(window_ghost_after(&mut g, 64, 10), None);
     }
 
     #[test]
     fn a_ghost_counts_once() {
         let mut g = Ghosts::new(10, 2.0);
-        assert_eq!(window_ghost_after(&mut g, 64, 2), Found::Window);
-        assert_eq!(g.on_miss(64, 1), Found::Nothing);
-        g.on_evict(192, 1, true);
-        assert_eq!(g.on_miss(192, 1), Found::Main);
-        assert_eq!(g.on_miss(192, 1), Found::Nothing);
+        assert_eq!(window_ghost_after(&mut g, 64, 2), Some(Side::Window));
+        assert_eq!(g.on_miss(64, 1), None);
+        g.on_evict(192, 1, Side::Main);
+        assert_eq!(g.on_miss(192, 1), Some(Side::Main));
+        assert_eq!(g.on_miss(192, 1), None);
+    }
+
+    #[test]
+    fn a_main_ghost_says_whether_protected_once_held_its_entry() {
+        let mut g = Ghosts::new(10, 2.0);
+        g.on_evict(192, 1, Side::Protected);
+        g.on_evict(193, 1, Side::Main);
+        assert_eq!(g.on_miss(193, 1), Some(Side::Main));
+        assert_eq!(g.on_miss(192, 1), Some(Side::Protected));
+        // The hash's lowest bit is not stored: keys that differ only there sit in different
+        // slots of an unsampled table, so neither answers for the other.
+        g.on_evict(64, 1, Side::Window);
+        assert_eq!(g.on_miss(65, 1), None);
+        assert_eq!(g.on_miss(64, 1), Some(Side::Window));
     }
 
     #[test]
     fn main_ghosts_count_probation_departures() {
         let mut g = Ghosts::new(10, 2.0);
-        g.on_evict(128, 1, true);
+        g.on_evict(128, 1, Side::Main);
         for _ in 0..15 {
             g.on_promote(1);
         }
-        assert_eq!(g.on_miss(128, 1), Found::Main);
-        g.on_evict(128, 1, true);
+        assert_eq!(g.on_miss(128, 1), Some(Side::Main));
+        g.on_evict(128, 1, Side::Main);
         for _ in 0..25 {
             g.on_promote(1);
         }
-        assert_eq!(g.on_miss(128, 1), Found::Nothing);
+        assert_eq!(g.on_miss(128, 1), None);
     }
 }

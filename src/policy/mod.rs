@@ -31,7 +31,7 @@ mod window;
 use std::sync::Arc;
 
 use crate::slab::{NIL, Queue, Slab, Token};
-use ghost::{Found, Ghosts};
+use ghost::{Ghosts, Side};
 pub(crate) use sketch::FrequencySketch;
 pub(crate) use window::SharedWindow;
 
@@ -43,10 +43,9 @@ const INITIAL_WINDOW: f64 = 0.01;
 /// for main ghosts to keep arriving and bring the window back down. Tuned.
 const MAX_WINDOW: f64 = 0.8;
 
-/// Share of the main space kept for protected entries (read again while in probation). The
-/// segmented LRU's usual 80% rounded to what the tuning grid preferred; smaller shares follow a
-/// shifting hot set faster and lose on steady frequency-skewed workloads. Tuned.
-const PROTECTED: f64 = 0.77;
+/// Protected's share of the main space at start: the segmented LRU's usual 80% (not tuned).
+/// Main ghosts move it from there (`Policy::resize_protected`).
+const PROTECTED: f64 = 0.8;
 
 /// A candidate must have been seen more than this many times more often than the victim to be
 /// admitted. Its latest access has just been counted, the victim's next one has not happened
@@ -81,6 +80,10 @@ const GHOST_STEP: f64 = 0.001;
 /// so the work is O(1) amortised; the bound caps the worst single eviction.
 const MAX_SECOND_CHANCES: u32 = 64;
 
+/// Most entries a promotion sends back from protected to probation, so that a fall in
+/// protected's target costs no single eviction more than this.
+const MAX_DEMOTIONS: u32 = 2;
+
 /// Misses of a shard between two moves of the cache's window: a move writes the cache line every
 /// shard reads, so it is batched.
 const NUDGE_EVERY: u32 = 16;
@@ -93,6 +96,11 @@ pub(crate) struct Policy {
     window_max: u64,
     /// Most weight protected holds before its head goes back to probation.
     protected_max: u64,
+    /// Protected's share of the main space, moved by main ghosts.
+    protected_share: f64,
+    /// Recent evictions from the main space of entries never protected and of entries protected
+    /// once: how fast each kind of main ghost is made. Halved when they sum to the capacity.
+    main_departures: [f64; 2],
     shared: Arc<SharedWindow>,
     /// This shard's capacity over the cache's: the share of the cache's window it applies
     /// (exactly 1.0 for a single shard).
@@ -137,6 +145,8 @@ impl Policy {
             capacity,
             window_max: 0,
             protected_max: 0,
+            protected_share: PROTECTED,
+            main_departures: [0.0; 2],
             applied: window.window_bits(),
             shared: window,
             scale,
@@ -166,7 +176,28 @@ impl Policy {
         // one unit for the main space.
         let largest = (cap * MAX_WINDOW).floor().max(1.0_f64.min(cap));
         self.window_max = target.round().clamp(1.0_f64.min(cap), largest) as u64;
-        self.protected_max = ((self.capacity - self.window_max) as f64 * PROTECTED) as u64;
+        self.apply_protected();
+    }
+
+    /// Sizes protected from its share of the main space.
+    fn apply_protected(&mut self) {
+        let main = (self.capacity - self.window_max) as f64;
+        self.protected_max = (main * self.protected_share) as u64;
+    }
+
+    /// A main ghost hit: grows protected (`Side::Protected`) or probation (`Side::Main`) by a
+    /// step, scaled as ARC scales its own: by how many more ghosts the other side makes, so
+    /// that a side whose entries rarely leave is not outvoted for being rare.
+    fn resize_protected(&mut self, side: Side) {
+        let [main, protected] = self.main_departures;
+        let step = if side == Side::Protected {
+            self.ghost_step * (main / protected.max(1.0)).max(1.0)
+        } else {
+            -self.ghost_step * (protected / main.max(1.0)).max(1.0)
+        };
+        let main = (self.capacity - self.window_max).max(1) as f64;
+        self.protected_share = (self.protected_share + step / main).clamp(0.0, 1.0);
+        self.apply_protected();
     }
 
     /// A new key was inserted (a miss) as entry `t`, at the window's tail.
@@ -182,9 +213,12 @@ impl Policy {
             e.mark_rare();
         }
         match self.ghosts.on_miss(hash, weight) {
-            Found::Nothing => {}
-            Found::Window => self.ghost_net += 1,
-            Found::Main => self.ghost_net -= 1,
+            None => {}
+            Some(Side::Window) => self.ghost_net += 1,
+            Some(side) => {
+                self.ghost_net -= 1;
+                self.resize_protected(side);
+            }
         }
         self.misses += 1;
         if self.misses >= NUDGE_EVERY {
@@ -258,9 +292,25 @@ impl Policy {
     /// queues on the way. `None` only if the shard holds no entry at all.
     pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
         let v = self.choose_victim(slab)?;
-        let e = slab.get(v);
         let w = slab.weight(v) as u32;
-        self.ghosts.on_evict(e.hash, w, e.queue != Queue::Window);
+        let e = slab.get_mut(v);
+        let side = if e.queue == Queue::Window {
+            Side::Window
+        } else {
+            let protected = e.was_protected();
+            let d = &mut self.main_departures;
+            d[usize::from(protected)] += f64::from(w);
+            if d[0] + d[1] > self.capacity as f64 {
+                d[0] /= 2.0;
+                d[1] /= 2.0;
+            }
+            if protected {
+                Side::Protected
+            } else {
+                Side::Main
+            }
+        };
+        self.ghosts.on_evict(e.hash, w, side);
         Some(v)
     }
 
@@ -401,8 +451,13 @@ impl Policy {
             }
             *chances -= 1;
             self.ghosts.on_promote(slab.weight(t) as u32);
+            slab.get_mut(t).mark_protected();
             slab.move_to_tail(t, Queue::Protected);
-            while slab.list(Queue::Protected).weight > self.protected_max {
+            // After protected's target fell, it shrinks over the next promotions, not at once.
+            for _ in 0..MAX_DEMOTIONS {
+                if slab.list(Queue::Protected).weight <= self.protected_max {
+                    break;
+                }
                 let Some(p) = self.take_head(slab, Queue::Protected, Queue::Protected, chances)
                 else {
                     break;
@@ -427,265 +482,4 @@ impl Policy {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One shard driven the way `shard.rs` drives it, over a slab without an index (lookups
-    /// scan it: the tests' caches are small).
-    struct Sim {
-        p: Policy,
-        slab: Slab<u32, u32>,
-        capacity: u64,
-    }
-
-    fn hash(k: u32) -> u32 {
-        k.wrapping_mul(0x9E37_79B9).rotate_left(7) ^ 0x5bd1_e995
-    }
-
-    impl Sim {
-        fn new(capacity: u64) -> Sim {
-            let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
-            Sim {
-                p: Policy::new(capacity, 0, 7, window),
-                slab: Slab::new(false),
-                capacity,
-            }
-        }
-
-        fn find(&self, k: u32) -> Option<Token> {
-            self.slab
-                .entries()
-                .iter()
-                .position(|e| e.key == k)
-                .map(|t| t as Token)
-        }
-
-        /// A read: `true` on a hit.
-        fn get(&self, k: u32) -> bool {
-            self.find(k).map(|t| self.slab.get(t).touch()).is_some()
-        }
-
-        fn insert(&mut self, k: u32) {
-            let t = self.slab.push(k, k, hash(k), 1, Queue::Window);
-            self.p.on_insert(&mut self.slab, t);
-            self.p.fill_main(&mut self.slab);
-            while self.slab.len() as u64 > self.capacity {
-                let v = self.p.victim(&mut self.slab).expect("an entry to evict");
-                self.slab.remove(v);
-            }
-        }
-
-        /// The cache's replay model: a read, and an insert on a miss. `true` on a hit.
-        fn request(&mut self, k: u32) -> bool {
-            self.get(k) || {
-                self.insert(k);
-                false
-            }
-        }
-
-        fn queue_of(&self, k: u32) -> Option<Queue> {
-            self.find(k).map(|t| self.slab.get(t).queue)
-        }
-    }
-
-    #[test]
-    fn the_window_starts_at_one_percent_and_at_least_one_unit() {
-        assert_eq!(initial_window(1_000), 10.0);
-        assert_eq!(initial_window(50), 1.0);
-        assert_eq!(initial_window(0), 0.0);
-        let s = Sim::new(1_000);
-        assert_eq!((s.p.window_max, s.p.protected_max), (10, 762));
-    }
-
-    #[test]
-    fn a_key_seen_once_does_not_displace_the_working_set() {
-        let mut s = Sim::new(100);
-        for _ in 0..3 {
-            for k in 0..100 {
-                s.request(k);
-            }
-        }
-        // A scan of new keys, each seen once: every one leaves again.
-        for k in 1_000..1_200 {
-            s.insert(k);
-        }
-        let resident = (0..100).filter(|&k| s.find(k).is_some()).count();
-        assert!(resident >= 98, "{resident} of the working set left");
-    }
-
-    #[test]
-    fn a_candidate_seen_often_enough_replaces_the_victim() {
-        let mut s = Sim::new(100);
-        for k in 0..100 {
-            s.insert(k);
-        }
-        // Each miss counts the key once more: it is admitted once seen more often than the
-        // victim (seen once) plus the margin, on its third miss.
-        let mut admitted_after = None;
-        for attempt in 1..=5 {
-            s.insert(500);
-            s.insert(600); // pushes 500 to the window's head
-            if s.queue_of(500).is_some() {
-                admitted_after = Some(attempt);
-                break;
-            }
-        }
-        assert_eq!(admitted_after, Some(3));
-        assert_eq!(s.queue_of(500), Some(Queue::Probation));
-    }
-
-    #[test]
-    fn an_entry_read_in_the_window_goes_on_without_facing_the_filter() {
-        let mut s = Sim::new(100);
-        for k in 0..100 {
-            s.insert(k);
-        }
-        s.insert(500);
-        assert!(s.get(500));
-        s.insert(600);
-        // Seen once, it would have lost to any victim; read in the window, it was promoted, and
-        // the next one at the window's head, seen once and unread, left instead.
-        assert_eq!(s.queue_of(500), Some(Queue::Probation));
-        assert_eq!(s.queue_of(600), None);
-    }
-
-    #[test]
-    fn a_rare_candidate_leaves_without_a_look_at_the_victim() {
-        let mut s = Sim::new(100);
-        for k in 0..100 {
-            s.insert(k);
-        }
-        s.insert(1_000);
-        let t = s.find(1_000).expect("resident");
-        assert!(s.slab.get_mut(t).is_rare());
-        assert_eq!(s.slab.get(t).queue, Queue::Window);
-        // The next insert makes it the candidate: it leaves, and no main entry was visited
-        // (the probation head still has the read it was given).
-        let head = s.slab.list(Queue::Probation).head;
-        s.slab.get(head).touch();
-        s.insert(1_001);
-        assert_eq!(s.find(1_000), None);
-        assert_eq!(
-            s.slab
-                .get(s.slab.list(Queue::Probation).head)
-                .pending_access(),
-            1
-        );
-        // A key the sketch has seen before is not rare.
-        s.p.sketch.increment(hash(2_000), 1);
-        s.insert(2_000);
-        let t = s.find(2_000).expect("resident");
-        assert!(!s.slab.get_mut(t).is_rare());
-    }
-
-    #[test]
-    fn read_probation_entries_are_protected_until_protected_overflows() {
-        let mut s = Sim::new(10); // window 1, protected at most 6 of the main space's 9
-        for k in 0..10 {
-            s.insert(k);
-        }
-        for k in 0..9 {
-            assert!(s.get(k));
-        }
-        // Looking for a victim promotes every read probation entry; protected's overflow goes
-        // back to probation, where the first one demoted is the victim (its read was taken).
-        let mut chances = MAX_SECOND_CHANCES;
-        let v =
-            s.p.main_victim(&mut s.slab, &mut chances)
-                .expect("a victim");
-        assert_eq!(s.slab.get(v).key, 0);
-        let protected: Vec<u32> = (0..9)
-            .filter(|&k| s.queue_of(k) == Some(Queue::Protected))
-            .collect();
-        assert_eq!(protected, [3, 4, 5, 6, 7, 8]);
-        assert_eq!(s.slab.list(Queue::Probation).len, 3);
-        assert_eq!(chances, MAX_SECOND_CHANCES - 9);
-    }
-
-    #[test]
-    fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
-        let mut s = Sim::new(10_000);
-        assert_eq!(s.p.window_max, 100);
-        let step = s.p.ghost_step;
-        // Keys the window let go, missed again soon after: NUDGE_EVERY window ghost hits.
-        for k in 0..NUDGE_EVERY {
-            s.p.ghosts.on_evict(hash(k), 1, false);
-        }
-        for k in 0..NUDGE_EVERY {
-            s.insert(k);
-        }
-        let grown = 100.0 + f64::from(NUDGE_EVERY) * step;
-        assert_eq!(f64::from_bits(s.p.shared.window_bits()), grown);
-        assert_eq!(s.p.window_max, grown.round() as u64);
-        // Keys the main space let go: the window comes back down.
-        for k in 100..100 + NUDGE_EVERY {
-            s.p.ghosts.on_evict(hash(k), 1, true);
-        }
-        for k in 100..100 + NUDGE_EVERY {
-            s.insert(k);
-        }
-        assert_eq!(f64::from_bits(s.p.shared.window_bits()), 100.0);
-        assert_eq!(s.p.window_max, 100);
-    }
-
-    #[test]
-    fn the_window_stays_between_one_unit_and_its_largest_share() {
-        let mut s = Sim::new(100);
-        s.p.shared.nudge(1e9);
-        s.p.nudge();
-        assert_eq!((s.p.window_max, s.p.protected_max), (80, 15));
-        s.p.shared.nudge(-1e9);
-        s.p.nudge();
-        assert_eq!(s.p.window_max, 1);
-        // A cache of two keeps a unit for the main space; a cache of one is all window.
-        let mut s = Sim::new(2);
-        s.p.shared.nudge(5.0);
-        s.p.nudge();
-        assert_eq!(s.p.window_max, 1);
-        let mut s = Sim::new(1);
-        for k in 0..3 {
-            s.request(k);
-        }
-        assert_eq!(s.slab.len(), 1);
-        assert_eq!(s.queue_of(2), Some(Queue::Window));
-    }
-
-    #[test]
-    fn a_shard_applies_its_share_of_the_cache_window() {
-        let window = Arc::new(SharedWindow::new(400, initial_window(400)));
-        let mut p = Policy::new(100, 0, 7, Arc::clone(&window));
-        assert_eq!(p.window_max, 1);
-        window.nudge(36.0); // 40 of 400
-        p.nudge();
-        assert_eq!(p.window_max, 10);
-    }
-
-    #[test]
-    fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
-        let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
-        let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window));
-        window.nudge(190.0); // 20% of the cache
-        p.nudge();
-        assert_eq!((p.window_max, p.protected_max), (200, 616));
-        p.set_capacity(500);
-        assert_eq!((p.window_max, p.protected_max), (100, 308));
-        p.set_capacity(0);
-        assert_eq!((p.window_max, p.protected_max), (0, 0));
-    }
-
-    #[test]
-    fn a_loop_slightly_larger_than_the_cache_keeps_most_of_it() {
-        // LRU hits nothing here, and the best possible is about 90%: the window must stay
-        // small, however often the keys it lets go come back.
-        let mut s = Sim::new(200);
-        let mut hits = 0;
-        for _ in 0..40 {
-            for k in 0..220 {
-                hits += u32::from(s.request(k));
-            }
-        }
-        let ratio = f64::from(hits) / (40.0 * 220.0);
-        assert!(ratio > 0.8, "hit ratio {ratio:.3}");
-        assert!(s.p.window_max <= 10, "window {}", s.p.window_max);
-    }
-}
+mod tests;

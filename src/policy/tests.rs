@@ -1,0 +1,350 @@
+// The policy's unit tests.
+use super::*;
+
+/// One shard driven the way `shard/` drives it, over a slab without an index (lookups
+/// scan it: the tests' caches are small).
+struct Sim {
+    p: Policy,
+    slab: Slab<u32, u32>,
+    capacity: u64,
+}
+
+fn hash(k: u32) -> u32 {
+    k.wrapping_mul(0x9E37_79B9).rotate_left(7) ^ 0x5bd1_e995
+}
+
+impl Sim {
+    fn new(capacity: u64) -> Sim {
+        let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
+        Sim {
+            p: Policy::new(capacity, 0, 7, window),
+            slab: Slab::new(false),
+            capacity,
+        }
+    }
+
+    fn find(&self, k: u32) -> Option<Token> {
+        self.slab
+            .entries()
+            .iter()
+            .position(|e| e.key == k)
+            .map(|t| t as Token)
+    }
+
+    /// A read: `true` on a hit.
+    fn get(&self, k: u32) -> bool {
+        self.find(k).map(|t| self.slab.get(t).touch()).is_some()
+    }
+
+    fn insert(&mut self, k: u32) {
+        let t = self.slab.push(k, k, hash(k), 1, Queue::Window);
+        self.p.on_insert(&mut self.slab, t);
+        self.p.fill_main(&mut self.slab);
+        while self.slab.len() as u64 > self.capacity {
+            let v = self.p.victim(&mut self.slab).expect("an entry to evict");
+            self.slab.remove(v);
+        }
+    }
+
+    /// The cache's replay model: a read, and an insert on a miss. `true` on a hit.
+    fn request(&mut self, k: u32) -> bool {
+        self.get(k) || {
+            self.insert(k);
+            false
+        }
+    }
+
+    fn queue_of(&self, k: u32) -> Option<Queue> {
+        self.find(k).map(|t| self.slab.get(t).queue)
+    }
+}
+
+#[test]
+fn the_window_starts_at_one_percent_and_at_least_one_unit() {
+    assert_eq!(initial_window(1_000), 10.0);
+    assert_eq!(initial_window(50), 1.0);
+    assert_eq!(initial_window(0), 0.0);
+    let s = Sim::new(1_000);
+    assert_eq!((s.p.window_max, s.p.protected_max), (10, 792));
+}
+
+#[test]
+fn a_key_seen_once_does_not_displace_the_working_set() {
+    let mut s = Sim::new(100);
+    for _ in 0..3 {
+        for k in 0..100 {
+            s.request(k);
+        }
+    }
+    // A scan of new keys, each seen once: every one leaves again.
+    for k in 1_000..1_200 {
+        s.insert(k);
+    }
+    let resident = (0..100).filter(|&k| s.find(k).is_some()).count();
+    assert!(resident >= 98, "{resident} of the working set left");
+}
+
+#[test]
+fn a_candidate_seen_often_enough_replaces_the_victim() {
+    let mut s = Sim::new(100);
+    for k in 0..100 {
+        s.insert(k);
+    }
+    // Each miss counts the key once more: it is admitted once seen more often than the
+    // victim (seen once) plus the margin, on its third miss.
+    let mut admitted_after = None;
+    for attempt in 1..=5 {
+        s.insert(500);
+        s.insert(600); // pushes 500 to the window's head
+        if s.queue_of(500).is_some() {
+            admitted_after = Some(attempt);
+            break;
+        }
+    }
+    assert_eq!(admitted_after, Some(3));
+    assert_eq!(s.queue_of(500), Some(Queue::Probation));
+}
+
+#[test]
+fn an_entry_read_in_the_window_goes_on_without_facing_the_filter() {
+    let mut s = Sim::new(100);
+    for k in 0..100 {
+        s.insert(k);
+    }
+    s.insert(500);
+    assert!(s.get(500));
+    s.insert(600);
+    // Seen once, it would have lost to any victim; read in the window, it was promoted, and
+    // the next one at the window's head, seen once and unread, left instead.
+    assert_eq!(s.queue_of(500), Some(Queue::Probation));
+    assert_eq!(s.queue_of(600), None);
+}
+
+#[test]
+fn a_rare_candidate_leaves_without_a_look_at_the_victim() {
+    let mut s = Sim::new(100);
+    for k in 0..100 {
+        s.insert(k);
+    }
+    s.insert(1_000);
+    let t = s.find(1_000).expect("resident");
+    assert!(s.slab.get_mut(t).is_rare());
+    assert_eq!(s.slab.get(t).queue, Queue::Window);
+    // The next insert makes it the candidate: it leaves, and no main entry was visited
+    // (the probation head still has the read it was given).
+    let head = s.slab.list(Queue::Probation).head;
+    s.slab.get(head).touch();
+    s.insert(1_001);
+    assert_eq!(s.find(1_000), None);
+    assert_eq!(
+        s.slab
+            .get(s.slab.list(Queue::Probation).head)
+            .pending_access(),
+        1
+    );
+    // A key the sketch has seen before is not rare.
+    s.p.sketch.increment(hash(2_000), 1);
+    s.insert(2_000);
+    let t = s.find(2_000).expect("resident");
+    assert!(!s.slab.get_mut(t).is_rare());
+}
+
+#[test]
+fn read_probation_entries_are_protected_until_protected_overflows() {
+    let mut s = Sim::new(10); // window 1, protected at most 7 of the main space's 9
+    for k in 0..10 {
+        s.insert(k);
+    }
+    for k in 0..9 {
+        assert!(s.get(k));
+    }
+    // Looking for a victim promotes every read probation entry; protected's overflow goes
+    // back to probation, where the first one demoted is the victim (its read was taken).
+    let mut chances = MAX_SECOND_CHANCES;
+    let v =
+        s.p.main_victim(&mut s.slab, &mut chances)
+            .expect("a victim");
+    assert_eq!(s.slab.get(v).key, 0);
+    let protected: Vec<u32> = (0..9)
+        .filter(|&k| s.queue_of(k) == Some(Queue::Protected))
+        .collect();
+    assert_eq!(protected, [2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(s.slab.list(Queue::Probation).len, 2);
+    assert_eq!(chances, MAX_SECOND_CHANCES - 9);
+}
+
+#[test]
+fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
+    let mut s = Sim::new(10_000);
+    assert_eq!(s.p.window_max, 100);
+    let step = s.p.ghost_step;
+    // Keys the window let go, missed again soon after: NUDGE_EVERY window ghost hits.
+    for k in 0..NUDGE_EVERY {
+        s.p.ghosts.on_evict(hash(k), 1, Side::Window);
+    }
+    for k in 0..NUDGE_EVERY {
+        s.insert(k);
+    }
+    let grown = 100.0 + f64::from(NUDGE_EVERY) * step;
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), grown);
+    assert_eq!(s.p.window_max, grown.round() as u64);
+    // Keys the main space let go: the window comes back down.
+    for k in 100..100 + NUDGE_EVERY {
+        s.p.ghosts.on_evict(hash(k), 1, Side::Main);
+    }
+    for k in 100..100 + NUDGE_EVERY {
+        s.insert(k);
+    }
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 100.0);
+    assert_eq!(s.p.window_max, 100);
+}
+
+#[test]
+fn main_ghosts_move_protected_as_arc_moves_its_target() {
+    let mut s = Sim::new(10_000);
+    let main = (10_000 - s.p.window_max) as f64;
+    let step = s.p.ghost_step / main;
+    let near = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // Before any departure, each kind of main ghost moves the share one step its way.
+    s.p.ghosts.on_evict(hash(1), 1, Side::Main);
+    s.insert(1);
+    assert!(near(s.p.protected_share, PROTECTED - step));
+    s.p.ghosts.on_evict(hash(2), 1, Side::Protected);
+    s.insert(2);
+    assert!(near(s.p.protected_share, PROTECTED));
+    // Three never-protected departures for each once-protected one: a protected ghost is
+    // rarer, and weighs three steps; a probation ghost still one.
+    s.p.main_departures = [30.0, 10.0];
+    s.p.ghosts.on_evict(hash(3), 1, Side::Protected);
+    s.insert(3);
+    assert!(near(s.p.protected_share, PROTECTED + 3.0 * step));
+    s.p.ghosts.on_evict(hash(4), 1, Side::Main);
+    s.insert(4);
+    assert!(near(s.p.protected_share, PROTECTED + 2.0 * step));
+    // A window ghost leaves protected alone.
+    s.p.ghosts.on_evict(hash(5), 1, Side::Window);
+    s.insert(5);
+    assert!(near(s.p.protected_share, PROTECTED + 2.0 * step));
+}
+
+#[test]
+fn an_entry_protected_once_leaves_a_ghost_that_grows_protected() {
+    let mut s = Sim::new(10); // window 1, protected at most 7 of the main space's 9
+    for k in 0..10 {
+        s.insert(k);
+    }
+    for k in 0..9 {
+        assert!(s.get(k));
+    }
+    // Promotes 0 to 8; protected's overflow sends 0 and 1 back, and 0 is the victim.
+    let v = s.p.victim(&mut s.slab).expect("a victim");
+    assert_eq!(s.slab.get(v).key, 0);
+    assert!(s.slab.get_mut(v).was_protected());
+    assert_eq!(s.p.main_departures, [0.0, 1.0]);
+    s.slab.remove(v);
+    let before = s.p.protected_share;
+    s.insert(0);
+    assert!(s.p.protected_share > before);
+    // Unread, never promoted: a probation ghost.
+    let mut s = Sim::new(10);
+    for k in 0..10 {
+        s.insert(k);
+    }
+    let v = s.p.victim(&mut s.slab).expect("a victim");
+    assert_eq!(s.slab.get(v).key, 0);
+    assert!(!s.slab.get_mut(v).was_protected());
+    assert_eq!(s.p.main_departures, [1.0, 0.0]);
+    s.slab.remove(v);
+    let before = s.p.protected_share;
+    s.insert(0);
+    assert!(s.p.protected_share < before);
+}
+
+#[test]
+fn a_fall_in_protected_share_demotes_at_most_two_entries_per_promotion() {
+    let mut s = Sim::new(100);
+    for k in 0..100 {
+        s.insert(k);
+    }
+    for k in 0..MAX_SECOND_CHANCES {
+        assert!(s.get(k));
+    }
+    // Promotes the read entries, as many as one search's second chances allow.
+    let mut chances = MAX_SECOND_CHANCES;
+    s.p.main_victim(&mut s.slab, &mut chances)
+        .expect("a victim");
+    let promoted = s.slab.list(Queue::Protected).len;
+    assert_eq!(promoted, MAX_SECOND_CHANCES as usize);
+    s.p.protected_share = 0.0;
+    s.p.apply_protected();
+    assert_eq!(s.p.protected_max, 0);
+    // The next promotion sends two back: protected shrinks by one.
+    let head = s.slab.list(Queue::Probation).head;
+    let k = s.slab.get(head).key;
+    assert!(s.get(k));
+    let mut chances = MAX_SECOND_CHANCES;
+    s.p.main_victim(&mut s.slab, &mut chances)
+        .expect("a victim");
+    assert_eq!(s.slab.list(Queue::Protected).len, promoted - 1);
+}
+
+#[test]
+fn the_window_stays_between_one_unit_and_its_largest_share() {
+    let mut s = Sim::new(100);
+    s.p.shared.nudge(1e9);
+    s.p.nudge();
+    assert_eq!((s.p.window_max, s.p.protected_max), (80, 16));
+    s.p.shared.nudge(-1e9);
+    s.p.nudge();
+    assert_eq!(s.p.window_max, 1);
+    // A cache of two keeps a unit for the main space; a cache of one is all window.
+    let mut s = Sim::new(2);
+    s.p.shared.nudge(5.0);
+    s.p.nudge();
+    assert_eq!(s.p.window_max, 1);
+    let mut s = Sim::new(1);
+    for k in 0..3 {
+        s.request(k);
+    }
+    assert_eq!(s.slab.len(), 1);
+    assert_eq!(s.queue_of(2), Some(Queue::Window));
+}
+
+#[test]
+fn a_shard_applies_its_share_of_the_cache_window() {
+    let window = Arc::new(SharedWindow::new(400, initial_window(400)));
+    let mut p = Policy::new(100, 0, 7, Arc::clone(&window));
+    assert_eq!(p.window_max, 1);
+    window.nudge(36.0); // 40 of 400
+    p.nudge();
+    assert_eq!(p.window_max, 10);
+}
+
+#[test]
+fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
+    let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
+    let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window));
+    window.nudge(190.0); // 20% of the cache
+    p.nudge();
+    assert_eq!((p.window_max, p.protected_max), (200, 640));
+    p.set_capacity(500);
+    assert_eq!((p.window_max, p.protected_max), (100, 320));
+    p.set_capacity(0);
+    assert_eq!((p.window_max, p.protected_max), (0, 0));
+}
+
+#[test]
+fn a_loop_slightly_larger_than_the_cache_keeps_most_of_it() {
+    // LRU hits nothing here, and the best possible is about 90%: the window must stay
+    // small, however often the keys it lets go come back.
+    let mut s = Sim::new(200);
+    let mut hits = 0;
+    for _ in 0..40 {
+        for k in 0..220 {
+            hits += u32::from(s.request(k));
+        }
+    }
+    let ratio = f64::from(hits) / (40.0 * 220.0);
+    assert!(ratio > 0.8, "hit ratio {ratio:.3}");
+    assert!(s.p.window_max <= 10, "window {}", s.p.window_max);
+}
