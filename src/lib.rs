@@ -15,12 +15,14 @@
 //! ## Eviction policy
 //!
 //! cachet uses **W-TinyLFU** (Einziger, Friedman and Manes, *TinyLFU: A Highly Efficient Cache
-//! Admission Policy*, 2017) whose window is sized by ghost entries. Every shard has three queues:
+//! Admission Policy*, 2017) whose window and protected queue are sized by ghost entries. Every
+//! shard has three queues:
 //!
 //! - a **window** that every new entry enters, so a burst of new keys can prove itself;
 //! - a **probation** queue, fed by the window's oldest entries when they win admission (or were
 //!   read while in the window);
-//! - a **protected** queue (77% of the main space) for probation entries that were read again.
+//! - a **protected** queue (80% of the main space at start) for probation entries that were read
+//!   again.
 //!
 //! When the window overflows, its oldest unread entry competes with probation's oldest: a
 //! count-min sketch of 4-bit counters, aged by halving, estimates how often each was seen
@@ -31,7 +33,10 @@
 //! departed keys) size the window. A miss on a key that recently left the window unadmitted grows
 //! it; a miss on a key recently evicted from the main space shrinks it. A recency-friendly
 //! workload gets a large window (up to 80%, behaving close to LRU), a frequency- or
-//! loop-dominated one a small window. The policy has 8 tuned constants; `docs/policy.md` explains
+//! loop-dominated one a small window. The same ghosts split the main space: a miss on a key
+//! evicted after protected once held it grows protected, a miss on one never protected grows
+//! probation, so a hot set that moves does not leave its dead keys in protected. The policy has
+//! 7 tuned constants; `docs/policy.md` explains
 //! each on one page, and `examples/hit_ratio.rs` replays real traces beside moka, quick_cache,
 //! LRU and the optimum.
 //!
