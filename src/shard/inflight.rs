@@ -163,8 +163,8 @@ impl<K, V> ShardState<K, V> {
                 e.touch();
                 return Begin::Hit(e.value.clone());
             }
-            let e = self.remove_token(t);
-            removed.push(e.key, e.value, RemovalCause::Expired);
+            let (old_key, old_value) = self.remove_token(t);
+            removed.push(old_key, old_value, RemovalCause::Expired);
         }
     }
 

@@ -227,9 +227,9 @@ impl<K, V> ShardState<K, V> {
     }
 
     /// Removes entry `t` from the index, its queue, the wheel and the slab, repointing the
-    /// entry that moves into its slot.
+    /// entry that moves into its slot. Returns its key and value.
     #[inline]
-    pub(super) fn remove_token(&mut self, t: Token) -> Entry<K, V> {
+    pub(super) fn remove_token(&mut self, t: Token) -> (K, V) {
         let hash = self.slab.get(t).hash;
         if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
             o.remove();
@@ -244,7 +244,7 @@ impl<K, V> ShardState<K, V> {
         if let Some((from, moved_hash)) = moved {
             self.repoint(from, t, moved_hash);
         }
-        e
+        (e.key, e.value)
     }
 
     /// Repoints the index from token `from` (of hash `hash`) to `to`. The bucket `last_bucket`

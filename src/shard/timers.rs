@@ -163,8 +163,8 @@ impl<K, V> ShardState<K, V> {
                 .as_mut()
                 .and_then(|w| w.pop_expired(now, &mut budget, deadline))
         } {
-            let e = self.remove_token(t);
-            removed.push(e.key, e.value, RemovalCause::Expired);
+            let (old_key, old_value) = self.remove_token(t);
+            removed.push(old_key, old_value, RemovalCause::Expired);
             any = true;
             if unbounded {
                 budget = u32::MAX;

@@ -104,8 +104,8 @@ impl<K, V> ShardState<K, V> {
                 break t;
             }
             // The old value is gone already: remove it, and insert as a new entry.
-            let e = self.remove_token(t);
-            removed.push(e.key, e.value, RemovalCause::Expired);
+            let (old_key, old_value) = self.remove_token(t);
+            removed.push(old_key, old_value, RemovalCause::Expired);
         };
         let deadline = if let Some(now) = now {
             // The user's `Expiry` may panic here: nothing has changed for this key yet.
@@ -167,10 +167,10 @@ impl<K, V> ShardState<K, V> {
             } else {
                 RemovalCause::Expired
             };
-            let e = self.remove_token(t);
-            removed.push_returned(e.key, RemovalCause::Replaced);
+            let (old_key, old_value) = self.remove_token(t);
+            removed.push_returned(old_key, RemovalCause::Replaced);
             removed.push(key, value, cause);
-            return Some(e.value);
+            return Some(old_value);
         }
         let old_w = self.slab.weight(t);
         self.slab.set_weight(t, w);
@@ -192,8 +192,8 @@ impl<K, V> ShardState<K, V> {
         } else {
             RemovalCause::Evicted
         };
-        let e = self.remove_token(t);
-        removed.push(e.key, e.value, cause);
+        let (old_key, old_value) = self.remove_token(t);
+        removed.push(old_key, old_value, cause);
     }
 
     /// Evicts down to capacity after an insert of weight `written` (0: none). A weighted shard
@@ -247,9 +247,9 @@ impl<K, V> ShardState<K, V> {
             return None;
         }
         let expired = self.expired_at(t, now);
-        let e = self.remove_token(t);
+        let (old_key, old_value) = self.remove_token(t);
         self.shrink_if_sparse();
-        Some((e.key, e.value, expired))
+        Some((old_key, old_value, expired))
     }
 
     /// Keeps the entries for which `keep` returns true. Removed entries go to `removed`;
@@ -280,8 +280,8 @@ impl<K, V> ShardState<K, V> {
                 RemovalCause::Explicit
             };
             // The last entry moves into `t`; look at `t` again.
-            let e = self.remove_token(t);
-            removed.push(e.key, e.value, cause);
+            let (old_key, old_value) = self.remove_token(t);
+            removed.push(old_key, old_value, cause);
         }
         // A refresh of a removed key must not bring it back.
         if !self.loads.refreshing.is_empty() {
