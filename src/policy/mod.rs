@@ -185,9 +185,10 @@ impl Policy {
         self.protected_max = (main * self.protected_share) as u64;
     }
 
-    /// A main ghost hit: grows protected (`Side::Protected`) or probation (`Side::Main`) by a
-    /// step, scaled as ARC scales its own: by how many more ghosts the other side makes, so
-    /// that a side whose entries rarely leave is not outvoted for being rare.
+    /// A main ghost hit: grows protected (`Side::Protected`) or probation (`Side::Main`) by the
+    /// window's step, scaled as ARC scales its own: by how many more ghosts the other side
+    /// makes (`main_departures`), so that a side whose entries rarely leave is not outvoted for
+    /// being rare.
     fn resize_protected(&mut self, side: Side) {
         let [main, protected] = self.main_departures;
         let step = if side == Side::Protected {
