@@ -179,10 +179,14 @@ impl Policy {
         self.apply_protected();
     }
 
+    /// The weight the main space holds: what the window leaves of the capacity.
+    fn main_space(&self) -> u64 {
+        self.capacity - self.window_max
+    }
+
     /// Sizes protected from its share of the main space.
     fn apply_protected(&mut self) {
-        let main = (self.capacity - self.window_max) as f64;
-        self.protected_max = (main * self.protected_share) as u64;
+        self.protected_max = (self.main_space() as f64 * self.protected_share) as u64;
     }
 
     /// A main ghost hit: grows protected (`Side::Protected`) or probation (`Side::Main`) by the
@@ -190,13 +194,13 @@ impl Policy {
     /// makes (`main_departures`), so that a side whose entries rarely leave is not outvoted for
     /// being rare.
     fn resize_protected(&mut self, side: Side) {
-        let [main, protected] = self.main_departures;
+        let [never, once] = self.main_departures;
         let step = if side == Side::Protected {
-            self.ghost_step * (main / protected.max(1.0)).max(1.0)
+            self.ghost_step * (never / once.max(1.0)).max(1.0)
         } else {
-            -self.ghost_step * (protected / main.max(1.0)).max(1.0)
+            -self.ghost_step * (once / never.max(1.0)).max(1.0)
         };
-        let main = (self.capacity - self.window_max).max(1) as f64;
+        let main = self.main_space().max(1) as f64;
         self.protected_share = (self.protected_share + step / main).clamp(0.0, 1.0);
         self.apply_protected();
     }
@@ -263,7 +267,7 @@ impl Policy {
     #[inline]
     pub(crate) fn fill_main<K, V>(&mut self, slab: &mut Slab<K, V>) {
         if slab.list(Queue::Window).weight > self.window_max
-            && Self::main_weight(slab) < self.capacity - self.window_max
+            && Self::main_weight(slab) < self.main_space()
         {
             self.fill_main_slow(slab);
         }
@@ -271,7 +275,7 @@ impl Policy {
 
     #[cold]
     fn fill_main_slow<K, V>(&mut self, slab: &mut Slab<K, V>) {
-        let main_max = self.capacity - self.window_max;
+        let main_max = self.main_space();
         let mut chances = MAX_SECOND_CHANCES;
         while slab.list(Queue::Window).weight > self.window_max
             && Self::main_weight(slab) < main_max

@@ -54,6 +54,18 @@ impl Sim {
         }
     }
 
+    /// A cache of `capacity` filled with keys `0..capacity`, the first `reads` of them read once.
+    fn full(capacity: u32, reads: u32) -> Sim {
+        let mut s = Sim::new(u64::from(capacity));
+        for k in 0..capacity {
+            s.insert(k);
+        }
+        for k in 0..reads {
+            assert!(s.get(k));
+        }
+        s
+    }
+
     fn queue_of(&self, k: u32) -> Option<Queue> {
         self.find(k).map(|t| self.slab.get(t).queue)
     }
@@ -86,10 +98,7 @@ fn a_key_seen_once_does_not_displace_the_working_set() {
 
 #[test]
 fn a_candidate_seen_often_enough_replaces_the_victim() {
-    let mut s = Sim::new(100);
-    for k in 0..100 {
-        s.insert(k);
-    }
+    let mut s = Sim::full(100, 0);
     // Each miss counts the key once more: it is admitted once seen more often than the
     // victim (seen once) plus the margin, on its third miss.
     let mut admitted_after = None;
@@ -107,10 +116,7 @@ fn a_candidate_seen_often_enough_replaces_the_victim() {
 
 #[test]
 fn an_entry_read_in_the_window_goes_on_without_facing_the_filter() {
-    let mut s = Sim::new(100);
-    for k in 0..100 {
-        s.insert(k);
-    }
+    let mut s = Sim::full(100, 0);
     s.insert(500);
     assert!(s.get(500));
     s.insert(600);
@@ -122,10 +128,7 @@ fn an_entry_read_in_the_window_goes_on_without_facing_the_filter() {
 
 #[test]
 fn a_rare_candidate_leaves_without_a_look_at_the_victim() {
-    let mut s = Sim::new(100);
-    for k in 0..100 {
-        s.insert(k);
-    }
+    let mut s = Sim::full(100, 0);
     s.insert(1_000);
     let t = s.find(1_000).expect("resident");
     assert!(s.slab.get_mut(t).is_rare());
@@ -151,13 +154,7 @@ fn a_rare_candidate_leaves_without_a_look_at_the_victim() {
 
 #[test]
 fn read_probation_entries_are_protected_until_protected_overflows() {
-    let mut s = Sim::new(10); // window 1, protected at most 7 of the main space's 9
-    for k in 0..10 {
-        s.insert(k);
-    }
-    for k in 0..9 {
-        assert!(s.get(k));
-    }
+    let mut s = Sim::full(10, 9); // window 1, protected at most 7 of the main space's 9
     // Looking for a victim promotes every read probation entry; protected's overflow goes
     // back to probation, where the first one demoted is the victim (its read was taken).
     let mut chances = MAX_SECOND_CHANCES;
@@ -229,13 +226,7 @@ fn main_ghosts_move_protected_as_arc_moves_its_target() {
 
 #[test]
 fn an_entry_protected_once_leaves_a_ghost_that_grows_protected() {
-    let mut s = Sim::new(10); // window 1, protected at most 7 of the main space's 9
-    for k in 0..10 {
-        s.insert(k);
-    }
-    for k in 0..9 {
-        assert!(s.get(k));
-    }
+    let mut s = Sim::full(10, 9); // window 1, protected at most 7 of the main space's 9
     // Promotes 0 to 8; protected's overflow sends 0 and 1 back, and 0 is the victim.
     let v = s.p.victim(&mut s.slab).expect("a victim");
     assert_eq!(s.slab.get(v).key, 0);
@@ -246,10 +237,7 @@ fn an_entry_protected_once_leaves_a_ghost_that_grows_protected() {
     s.insert(0);
     assert!(s.p.protected_share > before);
     // Unread, never promoted: a probation ghost.
-    let mut s = Sim::new(10);
-    for k in 0..10 {
-        s.insert(k);
-    }
+    let mut s = Sim::full(10, 0);
     let v = s.p.victim(&mut s.slab).expect("a victim");
     assert_eq!(s.slab.get(v).key, 0);
     assert!(!s.slab.get_mut(v).was_protected());
@@ -262,13 +250,7 @@ fn an_entry_protected_once_leaves_a_ghost_that_grows_protected() {
 
 #[test]
 fn a_fall_in_protected_share_demotes_at_most_two_entries_per_promotion() {
-    let mut s = Sim::new(100);
-    for k in 0..100 {
-        s.insert(k);
-    }
-    for k in 0..MAX_SECOND_CHANCES {
-        assert!(s.get(k));
-    }
+    let mut s = Sim::full(100, MAX_SECOND_CHANCES);
     // Promotes the read entries, as many as one search's second chances allow.
     let mut chances = MAX_SECOND_CHANCES;
     s.p.main_victim(&mut s.slab, &mut chances)
