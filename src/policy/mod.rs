@@ -80,8 +80,8 @@ const GHOST_STEP: f64 = 0.001;
 /// so the work is O(1) amortised; the bound caps the worst single eviction.
 const MAX_SECOND_CHANCES: u32 = 64;
 
-/// Most entries a promotion sends back from protected to probation, so that a fall in
-/// protected's target costs no single eviction more than this.
+/// Most entries a promotion sends back from protected to probation (an eviction sends one), so
+/// that a fall in protected's target costs no single eviction more than this.
 const MAX_DEMOTIONS: u32 = 2;
 
 /// Misses of a shard between two moves of the cache's window: a move writes the cache line every
@@ -296,7 +296,14 @@ impl Policy {
     /// Picks the next entry to evict from a shard that is over capacity. May move entries between
     /// queues on the way. `None` only if the shard holds no entry at all.
     pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
-        let v = self.choose_victim(slab)?;
+        let mut chances = MAX_SECOND_CHANCES;
+        // After protected's target fell, every eviction sends one entry back, so that
+        // protected drains even while nothing is promoted (after a shift, the keys that died
+        // there are read no more, and the new ones lose to probation's victims).
+        if slab.list(Queue::Protected).weight > self.protected_max {
+            self.demote(slab, &mut chances);
+        }
+        let v = self.choose_victim(slab, &mut chances)?;
         let w = slab.weight(v) as u32;
         let e = slab.get_mut(v);
         let side = if e.queue == Queue::Window {
@@ -319,14 +326,13 @@ impl Policy {
         Some(v)
     }
 
-    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
-        let mut chances = MAX_SECOND_CHANCES;
+    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>, chances: &mut u32) -> Option<Token> {
         let window = slab.list(Queue::Window);
         if window.weight > self.window_max && window.head != NIL {
             // The window's oldest unread entry must earn its place against the main space's
             // victim; the loser leaves. (If every window entry had been read, they all went on
             // to probation, and the main space gives the victim.)
-            if let Some(c) = self.take_head(slab, Queue::Window, Queue::Probation, &mut chances) {
+            if let Some(c) = self.take_head(slab, Queue::Window, Queue::Probation, chances) {
                 // A candidate seen at most `ADMIT_MARGIN` times cannot win whatever the victim:
                 // it leaves without a look at one (one-hit wonders and scans, the common case
                 // under churn, then touch no main-space entry). Marked so when it came in, it
@@ -338,7 +344,7 @@ impl Policy {
                 if fc <= ADMIT_MARGIN {
                     return Some(c);
                 }
-                let Some(v) = self.main_victim(slab, &mut chances) else {
+                let Some(v) = self.main_victim(slab, chances) else {
                     return Some(c);
                 };
                 if self.admit(fc, slab.get(v).hash) {
@@ -348,11 +354,11 @@ impl Policy {
                 return Some(c);
             }
         }
-        if let Some(v) = self.main_victim(slab, &mut chances) {
+        if let Some(v) = self.main_victim(slab, chances) {
             return Some(v);
         }
         // No main space to take from (a cache of one unit): the window cycles into itself.
-        self.take_head(slab, Queue::Window, Queue::Window, &mut chances)
+        self.take_head(slab, Queue::Window, Queue::Window, chances)
     }
 
     /// Returns the head of `from` after giving read heads a second chance (moved to the tail of
@@ -458,17 +464,28 @@ impl Policy {
             self.ghosts.on_promote(slab.weight(t) as u32);
             slab.get_mut(t).mark_protected();
             slab.move_to_tail(t, Queue::Protected);
-            // After protected's target fell, it shrinks over the next promotions, not at once.
+            // After protected's target fell, it shrinks over the next promotions and
+            // evictions, not at once.
             for _ in 0..MAX_DEMOTIONS {
-                if slab.list(Queue::Protected).weight <= self.protected_max {
+                if slab.list(Queue::Protected).weight <= self.protected_max
+                    || !self.demote(slab, chances)
+                {
                     break;
                 }
-                let Some(p) = self.take_head(slab, Queue::Protected, Queue::Protected, chances)
-                else {
-                    break;
-                };
-                slab.move_to_tail(p, Queue::Probation);
             }
+        }
+    }
+
+    /// Sends protected's oldest unread entry back to probation (after second chances for the
+    /// read ones). `false` when protected is, or becomes, empty.
+    #[cold]
+    fn demote<K, V>(&mut self, slab: &mut Slab<K, V>, chances: &mut u32) -> bool {
+        match self.take_head(slab, Queue::Protected, Queue::Protected, chances) {
+            Some(p) => {
+                slab.move_to_tail(p, Queue::Probation);
+                true
+            }
+            None => false,
         }
     }
 

@@ -271,6 +271,34 @@ fn a_fall_in_protected_share_demotes_at_most_two_entries_per_promotion() {
 }
 
 #[test]
+fn a_fall_in_protected_share_demotes_one_entry_per_eviction() {
+    let mut s = Sim::full(100, MAX_SECOND_CHANCES);
+    let mut chances = MAX_SECOND_CHANCES;
+    s.p.main_victim(&mut s.slab, &mut chances)
+        .expect("a victim");
+    let promoted = s.slab.list(Queue::Protected).len;
+    assert_eq!(promoted, MAX_SECOND_CHANCES as usize);
+    let oldest = s.slab.get(s.slab.list(Queue::Protected).head).key;
+    s.p.protected_share = 0.0;
+    s.p.apply_protected();
+    // New keys seen once promote nothing; each eviction they cause sends protected's oldest
+    // entry back to probation's tail.
+    for (i, k) in (1_000..1_010).enumerate() {
+        s.insert(k);
+        assert_eq!(s.slab.list(Queue::Protected).len, promoted - 1 - i);
+    }
+    assert_eq!(s.queue_of(oldest), Some(Queue::Probation));
+    // Within target, evictions leave protected alone.
+    s.p.protected_share = 1.0;
+    s.p.apply_protected();
+    let left = s.slab.list(Queue::Protected).len;
+    for k in 2_000..2_010 {
+        s.insert(k);
+    }
+    assert_eq!(s.slab.list(Queue::Protected).len, left);
+}
+
+#[test]
 fn the_window_stays_between_one_unit_and_its_largest_share() {
     let mut s = Sim::new(100);
     s.p.shared.nudge(1e9);
