@@ -61,10 +61,11 @@ const ADMIT_WARM_ODDS_MASK: u64 = 127;
 
 /// How far back a window ghost counts, as a share of the shard's capacity, in inserts: the
 /// window would have held the key had it been larger by this much. Short, because the question
-/// is local (is one more unit worth it here?); a ghost that came back from farther than the
-/// distance by which a loop overruns the cache would keep growing a window that cannot hold the
-/// loop. Tuned.
-const GHOST_REACH: f64 = 0.05;
+/// is local (is one more unit worth it here?); long enough to see a recency phase whose keys
+/// come back from beyond a small window. (A loop that overruns the cache by less than this
+/// sends its keys back within it too: the window's credit, `Policy::window_credit`, is what
+/// keeps such ghosts from growing a window that cannot hold the loop.) Tuned.
+const GHOST_REACH: f64 = 0.1;
 
 /// How far back a main ghost counts, as a multiple of `GHOST_REACH`, in departures from
 /// probation (evictions and promotions): the main space turns over more slowly than the window,
@@ -111,6 +112,17 @@ pub(crate) struct Policy {
     ghost_step: f64,
     /// Window ghost hits minus main ghost hits since the last nudge.
     ghost_net: i32,
+    /// Window ghost hits the window has earned with its own hits, and may still count: a
+    /// window ghost hit without credit is ignored. Each entry read while in the window earns
+    /// `credit_per_read`, the ghosts' reach over the window's size, so the ghosts grow the
+    /// window only while they hit no more often per unit of reach than the window hits per unit
+    /// of its size: a larger window is worth no more per unit than this one, as on any concave
+    /// hit-ratio curve. A loop slightly larger than the cache, whose curve is flat until the
+    /// whole loop fits, sends its keys back within the reach but is never read in the window,
+    /// so its ghosts move nothing.
+    window_credit: f64,
+    /// The credit one window hit earns (see `window_credit`), per sampled ghost.
+    credit_per_read: f64,
     /// Misses since the last nudge.
     misses: u32,
     rng: u64,
@@ -152,6 +164,8 @@ impl Policy {
             scale,
             ghost_step,
             ghost_net: 0,
+            window_credit: 0.0,
+            credit_per_read: 0.0,
             misses: 0,
             rng: seed | 1,
         };
@@ -176,6 +190,10 @@ impl Policy {
         // one unit for the main space.
         let largest = (cap * MAX_WINDOW).floor().max(1.0_f64.min(cap));
         self.window_max = target.round().clamp(1.0_f64.min(cap), largest) as u64;
+        // A sampled ghost hit stands for 2^k of them.
+        self.credit_per_read = cap * GHOST_REACH
+            / self.window_max.max(1) as f64
+            / f64::from(1u32 << self.ghosts.sample_bits());
         self.apply_protected();
     }
 
@@ -219,7 +237,12 @@ impl Policy {
         }
         match self.ghosts.on_miss(hash, weight) {
             None => {}
-            Some(Side::Window) => self.ghost_net += 1,
+            Some(Side::Window) => {
+                if self.window_credit >= 1.0 {
+                    self.window_credit -= 1.0;
+                    self.ghost_net += 1;
+                }
+            }
             Some(side) => {
                 self.ghost_net -= 1;
                 self.resize_protected(side);
@@ -419,6 +442,10 @@ impl Policy {
             }
             self.sketch.increment(h, a);
             *chances -= 1;
+            if from == Queue::Window && !cycle {
+                // A window hit: it earns the window credit for a ghost hit.
+                self.window_credit += self.credit_per_read;
+            }
             slab.move_to_tail(t, retry);
         }
     }

@@ -175,23 +175,37 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
     let mut s = Sim::new(10_000);
     assert_eq!(s.p.window_max, 100);
     let step = s.p.ghost_step;
-    // Keys the window let go, missed again soon after: NUDGE_EVERY window ghost hits.
-    for k in 0..NUDGE_EVERY {
-        s.p.ghosts.on_evict(hash(k), 1, Side::Window);
+    let ghost_hits = |s: &mut Sim, keys: std::ops::Range<u32>, side: Side| {
+        for k in keys.clone() {
+            s.p.ghosts.on_evict(hash(k), 1, side);
+        }
+        for k in keys {
+            s.insert(k);
+        }
+        s.p.nudge(); // whatever the count of misses since the last one
+    };
+    // Keys the window let go, missed again soon after: without hits of its own the window has
+    // earned no credit for them, and stays.
+    ghost_hits(&mut s, 0..NUDGE_EVERY, Side::Window);
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 100.0);
+    // Two entries read in the window earn it the reach over its size each: 1,000 / 100.
+    for k in [500, 501] {
+        s.insert(k);
+        assert!(s.get(k));
     }
-    for k in 0..NUDGE_EVERY {
+    for k in 600..700 {
         s.insert(k);
     }
+    assert_eq!(s.queue_of(500), Some(Queue::Probation));
+    assert!((s.p.window_credit - 20.0).abs() < 1e-9, "{}", s.p.window_credit);
+    // Now each window ghost hit grows the window by a step.
+    ghost_hits(&mut s, 1_000..1_000 + NUDGE_EVERY, Side::Window);
     let grown = 100.0 + f64::from(NUDGE_EVERY) * step;
     assert_eq!(f64::from_bits(s.p.shared.window_bits()), grown);
     assert_eq!(s.p.window_max, grown.round() as u64);
+    assert!((s.p.window_credit - 4.0).abs() < 1e-9, "{}", s.p.window_credit);
     // Keys the main space let go: the window comes back down.
-    for k in 100..100 + NUDGE_EVERY {
-        s.p.ghosts.on_evict(hash(k), 1, Side::Main);
-    }
-    for k in 100..100 + NUDGE_EVERY {
-        s.insert(k);
-    }
+    ghost_hits(&mut s, 2_000..2_000 + NUDGE_EVERY, Side::Main);
     assert_eq!(f64::from_bits(s.p.shared.window_bits()), 100.0);
     assert_eq!(s.p.window_max, 100);
 }
