@@ -31,7 +31,8 @@
 //!
 //! One mechanism adapts the policy to the workload: **ghost entries** (hashes of recently
 //! departed keys) size the window. A miss on a key that recently left the window unadmitted grows
-//! it; a miss on a key recently evicted from the main space shrinks it. A recency-friendly
+//! it, as long as the window's own hits vouch for it (a loop just larger than the cache does
+//! not); a miss on a key recently evicted from the main space shrinks it. A recency-friendly
 //! workload gets a large window (up to 80%, behaving close to LRU), a frequency- or
 //! loop-dominated one a small window. The same ghosts split the main space: a miss on a key
 //! evicted after protected once held it grows protected, a miss on one never protected grows
