@@ -197,13 +197,21 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
         s.insert(k);
     }
     assert_eq!(s.queue_of(500), Some(Queue::Probation));
-    assert!((s.p.window_credit - 20.0).abs() < 1e-9, "{}", s.p.window_credit);
+    assert!(
+        (s.p.window_credit - 20.0).abs() < 1e-9,
+        "{}",
+        s.p.window_credit
+    );
     // Now each window ghost hit grows the window by a step.
     ghost_hits(&mut s, 1_000..1_000 + NUDGE_EVERY, Side::Window);
     let grown = 100.0 + f64::from(NUDGE_EVERY) * step;
     assert_eq!(f64::from_bits(s.p.shared.window_bits()), grown);
     assert_eq!(s.p.window_max, grown.round() as u64);
-    assert!((s.p.window_credit - 4.0).abs() < 1e-9, "{}", s.p.window_credit);
+    assert!(
+        (s.p.window_credit - 4.0).abs() < 1e-9,
+        "{}",
+        s.p.window_credit
+    );
     // Keys the main space let go: the window comes back down.
     ghost_hits(&mut s, 2_000..2_000 + NUDGE_EVERY, Side::Main);
     assert_eq!(f64::from_bits(s.p.shared.window_bits()), 100.0);
