@@ -237,12 +237,12 @@ impl Policy {
         }
         match self.ghosts.on_miss(hash, weight) {
             None => {}
-            Some(Side::Window) => {
-                if self.window_credit >= 1.0 {
-                    self.window_credit -= 1.0;
-                    self.ghost_net += 1;
-                }
+            Some(Side::Window) if self.window_credit >= 1.0 => {
+                self.window_credit -= 1.0;
+                self.ghost_net += 1;
             }
+            // Not vouched for by the window's own hits: ignored.
+            Some(Side::Window) => {}
             Some(side) => {
                 self.ghost_net -= 1;
                 self.resize_protected(side);
