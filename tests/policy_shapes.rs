@@ -2,7 +2,6 @@
 //! keys (no trace needed), with fixed hasher seeds so that each run is exactly repeatable.
 
 #[path = "../examples/common/traces.rs"]
-#[allow(dead_code)]
 mod traces;
 
 use cachet::Cache;
