@@ -66,6 +66,26 @@ impl Sim {
         s
     }
 
+    /// `Sim::full(100, MAX_SECOND_CHANCES)` after one victim search, which promotes the read
+    /// entries, as many as its second chances allow.
+    fn with_protected() -> Sim {
+        let mut s = Sim::full(100, MAX_SECOND_CHANCES);
+        let mut chances = MAX_SECOND_CHANCES;
+        s.p.main_victim(&mut s.slab, &mut chances)
+            .expect("a victim");
+        assert_eq!(
+            s.slab.list(Queue::Protected).len,
+            MAX_SECOND_CHANCES as usize
+        );
+        s
+    }
+
+    /// Sets protected's share of the main space, and sizes protected from it.
+    fn set_protected_share(&mut self, share: f64) {
+        self.p.protected_share = share;
+        self.p.apply_protected();
+    }
+
     fn queue_of(&self, k: u32) -> Option<Queue> {
         self.find(k).map(|t| self.slab.get(t).queue)
     }
@@ -272,15 +292,9 @@ fn an_entry_protected_once_leaves_a_ghost_that_grows_protected() {
 
 #[test]
 fn a_fall_in_protected_share_demotes_at_most_two_entries_per_promotion() {
-    let mut s = Sim::full(100, MAX_SECOND_CHANCES);
-    // Promotes the read entries, as many as one search's second chances allow.
-    let mut chances = MAX_SECOND_CHANCES;
-    s.p.main_victim(&mut s.slab, &mut chances)
-        .expect("a victim");
+    let mut s = Sim::with_protected();
     let promoted = s.slab.list(Queue::Protected).len;
-    assert_eq!(promoted, MAX_SECOND_CHANCES as usize);
-    s.p.protected_share = 0.0;
-    s.p.apply_protected();
+    s.set_protected_share(0.0);
     assert_eq!(s.p.protected_max, 0);
     // The next promotion sends two back: protected shrinks by one.
     let head = s.slab.list(Queue::Probation).head;
@@ -294,15 +308,10 @@ fn a_fall_in_protected_share_demotes_at_most_two_entries_per_promotion() {
 
 #[test]
 fn a_fall_in_protected_share_demotes_one_entry_per_eviction() {
-    let mut s = Sim::full(100, MAX_SECOND_CHANCES);
-    let mut chances = MAX_SECOND_CHANCES;
-    s.p.main_victim(&mut s.slab, &mut chances)
-        .expect("a victim");
+    let mut s = Sim::with_protected();
     let promoted = s.slab.list(Queue::Protected).len;
-    assert_eq!(promoted, MAX_SECOND_CHANCES as usize);
     let oldest = s.slab.get(s.slab.list(Queue::Protected).head).key;
-    s.p.protected_share = 0.0;
-    s.p.apply_protected();
+    s.set_protected_share(0.0);
     // New keys seen once promote nothing; each eviction they cause sends protected's oldest
     // entry back to probation's tail.
     for (i, k) in (1_000..1_010).enumerate() {
@@ -311,8 +320,7 @@ fn a_fall_in_protected_share_demotes_one_entry_per_eviction() {
     }
     assert_eq!(s.queue_of(oldest), Some(Queue::Probation));
     // Within target, evictions leave protected alone.
-    s.p.protected_share = 1.0;
-    s.p.apply_protected();
+    s.set_protected_share(1.0);
     let left = s.slab.list(Queue::Protected).len;
     for k in 2_000..2_010 {
         s.insert(k);
