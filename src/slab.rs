@@ -396,6 +396,33 @@ impl<K, V> Slab<K, V> {
         t
     }
 
+    /// Unlinks entry `t` and gives its slot to a new entry at the tail of queue `q`, returning
+    /// the old key and value. No token moves and the slab stays dense: an insert into a full
+    /// shard reuses its victim's slot instead of pushing and then moving the last entry.
+    #[inline]
+    pub(crate) fn reuse(
+        &mut self,
+        t: Token,
+        key: K,
+        value: V,
+        hash: u32,
+        weight: u32,
+        q: Queue,
+    ) -> (K, V) {
+        self.unlink(t);
+        if self.weighted {
+            self.weights[t as usize] = weight;
+        }
+        let e = &mut self.entries[t as usize];
+        let old_key = std::mem::replace(&mut e.key, key);
+        let old_value = std::mem::replace(&mut e.value, value);
+        e.hash = hash;
+        *e.deadline.get_mut() = NO_DEADLINE;
+        *e.access.get_mut() = 0;
+        self.link_tail(t, q);
+        (old_key, old_value)
+    }
+
     /// Changes the weight of entry `t` (only meaningful for weighted slabs).
     pub(crate) fn set_weight(&mut self, t: Token, weight: u32) {
         if self.weighted {
@@ -406,6 +433,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Unlinks `t` from its queue (the entry stays in the slab).
+    #[inline]
     pub(crate) fn unlink(&mut self, t: Token) {
         let w = self.weight(t);
         let e = &self.entries[t as usize];
@@ -425,6 +453,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Links `t` (currently unlinked) at the tail of queue `q`.
+    #[inline]
     pub(crate) fn link_tail(&mut self, t: Token, q: Queue) {
         let w = self.weight(t);
         let l = &mut self.lists[q as usize];

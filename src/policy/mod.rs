@@ -226,15 +226,23 @@ impl Policy {
     /// A new key was inserted (a miss) as entry `t`, at the window's tail.
     #[inline]
     pub(crate) fn on_insert<K, V>(&mut self, slab: &mut Slab<K, V>, t: Token) {
-        self.sketch.ensure_capacity(slab.len());
         let weight = slab.weight(t) as u32;
-        let e = slab.get_mut(t);
-        let hash = e.hash;
-        if self.sketch.increment(hash, 1) <= ADMIT_MARGIN {
-            // It will lose at the window's head unless read by then: no need to look up its
-            // frequency again there (one cache miss less per eviction under churn).
-            e.mark_rare();
+        let hash = slab.get(t).hash;
+        if self.on_new_key(hash, weight, slab.len()) {
+            slab.get_mut(t).mark_rare();
         }
+    }
+
+    /// A new key (a miss) of `hash` and `weight` arrives in a shard that will then hold
+    /// `entries` entries: it is counted in the sketch and looked up among the ghosts. Returns
+    /// whether the entry is to be marked rare (`Entry::mark_rare`).
+    #[inline]
+    pub(crate) fn on_new_key(&mut self, hash: u32, weight: u32, entries: usize) -> bool {
+        self.sketch.ensure_capacity(entries);
+        // A key seen at most `ADMIT_MARGIN` times will lose at the window's head unless read by
+        // then: no need to look up its frequency again there (one cache miss less per eviction
+        // under churn).
+        let rare = self.sketch.increment(hash, 1) <= ADMIT_MARGIN;
         match self.ghosts.on_miss(hash, weight) {
             None => {}
             Some(Side::Window) if self.window_credit >= 1.0 => {
@@ -252,6 +260,7 @@ impl Policy {
         if self.misses >= NUDGE_EVERY {
             self.nudge();
         }
+        rare
     }
 
     /// Moves the cache's window by this shard's ghost hits since the last nudge, and applies
@@ -289,18 +298,25 @@ impl Policy {
     /// (while the cache fills up, or after the window shrank). Called before evicting.
     #[inline]
     pub(crate) fn fill_main<K, V>(&mut self, slab: &mut Slab<K, V>) {
-        if slab.list(Queue::Window).weight > self.window_max
+        self.fill_main_for(slab, 0);
+    }
+
+    /// `fill_main` before an entry of weight `incoming` joins the window's tail: the window
+    /// counts it as if it were there.
+    #[inline]
+    pub(crate) fn fill_main_for<K, V>(&mut self, slab: &mut Slab<K, V>, incoming: u64) {
+        if slab.list(Queue::Window).weight + incoming > self.window_max
             && Self::main_weight(slab) < self.main_space()
         {
-            self.fill_main_slow(slab);
+            self.fill_main_slow(slab, incoming);
         }
     }
 
     #[cold]
-    fn fill_main_slow<K, V>(&mut self, slab: &mut Slab<K, V>) {
+    fn fill_main_slow<K, V>(&mut self, slab: &mut Slab<K, V>, incoming: u64) {
         let main_max = self.main_space();
         let mut chances = MAX_SECOND_CHANCES;
-        while slab.list(Queue::Window).weight > self.window_max
+        while slab.list(Queue::Window).weight + incoming > self.window_max
             && Self::main_weight(slab) < main_max
         {
             // `take_head` may give read heads their promotion: the entry it returns, still at
@@ -318,7 +334,21 @@ impl Policy {
 
     /// Picks the next entry to evict from a shard that is over capacity. May move entries between
     /// queues on the way. `None` only if the shard holds no entry at all.
+    #[inline]
     pub(crate) fn victim<K, V>(&mut self, slab: &mut Slab<K, V>) -> Option<Token> {
+        self.victim_for(slab, 0)
+    }
+
+    /// `victim` before an entry of weight `incoming` joins the window's tail (a full shard
+    /// then gives the victim's slot to the new entry): the window counts it as if it were
+    /// there. Its head is an older entry, unless every entry older than the new one was read
+    /// and moved on, where the new entry would have been the candidate: then the main space
+    /// gives the victim instead.
+    pub(crate) fn victim_for<K, V>(
+        &mut self,
+        slab: &mut Slab<K, V>,
+        incoming: u64,
+    ) -> Option<Token> {
         let mut chances = MAX_SECOND_CHANCES;
         // After protected's target fell, every eviction sends one entry back, so that
         // protected drains even while nothing is promoted (after a shift, the keys that died
@@ -326,7 +356,7 @@ impl Policy {
         if slab.list(Queue::Protected).weight > self.protected_max {
             self.demote(slab, &mut chances);
         }
-        let v = self.choose_victim(slab, &mut chances)?;
+        let v = self.choose_victim(slab, incoming, &mut chances)?;
         let w = slab.weight(v) as u32;
         let e = slab.get_mut(v);
         let side = if e.queue == Queue::Window {
@@ -349,9 +379,14 @@ impl Policy {
         Some(v)
     }
 
-    fn choose_victim<K, V>(&mut self, slab: &mut Slab<K, V>, chances: &mut u32) -> Option<Token> {
+    fn choose_victim<K, V>(
+        &mut self,
+        slab: &mut Slab<K, V>,
+        incoming: u64,
+        chances: &mut u32,
+    ) -> Option<Token> {
         let window = slab.list(Queue::Window);
-        if window.weight > self.window_max && window.head != NIL {
+        if window.weight + incoming > self.window_max && window.head != NIL {
             // The window's oldest unread entry must earn its place against the main space's
             // victim; the loser leaves. (If every window entry had been read, they all went on
             // to probation, and the main space gives the victim.)

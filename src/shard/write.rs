@@ -85,6 +85,13 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
+                    if self.budget.is_none() && self.weight == self.capacity && now.is_none() {
+                        // A full count-bounded shard without deadlines (the common insert):
+                        // the new entry takes its victim's slot (`v` is left unused). Full
+                        // means at least one entry: a shard of capacity 0 found it too heavy.
+                        self.insert_into_victim(hash, key, value, removed);
+                        return None;
+                    }
                     self.slab.reserve(1, self.max_entries);
                     let t = self.slab.push(key, value, hash, w, Queue::Window);
                     self.last_bucket = v.insert(t).bucket_index();
@@ -131,6 +138,39 @@ impl<K, V> ShardState<K, V> {
             self.evict(now, w, &mut op.removed);
         }
         old
+    }
+
+    /// Inserts a new key into a full count-bounded shard without deadlines: the policy picks
+    /// a victim as if the entry were already at the window's tail, and the entry takes the
+    /// victim's slot, so no other entry moves and the index is not repointed. The shard must
+    /// hold at least one entry.
+    #[inline]
+    fn insert_into_victim(&mut self, hash: u32, key: K, value: V, removed: &mut Removed<K, V>) {
+        debug_assert!(self.slab.len() > 0);
+        let rare = self.policy.on_new_key(hash, 1, self.slab.len() + 1);
+        self.policy.fill_main_for(&mut self.slab, 1);
+        let Some(v) = self.policy.victim_for(&mut self.slab, 1) else {
+            // Unreachable (a shard with entries has a victim); were it reached, the new entry
+            // would be the one left out.
+            debug_assert!(false, "a shard with entries found no victim");
+            removed.push(key, value, RemovalCause::Evicted);
+            return;
+        };
+        let old_hash = self.slab.get(v).hash;
+        if let Ok(o) = self.index.find_entry(index_hash(old_hash), |&x| x == v) {
+            o.remove();
+        } else {
+            debug_assert!(false, "token {v} missing from the index");
+        }
+        let (old_key, old_value) = self.slab.reuse(v, key, value, hash, 1, Queue::Window);
+        if rare {
+            self.slab.get_mut(v).mark_rare();
+        }
+        let (slab, pending) = (&self.slab, &self.loads.pending);
+        self.index.insert_unique(index_hash(hash), v, |&t| {
+            index_hash(hash_of(slab, pending, t))
+        });
+        removed.push(old_key, old_value, RemovalCause::Evicted);
     }
 
     /// The end of every insert (of weight `written`; 0: none): expire what is due (bounded),
