@@ -14,7 +14,8 @@
 // - The vector is kept dense: removing an entry moves the last entry into the hole
 //   (`swap_remove`). The moved entry's token changes, so the caller must repoint whatever refers to
 //   it (the index, via `Slab::remove`'s return value). Being dense means no free list, no
-//   `Option` around the key and value, and `len()` is exact.
+//   `Option` around the key and value, and `len()` is exact. An insert into a full shard gives
+//   the new entry its victim's slot instead (`Slab::reuse`): under eviction no entry moves.
 // - Per-entry policy state that readers update lives in one `AtomicU8` (`access`), so a hit can
 //   record itself under the shard's *read* lock. Everything else changes under the write lock.
 // - Weights are stored in a parallel vector only when the cache has a weigher, so a count-bounded
@@ -433,7 +434,7 @@ impl<K, V> Slab<K, V> {
     }
 
     /// Unlinks `t` from its queue (the entry stays in the slab).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn unlink(&mut self, t: Token) {
         let w = self.weight(t);
         let e = &self.entries[t as usize];

@@ -120,7 +120,7 @@ impl Timed {
     }
 }
 
-use RemovalCause::{Expired, Explicit, Replaced};
+use RemovalCause::{Evicted, Expired, Explicit, Replaced};
 
 // ---------------------------------------------------------------------------------------------
 // Deadlines and the exact boundary.
@@ -1143,6 +1143,39 @@ fn expired_entry_evicted_for_size_is_reported_expired() {
         }
     }
     panic!("key 100 was never reported as expired");
+}
+
+#[test]
+fn a_full_cache_makes_room_by_expiring_before_it_evicts() {
+    // One shard of 100 entries, full; one of them is due. A new key takes the room that entry
+    // leaves: nothing live is evicted, whichever entry the policy would have picked.
+    for life in [Some(ms(1000)), None] {
+        let t = Timed::new(1, |b| {
+            let b = b.max_capacity(100);
+            match life {
+                Some(ttl) => b.time_to_live(ttl),
+                None => b,
+            }
+        });
+        let cache = &t.cache;
+        cache.insert_with_ttl(0, 0, ms(100));
+        for k in 1..100 {
+            cache.insert_with_ttl(k, k, ms(10_000));
+        }
+        assert_eq!(cache.len(), 100);
+        t.advance_to(500);
+        cache.insert(1_000, 0);
+        assert_eq!(t.take(), vec![(0, 0, Expired)], "{life:?}");
+        assert_eq!(cache.len(), 100);
+        assert!((1..100).all(|k| cache.get(&k) == Some(k)));
+        cache.validate().unwrap();
+        // Full again and nothing due: the next new key evicts one entry.
+        cache.insert(1_001, 0);
+        let got = t.take();
+        assert!(matches!(got[..], [(_, _, Evicted)]), "{life:?}: {got:?}");
+        assert_eq!(cache.len(), 100);
+        cache.validate().unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

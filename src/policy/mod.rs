@@ -223,19 +223,10 @@ impl Policy {
         self.apply_protected();
     }
 
-    /// A new key was inserted (a miss) as entry `t`, at the window's tail.
-    #[inline]
-    pub(crate) fn on_insert<K, V>(&mut self, slab: &mut Slab<K, V>, t: Token) {
-        let weight = slab.weight(t) as u32;
-        let hash = slab.get(t).hash;
-        if self.on_new_key(hash, weight, slab.len()) {
-            slab.get_mut(t).mark_rare();
-        }
-    }
-
     /// A new key (a miss) of `hash` and `weight` arrives in a shard that will then hold
-    /// `entries` entries: it is counted in the sketch and looked up among the ghosts. Returns
-    /// whether the entry is to be marked rare (`Entry::mark_rare`).
+    /// `entries` entries, before its entry joins the window's tail: it is counted in the sketch
+    /// and looked up among the ghosts. Returns whether the entry is to be marked rare
+    /// (`Entry::mark_rare`).
     #[inline]
     pub(crate) fn on_new_key(&mut self, hash: u32, weight: u32, entries: usize) -> bool {
         self.sketch.ensure_capacity(entries);

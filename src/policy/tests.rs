@@ -37,8 +37,11 @@ impl Sim {
     }
 
     fn insert(&mut self, k: u32) {
+        let rare = self.p.on_new_key(hash(k), 1, self.slab.len() + 1);
         let t = self.slab.push(k, k, hash(k), 1, Queue::Window);
-        self.p.on_insert(&mut self.slab, t);
+        if rare {
+            self.slab.get_mut(t).mark_rare();
+        }
         self.p.fill_main(&mut self.slab);
         while self.slab.len() as u64 > self.capacity {
             let v = self.p.victim(&mut self.slab).expect("an entry to evict");

@@ -85,19 +85,22 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
+                    let rare = self.policy.on_new_key(hash, w, self.slab.len() + 1);
                     if self.budget.is_none() && self.weight == self.capacity && now.is_none() {
                         // A full count-bounded shard without deadlines (the common insert):
                         // the new entry takes its victim's slot (`v` is left unused). Full
                         // means at least one entry: a shard of capacity 0 found it too heavy.
-                        self.insert_into_victim(hash, key, value, removed);
+                        self.insert_into_victim(hash, key, value, rare, removed);
                         return None;
                     }
                     self.slab.reserve(1, self.max_entries);
                     let t = self.slab.push(key, value, hash, w, Queue::Window);
+                    if rare {
+                        self.slab.get_mut(t).mark_rare();
+                    }
                     self.last_bucket = v.insert(t).bucket_index();
                     self.weight += u64::from(w);
                     self.push_timer(t, deadline, cfg);
-                    self.policy.on_insert(&mut self.slab, t);
                     self.finish_write(now, w, removed);
                     return None;
                 }
@@ -140,14 +143,20 @@ impl<K, V> ShardState<K, V> {
         old
     }
 
-    /// Inserts a new key into a full count-bounded shard without deadlines: the policy picks
-    /// a victim as if the entry were already at the window's tail, and the entry takes the
-    /// victim's slot, so no other entry moves and the index is not repointed. The shard must
-    /// hold at least one entry.
+    /// Inserts a new key, which the policy has counted (`Policy::on_new_key`: `rare`), into a
+    /// full count-bounded shard without deadlines: the policy picks a victim as if the entry
+    /// were already at the window's tail, and the entry takes the victim's slot, so no other
+    /// entry moves and the index is not repointed. The shard must hold at least one entry.
     #[inline]
-    fn insert_into_victim(&mut self, hash: u32, key: K, value: V, removed: &mut Removed<K, V>) {
+    fn insert_into_victim(
+        &mut self,
+        hash: u32,
+        key: K,
+        value: V,
+        rare: bool,
+        removed: &mut Removed<K, V>,
+    ) {
         debug_assert!(self.slab.len() > 0);
-        let rare = self.policy.on_new_key(hash, 1, self.slab.len() + 1);
         self.policy.fill_main_for(&mut self.slab, 1);
         let Some(v) = self.policy.victim_for(&mut self.slab, 1) else {
             // Unreachable (a shard with entries has a victim); were it reached, the new entry
