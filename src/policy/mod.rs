@@ -125,6 +125,12 @@ pub(crate) struct Policy {
     credit_per_read: f64,
     /// Misses since the last nudge.
     misses: u32,
+    /// Weight this shard has still to evict before its ghost hits move the window by a full
+    /// step (`Policy::nudge`), out of `warmup`.
+    warmup_left: u64,
+    /// The weight evicted by the time a ghost hit moves the window by a full step: as much as
+    /// the main ghosts reach.
+    warmup: u64,
     rng: u64,
 }
 
@@ -147,6 +153,7 @@ impl Policy {
             capacity as f64 / window.capacity().max(1) as f64
         };
         let ghosts = Ghosts::new((capacity as f64 * GHOST_REACH) as u64, MAIN_GHOST_REACH);
+        let warmup = (capacity as f64 * GHOST_REACH * MAIN_GHOST_REACH) as u64;
         // In units of the cache's capacity: a shard of an eighth of the cache moves the shared
         // target by an eighth as much per ghost hit, so the target drifts per request as one
         // shard's would alone.
@@ -167,6 +174,8 @@ impl Policy {
             window_credit: 0.0,
             credit_per_read: 0.0,
             misses: 0,
+            warmup_left: warmup,
+            warmup,
             rng: seed | 1,
         };
         p.apply();
@@ -223,13 +232,12 @@ impl Policy {
         self.apply_protected();
     }
 
-    /// A new key (a miss) of `hash` and `weight` arrives in a shard that will then hold
-    /// `entries` entries, before its entry joins the window's tail: it is counted in the sketch
-    /// and looked up among the ghosts. Returns whether the entry is to be marked rare
-    /// (`Entry::mark_rare`).
+    /// A new key (a miss) of `hash` and `weight` arrives in the shard of `slab`, before its
+    /// entry joins the window's tail: it is counted in the sketch and looked up among the
+    /// ghosts. Returns whether the entry is to be marked rare (`Entry::mark_rare`).
     #[inline]
-    pub(crate) fn on_new_key(&mut self, hash: u32, weight: u32, entries: usize) -> bool {
-        self.sketch.ensure_capacity(entries);
+    pub(crate) fn on_new_key<K, V>(&mut self, slab: &Slab<K, V>, hash: u32, weight: u32) -> bool {
+        self.sketch.ensure_capacity(slab.len() + 1);
         // A key seen at most `ADMIT_MARGIN` times will lose at the window's head unless read by
         // then: no need to look up its frequency again there (one cache miss less per eviction
         // under churn).
@@ -249,19 +257,39 @@ impl Policy {
         }
         self.misses += 1;
         if self.misses >= NUDGE_EVERY {
-            self.nudge();
+            self.nudge(slab.list(Queue::Window).weight + u64::from(weight));
         }
         rare
     }
 
     /// Moves the cache's window by this shard's ghost hits since the last nudge, and applies
-    /// the window the cache now has.
+    /// the window the cache now has. `window` is the weight this shard's window holds.
+    ///
+    /// Two things keep the ghosts' votes to what they measured:
+    /// - A ghost hit says that a window larger (or smaller) by up to the ghosts' reach would
+    ///   have hit; nothing about one farther off. The window follows a rising target one insert
+    ///   at a time, so a burst of votes could run the target far ahead of the window they were
+    ///   cast on, and the main entries displaced on the way would drive it back as far: a shard
+    ///   moves the target no farther than one reach from the window it holds.
+    /// - Until a shard has evicted as much as the main ghosts reach, fewer ghosts exist than a
+    ///   hit could come from, and the first fill stocked the main space without the filter:
+    ///   the step grows with the share of that weight evicted so far.
     #[cold]
-    fn nudge(&mut self) {
+    fn nudge(&mut self, window: u64) {
         self.misses = 0;
         if self.ghost_net != 0 {
-            self.shared
-                .nudge(f64::from(self.ghost_net) * self.ghost_step);
+            let mut delta = f64::from(self.ghost_net) * self.ghost_step;
+            if self.warmup_left > 0 {
+                delta *= 1.0 - self.warmup_left as f64 / self.warmup as f64;
+            }
+            let (lo, hi) = if self.scale > 0.0 {
+                let reach = self.capacity as f64 * GHOST_REACH;
+                let window = window as f64;
+                ((window - reach) / self.scale, (window + reach) / self.scale)
+            } else {
+                (f64::NEG_INFINITY, f64::INFINITY)
+            };
+            self.shared.nudge(delta, lo, hi);
             self.ghost_net = 0;
         }
         let now = self.shared.window_bits();
@@ -349,6 +377,7 @@ impl Policy {
         }
         let v = self.choose_victim(slab, incoming, &mut chances)?;
         let w = slab.weight(v) as u32;
+        self.warmup_left = self.warmup_left.saturating_sub(u64::from(w));
         let e = slab.get_mut(v);
         let side = if e.queue == Queue::Window {
             Side::Window

@@ -37,7 +37,7 @@ impl Sim {
     }
 
     fn insert(&mut self, k: u32) {
-        let rare = self.p.on_new_key(hash(k), 1, self.slab.len() + 1);
+        let rare = self.p.on_new_key(&self.slab, hash(k), 1);
         let t = self.slab.push(k, k, hash(k), 1, Queue::Window);
         if rare {
             self.slab.get_mut(t).mark_rare();
@@ -47,6 +47,11 @@ impl Sim {
             let v = self.p.victim(&mut self.slab).expect("an entry to evict");
             self.slab.remove(v);
         }
+    }
+
+    /// The shard's next move of the cache's window, whatever the count of misses since the last.
+    fn nudge(&mut self) {
+        self.p.nudge(self.slab.list(Queue::Window).weight);
     }
 
     /// The cache's replay model: a read, and an insert on a miss. `true` on a hit.
@@ -197,6 +202,8 @@ fn read_probation_entries_are_protected_until_protected_overflows() {
 fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
     let mut s = Sim::new(10_000);
     assert_eq!(s.p.window_max, 100);
+    // As if the shard had evicted as much as the main ghosts reach (see the warm-up's test).
+    s.p.warmup_left = 0;
     let step = s.p.ghost_step;
     let ghost_hits = |s: &mut Sim, keys: std::ops::Range<u32>, side: Side| {
         for k in keys.clone() {
@@ -205,7 +212,7 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
         for k in keys {
             s.insert(k);
         }
-        s.p.nudge(); // whatever the count of misses since the last one
+        s.nudge();
     };
     // Keys the window let go, missed again soon after: without hits of its own the window has
     // earned no credit for them, and stays.
@@ -331,19 +338,91 @@ fn a_fall_in_protected_share_demotes_one_entry_per_eviction() {
     assert_eq!(s.slab.list(Queue::Protected).len, left);
 }
 
+/// No bound on a move of the shared target.
+const FREE: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+
+/// Window ghost hits on `keys` (fewer than `NUDGE_EVERY`), vouched for by the window's credit,
+/// then the shard's nudge.
+fn credited_window_ghost_hits(s: &mut Sim, keys: std::ops::Range<u32>) {
+    assert!(keys.len() < NUDGE_EVERY as usize);
+    for k in keys.clone() {
+        s.p.ghosts.on_evict(hash(k), 1, Side::Window);
+    }
+    s.p.window_credit = 1e9;
+    s.p.misses = 0;
+    for k in keys {
+        s.insert(k);
+    }
+    s.nudge();
+}
+
+/// How far the cache's window target moves on `credited_window_ghost_hits`.
+fn window_move(s: &mut Sim, keys: std::ops::Range<u32>) -> f64 {
+    let before = f64::from_bits(s.p.shared.window_bits());
+    credited_window_ghost_hits(s, keys);
+    f64::from_bits(s.p.shared.window_bits()) - before
+}
+
+#[test]
+fn ghost_hits_move_the_window_by_the_share_of_the_warm_up_evicted() {
+    let mut s = Sim::new(10_000);
+    let hits = NUDGE_EVERY - 1;
+    let full = f64::from(hits) * s.p.ghost_step;
+    // The main ghosts reach 20% of the capacity: 2,000 evictions. Before the first, nothing.
+    assert_eq!(s.p.warmup_left, 2_000);
+    assert_eq!(window_move(&mut s, 0..hits), 0.0);
+    // Once a quarter of it has been evicted, a quarter of a step per hit.
+    for k in 10_000..20_470 {
+        s.insert(k);
+    }
+    let moved = window_move(&mut s, 1_000..1_000 + hits);
+    assert_eq!(s.p.warmup_left, 1_500);
+    assert!((moved - full / 4.0).abs() < 1e-9, "{moved} against {full}");
+    // From then on, full steps.
+    for k in 20_470..22_000 {
+        s.insert(k);
+    }
+    let moved = window_move(&mut s, 2_000..2_000 + hits);
+    assert_eq!(s.p.warmup_left, 0);
+    assert!((moved - full).abs() < 1e-9, "{moved} against {full}");
+}
+
+#[test]
+fn ghost_hits_move_the_target_no_farther_than_one_reach_from_the_window() {
+    let mut s = Sim::full(1_000, 0);
+    s.p.warmup_left = 0;
+    assert_eq!(s.slab.list(Queue::Window).weight, 10);
+    // Hits worth far more than one reach (100 entries): the target stops 100 past the window.
+    s.p.ghost_step = 50.0;
+    let hits = NUDGE_EVERY - 1;
+    credited_window_ghost_hits(&mut s, 5_000..5_000 + hits);
+    assert_eq!(s.slab.list(Queue::Window).weight, 10);
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 110.0);
+    // The window grows towards it one insert at a time, and the target waits for it.
+    credited_window_ghost_hits(&mut s, 6_000..6_000 + hits);
+    let held = s.slab.list(Queue::Window).weight;
+    assert_eq!(held, 10 + u64::from(hits));
+    assert_eq!(
+        f64::from_bits(s.p.shared.window_bits()),
+        held as f64 + 100.0
+    );
+    // Without the bound, the same hits would have taken it to 80% of the cache and beyond.
+    assert!(f64::from(2 * hits) * s.p.ghost_step > 800.0);
+}
+
 #[test]
 fn the_window_stays_between_one_unit_and_its_largest_share() {
     let mut s = Sim::new(100);
-    s.p.shared.nudge(1e9);
-    s.p.nudge();
+    s.p.shared.nudge(1e9, FREE.0, FREE.1);
+    s.nudge();
     assert_eq!((s.p.window_max, s.p.protected_max), (80, 16));
-    s.p.shared.nudge(-1e9);
-    s.p.nudge();
+    s.p.shared.nudge(-1e9, FREE.0, FREE.1);
+    s.nudge();
     assert_eq!(s.p.window_max, 1);
     // A cache of two keeps a unit for the main space; a cache of one is all window.
     let mut s = Sim::new(2);
-    s.p.shared.nudge(5.0);
-    s.p.nudge();
+    s.p.shared.nudge(5.0, FREE.0, FREE.1);
+    s.nudge();
     assert_eq!(s.p.window_max, 1);
     let mut s = Sim::new(1);
     for k in 0..3 {
@@ -358,8 +437,8 @@ fn a_shard_applies_its_share_of_the_cache_window() {
     let window = Arc::new(SharedWindow::new(400, initial_window(400)));
     let mut p = Policy::new(100, 0, 7, Arc::clone(&window));
     assert_eq!(p.window_max, 1);
-    window.nudge(36.0); // 40 of 400
-    p.nudge();
+    window.nudge(36.0, FREE.0, FREE.1); // 40 of 400
+    p.nudge(0);
     assert_eq!(p.window_max, 10);
 }
 
@@ -367,8 +446,8 @@ fn a_shard_applies_its_share_of_the_cache_window() {
 fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
     let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
     let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window));
-    window.nudge(190.0); // 20% of the cache
-    p.nudge();
+    window.nudge(190.0, FREE.0, FREE.1); // 20% of the cache
+    p.nudge(0);
     assert_eq!((p.window_max, p.protected_max), (200, 640));
     p.set_capacity(500);
     assert_eq!((p.window_max, p.protected_max), (100, 320));

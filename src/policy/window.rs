@@ -42,17 +42,21 @@ impl SharedWindow {
         self.window.load(Ordering::Relaxed)
     }
 
-    /// Moves the window by `delta` (units of the cache's capacity), within the capacity.
-    pub(crate) fn nudge(&self, delta: f64) {
+    /// Moves the window by `delta` (units of the cache's capacity), within the capacity, and
+    /// no farther than `lo` when moving down or `hi` when moving up: a target already beyond
+    /// that bound stays where it is.
+    pub(crate) fn nudge(&self, delta: f64, lo: f64, hi: f64) {
         let cap = self.capacity as f64;
         let _ = self
             .window
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                Some(
-                    (f64::from_bits(w) + delta)
-                        .clamp(1.0_f64.min(cap), cap)
-                        .to_bits(),
-                )
+                let w = f64::from_bits(w);
+                let moved = if delta > 0.0 {
+                    (w + delta).min(hi.max(w))
+                } else {
+                    (w + delta).max(lo.min(w))
+                };
+                Some(moved.clamp(1.0_f64.min(cap), cap).to_bits())
             });
     }
 }
@@ -64,19 +68,34 @@ mod tests {
     #[test]
     fn nudges_stay_within_the_capacity() {
         let w = SharedWindow::new(100, 1.0);
-        w.nudge(-5.0);
+        let free = (f64::NEG_INFINITY, f64::INFINITY);
+        w.nudge(-5.0, free.0, free.1);
         assert_eq!(f64::from_bits(w.window_bits()), 1.0);
-        w.nudge(30.5);
+        w.nudge(30.5, free.0, free.1);
         assert_eq!(f64::from_bits(w.window_bits()), 31.5);
-        w.nudge(1e9);
+        w.nudge(1e9, free.0, free.1);
         assert_eq!(f64::from_bits(w.window_bits()), 100.0);
         assert_eq!(w.capacity(), 100);
     }
 
     #[test]
+    fn nudges_stop_at_their_bound_and_never_push_past_it() {
+        let w = SharedWindow::new(100, 10.0);
+        w.nudge(30.0, 0.0, 25.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 25.0);
+        // Already above the next bound: moving up leaves it, moving down is free to it.
+        w.nudge(5.0, 0.0, 20.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 25.0);
+        w.nudge(-30.0, 15.0, 40.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 15.0);
+        w.nudge(-1.0, 20.0, 40.0);
+        assert_eq!(f64::from_bits(w.window_bits()), 15.0);
+    }
+
+    #[test]
     fn a_cache_of_capacity_zero_keeps_a_window_of_zero() {
         let w = SharedWindow::new(0, 0.0);
-        w.nudge(3.0);
+        w.nudge(3.0, 0.0, 10.0);
         assert_eq!(f64::from_bits(w.window_bits()), 0.0);
     }
 }
