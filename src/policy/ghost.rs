@@ -23,11 +23,19 @@
 // never protected, a larger probation (ARC's B2 and B1 lists, over a short reach).
 //
 // The ghosts are a direct-mapped table of (hash, time) words over a hash-sampled subset of the
-// keys, so a large shard keeps a fixed, small table: all keys are sampled while `d` is small, one
-// in 2^k beyond. A collision overwrites; both sides lose alike.
+// keys: all keys are sampled while `d` is small, one in 2^k beyond, up to one in 8 for a
+// count-bounded shard, whose table grows from there (`MAX_SAMPLE_BITS`). A collision overwrites; both sides lose alike.
 
-/// Most ghost slots per shard: 16 bytes each (a word per side).
-const MAX_SLOTS: usize = 1024;
+/// Ghost slots (16 bytes each, a word per side) a shard fills before its keys are sampled.
+const SAMPLED_FROM_SLOTS: usize = 1024;
+
+/// Most keys a sampled ghost stands for in a count-bounded shard, as a power of two: past one
+/// in 8 its table grows with the shard instead (about 0.2 bytes per entry of capacity). A ghost
+/// hit moves the window by its step times the keys it stands for, so the window's random walk
+/// widens with the sampling; one in 8 keeps a shard of a million entries as steady as the
+/// shards of 80,000 entries the grid measures. A weighted shard's reach is in weight, not
+/// entries, so its table stays at `SAMPLED_FROM_SLOTS` and samples as thinly as it must.
+const MAX_SAMPLE_BITS: u32 = 3;
 
 /// The sampled keys' ghosts live at most this many per slot of the table, on average, before the
 /// sampling thins: live ghosts are those of the last `depth` inserts and main evictions.
@@ -79,19 +87,21 @@ pub(super) enum Side {
 impl Ghosts {
     /// `depth` is the window ghosts' reach; main ghosts reach `main_mult` times `depth`. The
     /// table is sized for `depth`: the main half holds more live ghosts, and loses more of them
-    /// to collisions.
-    pub(super) fn new(depth: u64, main_mult: f64) -> Self {
+    /// to collisions. `counted`: the shard is count-bounded (`depth` is in entries), and its
+    /// table may grow past `SAMPLED_FROM_SLOTS` (`MAX_SAMPLE_BITS`).
+    pub(super) fn new(depth: u64, main_mult: f64, counted: bool) -> Self {
         let depth = depth.clamp(1, u64::from(u32::MAX >> 2));
         // Up to `depth` live ghosts a side, thinned to fit the table.
         let live = depth;
         let mut sample_bits = 0;
-        while (live >> sample_bits) > MAX_SLOTS as u64 * LIVE_PER_SLOT {
+        while (live >> sample_bits) > SAMPLED_FROM_SLOTS as u64 * LIVE_PER_SLOT
+            && (sample_bits < MAX_SAMPLE_BITS || !counted)
+        {
             sample_bits += 1;
         }
         let slots = ((live >> sample_bits) / LIVE_PER_SLOT)
             .max(16)
-            .next_power_of_two()
-            .min(MAX_SLOTS as u64 * 2) as usize;
+            .next_power_of_two() as usize;
         Ghosts {
             table: vec![0; 2 * slots],
             slot_mask: slots as u64 - 1,
@@ -210,8 +220,23 @@ mod tests {
     }
 
     #[test]
+    fn a_counted_shard_samples_at_most_one_key_in_eight() {
+        // A reach of 100,000 entries: one key in 8 sampled, and a table for all of those.
+        let counted = Ghosts::new(100_000, 2.0, true);
+        assert_eq!(counted.sample_bits(), MAX_SAMPLE_BITS);
+        assert!(counted.table.len() >= 2 * (100_000 >> MAX_SAMPLE_BITS));
+        // In weight, the table stays small and the sampling thins instead.
+        let weighted = Ghosts::new(100_000, 2.0, false);
+        assert_eq!(weighted.sample_bits(), 7);
+        assert!(weighted.table.len() <= 2 * SAMPLED_FROM_SLOTS);
+        // A short reach samples every key either way.
+        assert_eq!(Ghosts::new(1_000, 2.0, true).sample_bits(), 0);
+        assert_eq!(Ghosts::new(1_000, 2.0, false).sample_bits(), 0);
+    }
+
+    #[test]
     fn window_ghosts_count_within_their_reach() {
-        let mut g = Ghosts::new(10, 2.0);
+        let mut g = Ghosts::new(10, 2.0, true);
         assert_eq!(g.sample_bits(), 0);
         assert_eq!(window_ghost_after(&mut g, 64, 4), Some(Side::Window));
         assert_eq!(window_ghost_after(&mut g, 64, 20), None);
@@ -222,7 +247,7 @@ mod tests {
 
     #[test]
     fn a_ghost_counts_once() {
-        let mut g = Ghosts::new(10, 2.0);
+        let mut g = Ghosts::new(10, 2.0, true);
         assert_eq!(window_ghost_after(&mut g, 64, 2), Some(Side::Window));
         assert_eq!(g.on_miss(64, 1), None);
         g.on_evict(192, 1, Side::Main);
@@ -232,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_main_ghost_says_whether_protected_once_held_its_entry() {
-        let mut g = Ghosts::new(10, 2.0);
+        let mut g = Ghosts::new(10, 2.0, true);
         g.on_evict(192, 1, Side::Protected);
         g.on_evict(193, 1, Side::Main);
         assert_eq!(g.on_miss(193, 1), Some(Side::Main));
@@ -246,7 +271,7 @@ mod tests {
 
     #[test]
     fn main_ghosts_count_probation_departures() {
-        let mut g = Ghosts::new(10, 2.0);
+        let mut g = Ghosts::new(10, 2.0, true);
         g.on_evict(128, 1, Side::Main);
         for _ in 0..15 {
             g.on_promote(1);

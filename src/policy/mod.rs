@@ -141,18 +141,25 @@ pub(crate) fn initial_window(capacity: u64) -> f64 {
 }
 
 impl Policy {
+    /// A policy for a shard of `capacity`, expecting `initial_entries`; `counted` when the shard
+    /// is count-bounded (its capacity is in entries, not weight).
     pub(crate) fn new(
         capacity: u64,
         initial_entries: usize,
         seed: u64,
         window: Arc<SharedWindow>,
+        counted: bool,
     ) -> Self {
         let scale = if capacity == window.capacity() {
             1.0 // exactly, so that a single shard's window is the cache's
         } else {
             capacity as f64 / window.capacity().max(1) as f64
         };
-        let ghosts = Ghosts::new((capacity as f64 * GHOST_REACH) as u64, MAIN_GHOST_REACH);
+        let ghosts = Ghosts::new(
+            (capacity as f64 * GHOST_REACH) as u64,
+            MAIN_GHOST_REACH,
+            counted,
+        );
         let warmup = (capacity as f64 * GHOST_REACH * MAIN_GHOST_REACH) as u64;
         // In units of the cache's capacity: a shard of an eighth of the cache moves the shared
         // target by an eighth as much per ghost hit, so the target drifts per request as one

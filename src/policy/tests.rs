@@ -17,7 +17,7 @@ impl Sim {
     fn new(capacity: u64) -> Sim {
         let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
         Sim {
-            p: Policy::new(capacity, 0, 7, window),
+            p: Policy::new(capacity, 0, 7, window, true),
             slab: Slab::new(false),
             capacity,
         }
@@ -435,7 +435,7 @@ fn the_window_stays_between_one_unit_and_its_largest_share() {
 #[test]
 fn a_shard_applies_its_share_of_the_cache_window() {
     let window = Arc::new(SharedWindow::new(400, initial_window(400)));
-    let mut p = Policy::new(100, 0, 7, Arc::clone(&window));
+    let mut p = Policy::new(100, 0, 7, Arc::clone(&window), true);
     assert_eq!(p.window_max, 1);
     window.nudge(36.0, FREE.0, FREE.1); // 40 of 400
     p.nudge(0);
@@ -445,7 +445,7 @@ fn a_shard_applies_its_share_of_the_cache_window() {
 #[test]
 fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
     let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
-    let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window));
+    let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window), true);
     window.nudge(190.0, FREE.0, FREE.1); // 20% of the cache
     p.nudge(0);
     assert_eq!((p.window_max, p.protected_max), (200, 640));

@@ -139,7 +139,7 @@ impl<K, V> ShardState<K, V> {
         ShardState {
             index,
             slab,
-            policy: Policy::new(capacity, sketch_entries, seed, window),
+            policy: Policy::new(capacity, sketch_entries, seed, window, !weighted),
             weight: 0,
             capacity: if weighted { 0 } else { capacity },
             base: capacity,
