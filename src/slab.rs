@@ -699,4 +699,30 @@ mod tests {
         }
         assert_eq!(slab.len(), 593);
     }
+
+    #[test]
+    fn a_reused_slot_holds_a_fresh_entry_at_its_queues_tail() {
+        let mut slab: Slab<u32, u32> = Slab::new(false);
+        for i in 0..6u32 {
+            let q = [Queue::Window, Queue::Probation][i as usize % 2];
+            slab.push(i, i * 10, i, 1, q);
+        }
+        // Entry 3 (probation, between 1 and 5), read and given a deadline.
+        slab.get(3).touch();
+        slab.get_mut(3).set_deadline(Some(99));
+        let (k, v) = slab.reuse(3, 100, 1000, 7, 1, Queue::Window);
+        assert_eq!((k, v), (3, 30));
+        slab.validate().unwrap();
+        assert_eq!(slab.len(), 6);
+        let e = slab.get(3);
+        assert_eq!(
+            (e.key, e.value, e.hash, e.queue),
+            (100, 1000, 7, Queue::Window)
+        );
+        assert!(!e.was_read());
+        assert_eq!(e.deadline(), None);
+        assert_eq!(slab.list(Queue::Window).tail, 3);
+        assert_eq!(slab.list(Queue::Window).len, 4);
+        assert_eq!(slab.list(Queue::Probation).len, 2);
+    }
 }
