@@ -12,7 +12,7 @@ use crate::flight::Flight;
 use crate::listener::{RemovalCause, Removed};
 use crate::slab::Token;
 
-use super::{PENDING, ShardState, hash_of, index_hash, key_of};
+use super::{PENDING, ShardState, hash_of, index_hash, key_of, unindex};
 
 /// A load in flight for a key that has no entry: it sits in the index like an entry, so a
 /// miss, and the decision to lead or join a load, is one probe under the write lock.
@@ -345,12 +345,7 @@ impl<K, V> ShardState<K, V> {
     /// and negative entries.
     pub(super) fn supersede_loads(&mut self) {
         for (i, p) in self.loads.pending.iter().enumerate() {
-            let t = PENDING | i as Token;
-            if let Ok(o) = self.index.find_entry(index_hash(p.hash), |&x| x == t) {
-                o.remove();
-            } else {
-                debug_assert!(false, "load {i} missing from the index");
-            }
+            unindex(&mut self.index, p.hash, PENDING | i as Token);
         }
         self.loads.pending.clear();
         self.loads.negative.clear();
@@ -367,12 +362,7 @@ impl<K, V> ShardState<K, V> {
     /// Removes the pending slot of index token `t` (`PENDING | position`).
     pub(super) fn remove_pending(&mut self, t: Token) {
         let i = (t & !PENDING) as usize;
-        let hash = self.loads.pending[i].hash;
-        if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
-            o.remove();
-        } else {
-            debug_assert!(false, "load {i} missing from the index");
-        }
+        unindex(&mut self.index, self.loads.pending[i].hash, t);
         self.loads.pending.swap_remove(i);
         if let Some(moved) = self.loads.pending.get(i) {
             let from = PENDING | self.loads.pending.len() as Token;

@@ -230,12 +230,7 @@ impl<K, V> ShardState<K, V> {
     /// entry that moves into its slot. Returns its key and value.
     #[inline]
     pub(super) fn remove_token(&mut self, t: Token) -> (K, V) {
-        let hash = self.slab.get(t).hash;
-        if let Ok(o) = self.index.find_entry(index_hash(hash), |&x| x == t) {
-            o.remove();
-        } else {
-            debug_assert!(false, "token {t} missing from the index");
-        }
+        unindex(&mut self.index, self.slab.get(t).hash, t);
         self.weight -= self.slab.weight(t);
         if let Some(w) = &mut self.wheel {
             w.swap_remove(t);
@@ -274,6 +269,18 @@ fn entries_for(weighted: bool, capacity: u64) -> usize {
         usize::try_from(capacity.saturating_add(1))
             .unwrap_or(MAX_ENTRIES)
             .min(MAX_ENTRIES)
+    }
+}
+
+/// Takes index token `t` (an entry's or an in-flight load's), filed under `hash`, out of the
+/// index.
+#[inline]
+fn unindex(index: &mut HashTable<Token>, hash: u32, t: Token) {
+    match index.find_entry(index_hash(hash), |&x| x == t) {
+        Ok(o) => {
+            o.remove();
+        }
+        Err(_) => debug_assert!(false, "token {t} missing from the index"),
     }
 }
 

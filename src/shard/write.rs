@@ -10,7 +10,7 @@ use crate::expiry::{Deadline, ExpireConfig, Lifetime};
 use crate::listener::{Panic, RemovalCause, Removed};
 use crate::slab::{MAX_ENTRIES, Queue, Token};
 
-use super::{EXPIRE_BUDGET, PENDING, ShardState, hash_of, index_hash, key_of};
+use super::{EXPIRE_BUDGET, PENDING, ShardState, hash_of, index_hash, key_of, unindex};
 
 /// What a write works with besides its entry: the time it sees, the cache's configured
 /// lifetimes, and the sink its removals go to (reported by the cache once the lock is released).
@@ -165,12 +165,7 @@ impl<K, V> ShardState<K, V> {
             removed.push(key, value, RemovalCause::Evicted);
             return;
         };
-        let old_hash = self.slab.get(v).hash;
-        if let Ok(o) = self.index.find_entry(index_hash(old_hash), |&x| x == v) {
-            o.remove();
-        } else {
-            debug_assert!(false, "token {v} missing from the index");
-        }
+        unindex(&mut self.index, self.slab.get(v).hash, v);
         let (old_key, old_value) = self.slab.reuse(v, key, value, hash, 1, Queue::Window);
         if rare {
             self.slab.get_mut(v).mark_rare();
