@@ -24,7 +24,8 @@
 //
 // The ghosts are a direct-mapped table of (hash, time) words over a hash-sampled subset of the
 // keys: all keys are sampled while `d` is small, one in 2^k beyond, up to one in 8 for a
-// count-bounded shard, whose table grows from there (`MAX_SAMPLE_BITS`). A collision overwrites; both sides lose alike.
+// count-bounded shard, whose table grows from there (`MAX_SAMPLE_BITS`). A collision
+// overwrites; both sides lose alike.
 
 /// Ghost slots (16 bytes each, a word per side) a shard fills before its keys are sampled.
 const SAMPLED_FROM_SLOTS: usize = 1024;
