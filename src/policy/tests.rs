@@ -15,7 +15,12 @@ fn hash(k: u32) -> u32 {
 
 impl Sim {
     fn new(capacity: u64) -> Sim {
-        let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
+        Sim::with_window(capacity, initial_window(capacity))
+    }
+
+    /// A shard of `capacity` whose window starts at `window` (units) instead of the initial one.
+    fn with_window(capacity: u64, window: f64) -> Sim {
+        let window = Arc::new(SharedWindow::new(capacity, window));
         Sim {
             p: Policy::new(capacity, 0, 7, window, true),
             slab: Slab::new(false),
@@ -100,12 +105,13 @@ impl Sim {
 }
 
 #[test]
-fn the_window_starts_at_one_percent_and_at_least_one_unit() {
-    assert_eq!(initial_window(1_000), 10.0);
+fn the_window_starts_at_three_per_mille_and_at_least_one_unit() {
+    assert_eq!(initial_window(10_000), 30.0);
+    assert_eq!(initial_window(1_000), 3.0);
     assert_eq!(initial_window(50), 1.0);
     assert_eq!(initial_window(0), 0.0);
     let s = Sim::new(1_000);
-    assert_eq!((s.p.window_max, s.p.protected_max), (10, 792));
+    assert_eq!((s.p.window_max, s.p.protected_max), (3, 797));
 }
 
 #[test]
@@ -200,7 +206,7 @@ fn read_probation_entries_are_protected_until_protected_overflows() {
 
 #[test]
 fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
-    let mut s = Sim::new(10_000);
+    let mut s = Sim::with_window(10_000, 100.0);
     assert_eq!(s.p.window_max, 100);
     // As if the shard had evicted as much as the main ghosts reach (see the warm-up's test).
     s.p.warmup_left = 0;
@@ -391,17 +397,17 @@ fn ghost_hits_move_the_window_by_the_share_of_the_warm_up_evicted() {
 fn ghost_hits_move_the_target_no_farther_than_one_reach_from_the_window() {
     let mut s = Sim::full(1_000, 0);
     s.p.warmup_left = 0;
-    assert_eq!(s.slab.list(Queue::Window).weight, 10);
+    assert_eq!(s.slab.list(Queue::Window).weight, 3);
     // Hits worth far more than one reach (100 entries): the target stops 100 past the window.
     s.p.ghost_step = 50.0;
     let hits = NUDGE_EVERY - 1;
     credited_window_ghost_hits(&mut s, 5_000..5_000 + hits);
-    assert_eq!(s.slab.list(Queue::Window).weight, 10);
-    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 110.0);
+    assert_eq!(s.slab.list(Queue::Window).weight, 3);
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 103.0);
     // The window grows towards it one insert at a time, and the target waits for it.
     credited_window_ghost_hits(&mut s, 6_000..6_000 + hits);
     let held = s.slab.list(Queue::Window).weight;
-    assert_eq!(held, 10 + u64::from(hits));
+    assert_eq!(held, 3 + u64::from(hits));
     assert_eq!(
         f64::from_bits(s.p.shared.window_bits()),
         held as f64 + 100.0
@@ -437,7 +443,7 @@ fn a_shard_applies_its_share_of_the_cache_window() {
     let window = Arc::new(SharedWindow::new(400, initial_window(400)));
     let mut p = Policy::new(100, 0, 7, Arc::clone(&window), true);
     assert_eq!(p.window_max, 1);
-    window.nudge(36.0, FREE.0, FREE.1); // 40 of 400
+    window.nudge(40.0 - initial_window(400), FREE.0, FREE.1); // 40 of 400
     p.nudge(0);
     assert_eq!(p.window_max, 10);
 }
@@ -446,7 +452,7 @@ fn a_shard_applies_its_share_of_the_cache_window() {
 fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
     let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
     let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window), true);
-    window.nudge(190.0, FREE.0, FREE.1); // 20% of the cache
+    window.nudge(200.0 - initial_window(1_000), FREE.0, FREE.1); // 20% of the cache
     p.nudge(0);
     assert_eq!((p.window_max, p.protected_max), (200, 640));
     p.set_capacity(500);
