@@ -16,7 +16,8 @@ hasher seeds, min-max), the best other policy of the point and cachet's gap to i
 points where cachet is more than 1.0 behind the best other; each policy's mean hit ratio and mean
 fraction of OPT (OPT = Belady with bypass, the README's reference, from --rust; libCacheSim's
 Belady never bypasses and is only a competitor-free sanity column); and cachet's mean lead over the
-best single other policy (the one with the highest mean on that set).
+best single other policy (the one with the highest mean on that set). It also applies the
+"more than 1.0 behind" count to every policy: each peer against the best of the other peers.
 
 The `lru` crate and libCacheSim's LRU are both exact LRU: they are reported as one policy, LRU
 (a warning is printed if they ever differ). Means are taken over the points where every policy
@@ -139,6 +140,8 @@ def report_set(name: str, pts: list[tuple[str, int]], table: dict, baseline: dic
           + (": " + ", ".join(f"{t}@{c} {g:+.2f} ({b})" for g, (t, c), b in sorted(behind))
              if behind else ""))
 
+    peers_behind(pts, table, others)
+
     if not complete:
         print("\n(no point has every policy: no means)")
         return
@@ -182,6 +185,32 @@ def report_set(name: str, pts: list[tuple[str, int]], table: dict, baseline: dic
             if both:
                 print(f"cachet against the baseline over {len(both)} points: "
                       f"{mean(table[pt]['cachet'][0] - baseline[pt][0] for pt in both):+.3f} mean")
+
+
+def peers_behind(pts: list[tuple[str, int]], table: dict, others: list[str]) -> None:
+    """The bar's first part applied to every policy: the points where it is more than BEHIND
+    behind the best of the others. The peers are compared among themselves (cachet is not one
+    of their others), cachet with all of them, so cachet's line is the count printed above."""
+    print(f"\nEvery policy against the first part of the bar (more than {BEHIND:.1f} behind the "
+          "best of the others; a peer's others are the other peers):\n")
+    print("| policy | points | more than 1.0 behind | their sum |")
+    print("|---|---:|---:|---:|")
+    rows = []
+    for p in others + ["cachet"]:
+        n, gaps = 0, []
+        for pt in pts:
+            row = table.get(pt, {})
+            rivals = [row[q][0] for q in others if q != p and q in row]
+            if p not in row or not rivals:
+                continue
+            n += 1
+            gap = row[p][0] - max(rivals)
+            if gap < -BEHIND:
+                gaps.append(gap)
+        if n:
+            rows.append((len(gaps), sum(gaps), n, p))
+    for count, total, n, p in sorted(rows, key=lambda r: (r[0], -r[1])):
+        print(f"| {p} | {n} | {count} | {total:.1f} |")
 
 
 def main() -> int:
