@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Weigher};
 use crate::expiry::ExpireConfig;
 use crate::listener::{Listener, RemovalCause};
-use crate::policy::{SharedWindow, initial_window};
+use crate::policy::shared_window;
 use crate::shard::{Budget, ShardState};
 use crate::stats::{CacheStats, LoadHook, ShardStats};
 use crate::sync::{Mutex, RwLock};
@@ -190,8 +190,8 @@ where
         let timed = expire
             .is_active()
             .then(|| (clock.now_ticks(), expire.caps_upfront()));
-        // One window target for the whole cache (`policy/window.rs`).
-        let window = Arc::new(SharedWindow::new(capacity, initial_window(capacity)));
+        // One window target and protected share for the whole cache (`policy/window.rs`).
+        let window = Arc::new(shared_window(capacity));
         let shards: Box<[_]> = (0..shards)
             .map(|i| {
                 // Spread the remainder so shard capacities differ by at most one.

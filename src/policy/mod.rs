@@ -74,10 +74,23 @@ const GHOST_REACH: f64 = 0.1;
 /// and a ghost of it needs a longer memory to be seen at all. Tuned.
 const MAIN_GHOST_REACH: f64 = 2.0;
 
-/// The window's move per ghost hit, as a share of the shard's capacity (times the ghost table's
-/// sampling divisor, so that the drift per request does not depend on the sampling). Tuned:
-/// faster steps follow phases sooner and wander more on steady workloads.
+/// The window's move per ghost hit, as a share of the step base (`step_base`), times the ghost
+/// table's sampling divisor, so that the drift per request does not depend on the sampling.
+/// Protected's share moves by as much of the main space. Tuned: faster steps follow phases sooner
+/// and wander more on steady workloads.
 const GHOST_STEP: f64 = 0.001;
+
+/// The capacity `GHOST_STEP` is a share of, for a cache of `capacity`: the capacity up to
+/// 4,096, then 4,096 up to 32,768, then an eighth of the capacity. Part of the step's tuning: the
+/// grid chose `GHOST_STEP` with these steps (then each shard's own, with shards of at least
+/// 4,096 and at most eight of them), and a large cache loses with larger ones (P12 at 65,536
+/// entries, 3 points at eight times the step) and with smaller ones (P3 at 160,000, 4 points
+/// at a quarter). Taken from the cache's capacity, not the shard's, so that the shard count,
+/// which follows the machine's cores, does not change the hit ratio.
+fn step_base(capacity: u64) -> f64 {
+    let c = capacity as f64;
+    c.min(4096.0).max(c / 8.0)
+}
 
 /// Most second chances given while looking for one victim. Each is paid for by an earlier read,
 /// so the work is O(1) amortised; the bound caps the worst single eviction.
@@ -99,7 +112,8 @@ pub(crate) struct Policy {
     window_max: u64,
     /// Most weight protected holds before its head goes back to probation.
     protected_max: u64,
-    /// Protected's share of the main space, moved by main ghosts.
+    /// Protected's share of the main space, moved by main ghosts: the cache's
+    /// (`SharedWindow::protected`) as this shard applied it last.
     protected_share: f64,
     /// Recent evictions from the main space of entries never protected and of entries protected
     /// once: how fast each kind of main ghost is made. Halved when they sum to the capacity.
@@ -136,6 +150,11 @@ pub(crate) struct Policy {
     rng: u64,
 }
 
+/// The state a cache of `capacity` shares between its shards, as it starts.
+pub(crate) fn shared_window(capacity: u64) -> SharedWindow {
+    SharedWindow::new(capacity, initial_window(capacity), PROTECTED)
+}
+
 /// The window's initial target for a cache (or shard) of `capacity`: at least one unit.
 pub(crate) fn initial_window(capacity: u64) -> f64 {
     let c = capacity as f64;
@@ -163,17 +182,18 @@ impl Policy {
             counted,
         );
         let warmup = (capacity as f64 * GHOST_REACH * MAIN_GHOST_REACH) as u64;
-        // In units of the cache's capacity: a shard of an eighth of the cache moves the shared
-        // target by an eighth as much per ghost hit, so the target drifts per request as one
-        // shard's would alone.
-        let ghost_step = capacity as f64 * GHOST_STEP * f64::from(1u32 << ghosts.sample_bits());
+        // In units of the cache's capacity, the same for every shard: each ghost hit, from
+        // whichever shard, moves the cache's target by one step, so the target drifts per
+        // request as it would with one shard.
+        let ghost_step =
+            step_base(window.capacity()) * GHOST_STEP * f64::from(1u32 << ghosts.sample_bits());
         let mut p = Policy {
             sketch: FrequencySketch::new(initial_entries, capacity),
             ghosts,
             capacity,
             window_max: 0,
             protected_max: 0,
-            protected_share: PROTECTED,
+            protected_share: window.protected(),
             main_departures: [0.0; 2],
             applied: window.window_bits(),
             shared: window,
@@ -236,8 +256,9 @@ impl Policy {
         } else {
             -self.ghost_step * (once / never.max(1.0)).max(1.0)
         };
-        let main = self.main_space().max(1) as f64;
-        self.protected_share = (self.protected_share + step / main).clamp(0.0, 1.0);
+        // A share of the cache's main space, which this shard's is its share of.
+        let main = self.main_space().max(1) as f64 / self.scale.max(f64::MIN_POSITIVE);
+        self.protected_share = self.shared.move_protected(step / main);
         self.apply_protected();
     }
 
@@ -301,10 +322,15 @@ impl Policy {
             self.shared.nudge(delta, lo, hi);
             self.ghost_net = 0;
         }
+        let protected = self.shared.protected();
         let now = self.shared.window_bits();
         if now != self.applied {
             self.applied = now;
+            self.protected_share = protected;
             self.apply();
+        } else if protected != self.protected_share {
+            self.protected_share = protected;
+            self.apply_protected();
         }
     }
 

@@ -20,7 +20,7 @@ impl Sim {
 
     /// A shard of `capacity` whose window starts at `window` (units) instead of the initial one.
     fn with_window(capacity: u64, window: f64) -> Sim {
-        let window = Arc::new(SharedWindow::new(capacity, window));
+        let window = Arc::new(SharedWindow::new(capacity, window, PROTECTED));
         Sim {
             p: Policy::new(capacity, 0, 7, window, true),
             slab: Slab::new(false),
@@ -440,7 +440,7 @@ fn the_window_stays_between_one_unit_and_its_largest_share() {
 
 #[test]
 fn a_shard_applies_its_share_of_the_cache_window() {
-    let window = Arc::new(SharedWindow::new(400, initial_window(400)));
+    let window = Arc::new(SharedWindow::new(400, initial_window(400), PROTECTED));
     let mut p = Policy::new(100, 0, 7, Arc::clone(&window), true);
     assert_eq!(p.window_max, 1);
     window.nudge(40.0 - initial_window(400), FREE.0, FREE.1); // 40 of 400
@@ -450,7 +450,7 @@ fn a_shard_applies_its_share_of_the_cache_window() {
 
 #[test]
 fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
-    let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000)));
+    let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000), PROTECTED));
     let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window), true);
     window.nudge(200.0 - initial_window(1_000), FREE.0, FREE.1); // 20% of the cache
     p.nudge(0);
@@ -475,4 +475,50 @@ fn a_loop_slightly_larger_than_the_cache_keeps_most_of_it() {
     let ratio = f64::from(hits) / (40.0 * 220.0);
     assert!(ratio > 0.8, "hit ratio {ratio:.3}");
     assert!(s.p.window_max <= 10, "window {}", s.p.window_max);
+}
+
+#[test]
+fn the_step_follows_the_cache_not_its_shard_count() {
+    assert_eq!(step_base(1_000), 1_000.0);
+    assert_eq!(step_base(4_096), 4_096.0);
+    assert_eq!(step_base(20_000), 4_096.0);
+    assert_eq!(step_base(32_768), 4_096.0);
+    assert_eq!(step_base(160_000), 20_000.0);
+    // A cache of 160,000 split in 8 or 32 shards moves its window by the same step per ghost
+    // hit, whichever shard it comes from (a sampled hit stands for 2^k of them).
+    let per_hit = |shards: u64| {
+        let window = Arc::new(shared_window(160_000));
+        let p = Policy::new(160_000 / shards, 0, 7, window, true);
+        p.ghost_step / f64::from(1u32 << p.ghosts.sample_bits())
+    };
+    assert_eq!(per_hit(8), 20.0);
+    assert_eq!(per_hit(32), 20.0);
+    assert_eq!(per_hit(1), 20.0);
+}
+
+#[test]
+fn a_main_ghost_in_one_shard_moves_protected_in_every_shard() {
+    let window = Arc::new(shared_window(2_000));
+    let mut a = Sim {
+        p: Policy::new(1_000, 0, 7, Arc::clone(&window), true),
+        slab: Slab::new(false),
+        capacity: 1_000,
+    };
+    let mut b = Policy::new(1_000, 0, 9, Arc::clone(&window), true);
+    // A miss on the ghost of a probation entry: probation grows, in the whole cache.
+    a.p.ghosts.on_evict(hash(1), 1, Side::Main);
+    a.insert(1);
+    let share = window.protected();
+    assert!(share < PROTECTED);
+    assert_eq!(a.p.protected_share, share);
+    // The step is a share of the cache's main space, of which each shard holds half.
+    let main = (2_000 - 2 * a.p.window_max) as f64;
+    assert!((PROTECTED - share - a.p.ghost_step / main).abs() < 1e-12);
+    // The other shard applies it when it next looks at the cache's state.
+    b.nudge(b.window_max);
+    assert_eq!(b.protected_share, share);
+    assert_eq!(
+        b.protected_max,
+        ((1_000 - b.window_max) as f64 * share) as u64
+    );
 }

@@ -1,9 +1,11 @@
-// The window's target, one per cache, shared by all of its shards.
+// The window's target and protected's share, one of each per cache, shared by all of its shards.
 //
-// Ghost hits (`ghost.rs`) decide in each shard whether the window should grow or shrink; the
-// shards then move one cache-wide target, and every shard applies it as the same share of its own
-// capacity. A large cache's shards each see a fraction of the traffic: windows of their own would
-// be independent random walks.
+// Ghost hits (`ghost.rs`) decide in each shard whether the window should grow or shrink, and
+// whether protected's share of the main space should; the shards then move one cache-wide target
+// and one cache-wide share, and every shard applies them to its own capacity. A large cache's
+// shards each see a fraction of the traffic: states of their own would be independent random
+// walks, each moved by a fraction of the evidence, so the cache would adapt slower the more
+// shards it has, and its hit ratio would depend on the machine's core count.
 //
 // The shards never take each other's locks, and reads do not touch it: a shard adds up its ghost
 // hits under its write lock and adds their net here every `NUDGE_EVERY` misses, one
@@ -21,14 +23,18 @@ pub(crate) struct SharedWindow {
     capacity: u64,
     /// The window's target, in units of the cache's capacity, as `f64` bits.
     window: CachePadded<AtomicU64>,
+    /// Protected's share of the main space, as `f64` bits.
+    protected: CachePadded<AtomicU64>,
 }
 
 impl SharedWindow {
-    /// `window` is the initial target, in units of `capacity`.
-    pub(crate) fn new(capacity: u64, window: f64) -> Self {
+    /// `window` is the initial target, in units of `capacity`; `protected` protected's initial
+    /// share of the main space.
+    pub(crate) fn new(capacity: u64, window: f64, protected: f64) -> Self {
         SharedWindow {
             capacity,
             window: CachePadded::new(AtomicU64::new(window.to_bits())),
+            protected: CachePadded::new(AtomicU64::new(protected.to_bits())),
         }
     }
 
@@ -40,6 +46,24 @@ impl SharedWindow {
     #[inline]
     pub(crate) fn window_bits(&self) -> u64 {
         self.window.load(Ordering::Relaxed)
+    }
+
+    /// Protected's current share of the main space.
+    #[inline]
+    pub(crate) fn protected(&self) -> f64 {
+        f64::from_bits(self.protected.load(Ordering::Relaxed))
+    }
+
+    /// Moves protected's share by `delta`, within 0..=1, and returns the share it leaves.
+    pub(crate) fn move_protected(&self, delta: f64) -> f64 {
+        let moved = |p: u64| (f64::from_bits(p) + delta).clamp(0.0, 1.0);
+        match self
+            .protected
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                Some(moved(p).to_bits())
+            }) {
+            Ok(old) | Err(old) => moved(old),
+        }
     }
 
     /// Moves the window by `delta` (units of the cache's capacity), within the capacity, and
@@ -67,7 +91,7 @@ mod tests {
 
     #[test]
     fn nudges_stay_within_the_capacity() {
-        let w = SharedWindow::new(100, 1.0);
+        let w = SharedWindow::new(100, 1.0, 0.8);
         let free = (f64::NEG_INFINITY, f64::INFINITY);
         w.nudge(-5.0, free.0, free.1);
         assert_eq!(f64::from_bits(w.window_bits()), 1.0);
@@ -80,7 +104,7 @@ mod tests {
 
     #[test]
     fn nudges_stop_at_their_bound_and_never_push_past_it() {
-        let w = SharedWindow::new(100, 10.0);
+        let w = SharedWindow::new(100, 10.0, 0.8);
         w.nudge(30.0, 0.0, 25.0);
         assert_eq!(f64::from_bits(w.window_bits()), 25.0);
         // Already above the next bound: moving up leaves it, moving down is free to it.
@@ -93,8 +117,18 @@ mod tests {
     }
 
     #[test]
+    fn protected_moves_within_its_bounds() {
+        let w = SharedWindow::new(100, 1.0, 0.8);
+        assert_eq!(w.move_protected(0.15), 0.8 + 0.15);
+        assert_eq!(w.move_protected(0.5), 1.0);
+        assert_eq!(w.protected(), 1.0);
+        assert_eq!(w.move_protected(-3.0), 0.0);
+        assert_eq!(w.protected(), 0.0);
+    }
+
+    #[test]
     fn a_cache_of_capacity_zero_keeps_a_window_of_zero() {
-        let w = SharedWindow::new(0, 0.0);
+        let w = SharedWindow::new(0, 0.0, 0.8);
         w.nudge(3.0, 0.0, 10.0);
         assert_eq!(f64::from_bits(w.window_bits()), 0.0);
     }
