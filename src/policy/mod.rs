@@ -128,6 +128,8 @@ pub(crate) struct Policy {
     ghost_step: f64,
     /// Window ghost hits minus main ghost hits since the last nudge.
     ghost_net: i32,
+    /// Protected's moves since the last nudge, not yet added to the cache's share.
+    protected_pending: f64,
     /// Window ghost hits the window has earned with its own hits, and may still count: a
     /// window ghost hit without credit is ignored. Each entry read while in the window earns
     /// `credit_per_read`, the ghosts' reach over the window's size, so the ghosts grow the
@@ -200,6 +202,7 @@ impl Policy {
             scale,
             ghost_step,
             ghost_net: 0,
+            protected_pending: 0.0,
             window_credit: 0.0,
             credit_per_read: 0.0,
             misses: 0,
@@ -256,9 +259,13 @@ impl Policy {
         } else {
             -self.ghost_step * (once / never.max(1.0)).max(1.0)
         };
-        // A share of the cache's main space, which this shard's is its share of.
+        // A share of the cache's main space, which this shard's is its share of. Applied here at
+        // once, and to the cache's share with the next nudge (it is a write to the line every
+        // shard reads).
         let main = self.main_space().max(1) as f64 / self.scale.max(f64::MIN_POSITIVE);
-        self.protected_share = self.shared.move_protected(step / main);
+        let share = (self.protected_share + step / main).clamp(0.0, 1.0);
+        self.protected_pending += share - self.protected_share;
+        self.protected_share = share;
         self.apply_protected();
     }
 
@@ -322,7 +329,13 @@ impl Policy {
             self.shared.nudge(delta, lo, hi);
             self.ghost_net = 0;
         }
-        let protected = self.shared.protected();
+        let protected = if self.protected_pending != 0.0 {
+            let p = self.shared.move_protected(self.protected_pending);
+            self.protected_pending = 0.0;
+            p
+        } else {
+            self.shared.protected()
+        };
         let now = self.shared.window_bits();
         if now != self.applied {
             self.applied = now;

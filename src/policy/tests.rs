@@ -505,12 +505,15 @@ fn a_main_ghost_in_one_shard_moves_protected_in_every_shard() {
         capacity: 1_000,
     };
     let mut b = Policy::new(1_000, 0, 9, Arc::clone(&window), true);
-    // A miss on the ghost of a probation entry: probation grows, in the whole cache.
+    // A miss on the ghost of a probation entry: probation grows, in this shard at once and in
+    // the whole cache with the shard's next nudge.
     a.p.ghosts.on_evict(hash(1), 1, Side::Main);
     a.insert(1);
-    let share = window.protected();
+    let share = a.p.protected_share;
     assert!(share < PROTECTED);
-    assert_eq!(a.p.protected_share, share);
+    assert_eq!(window.protected(), PROTECTED);
+    a.p.nudge(a.p.window_max);
+    assert_eq!(window.protected(), share);
     // The step is a share of the cache's main space, of which each shard holds half.
     let main = (2_000 - 2 * a.p.window_max) as f64;
     assert!((PROTECTED - share - a.p.ghost_step / main).abs() < 1e-12);
