@@ -4,7 +4,7 @@
 //! python3 tools/grid.py prepare          # writes target/grid/points.csv and the traces it names
 //! cargo run --release --example grid -- [--points FILE] [--sets tuning,validation,shared|all]
 //!     [--traces NAME,...] [--policies cachet,moka,quick_cache,lru,opt] [--seeds N]
-//!     [--threads N] [--out FILE] [--resume] [--derive]
+//!     [--threads N] [--cores N | --shards N] [--out FILE] [--resume] [--derive]
 //! ```
 //!
 //! Replays every (trace, capacity) point of the chosen sets (default: all) through each policy,
@@ -13,6 +13,11 @@
 //! runs `--seeds` times (default 3) with the fixed hasher seeds 1, 2, ... (those of
 //! `hit_ratio --seeded`); moka and quick_cache run once with their own random hashers; `lru` is
 //! the `lru` crate; `opt` is Belady's OPT with bypass (the traces README's reference).
+//!
+//! cachet's default shard count follows the machine's cores; `--cores N` gives each cachet
+//! replay the shard count its default would have on a machine with N cores instead (four shards
+//! per core, shards of at least 4,096 entries), to check that a figure does not depend on it;
+//! `--shards N` gives every cachet replay N shards (the builder's `shards`).
 //!
 //! The shared traces are read from their original files (`$CACHET_TRACES`, else
 //! `../shared/traces`), so their figures equal `hit_ratio`'s; the synthetic ones from the
@@ -85,6 +90,10 @@ struct Args {
     policies: Vec<Policy>,
     seeds: u64,
     threads: usize,
+    /// Replay cachet with the shard count of a machine with this many cores.
+    cores: Option<usize>,
+    /// Replay cachet with this many shards.
+    shards: Option<usize>,
     out: PathBuf,
     resume: bool,
     derive: bool,
@@ -92,7 +101,7 @@ struct Args {
 
 const USAGE: &str = "usage: grid [--points FILE] [--sets tuning,validation,shared|all] \
 [--traces NAME,...] [--policies cachet,moka,quick_cache,lru,opt] [--seeds N] [--threads N] \
-[--out FILE] [--resume] [--derive]";
+[--cores N | --shards N] [--out FILE] [--resume] [--derive]";
 
 const SETS: [&str; 3] = ["tuning", "validation", "shared"];
 
@@ -111,6 +120,8 @@ fn parse_args() -> Result<Args, String> {
         ],
         seeds: 3,
         threads: 2,
+        cores: None,
+        shards: None,
         out: grid_dir.join("rust.csv"),
         resume: false,
         derive: false,
@@ -163,6 +174,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--seeds" => args.seeds = number(value()?)?,
             "--threads" => args.threads = number(value()?)? as usize,
+            "--cores" => args.cores = Some(number(value()?)?.clamp(1, 1 << 16) as usize),
+            "--shards" => args.shards = Some(number(value()?)?.clamp(1, 1 << 16) as usize),
             "--out" => args.out = value()?.into(),
             "--resume" => args.resume = true,
             "--derive" => args.derive = true,
@@ -271,12 +284,26 @@ fn replay(keys: &[u64], mut get: impl FnMut(u64) -> bool, mut insert: impl FnMut
     hits
 }
 
+/// The shard count cachet's default gives a count-bounded cache of `capacity` on a machine with
+/// `cores` cores: four per core, but no shard under 4,096 entries (the crate's
+/// `config::default_shards`, which reads this machine's core count).
+fn default_shards(capacity: usize, cores: usize) -> usize {
+    let by_cores = cores.saturating_mul(4).next_power_of_two();
+    let by_capacity = (capacity / 4096).max(1);
+    let by_capacity = 1usize << by_capacity.ilog2();
+    by_cores.min(by_capacity)
+}
+
 /// Hits of one replay. moka applies its pending maintenance after every insert so that it is
 /// strictly count-bounded like the others (see `replay_moka` in `examples/hit_ratio.rs`).
-fn hits(trace: &Trace, policy: Policy, capacity: usize, seed: u64) -> u64 {
+fn hits(trace: &Trace, policy: Policy, capacity: usize, seed: u64, args: &Args) -> u64 {
     let keys = &trace.keys;
     match policy {
-        Policy::Cachet => traces::replay_cachet(keys, capacity, None, Some(seed)),
+        Policy::Cachet => {
+            let by_cores = args.cores.map(|c| default_shards(capacity, c));
+            let shards = args.shards.or(by_cores);
+            traces::replay_cachet(keys, capacity, shards, Some(seed))
+        }
         Policy::Moka => {
             let cache = moka::sync::Cache::<u64, u64>::new(capacity as u64);
             replay(
@@ -387,7 +414,7 @@ fn run_trace(trace: &Trace, jobs: &[(usize, Policy)], args: &Args) -> Vec<Row> {
                         break;
                     };
                     let (cap, p) = jobs[j];
-                    let h = hits(trace, p, cap, seed);
+                    let h = hits(trace, p, cap, seed, args);
                     results[j]
                         .lock()
                         .unwrap()
