@@ -92,10 +92,10 @@ const FLOORS: &[Floor] = &[
     floor("sprite", 256, 54.58),
     floor("sprite", 512, 77.94),
     floor("sprite", 1_024, 88.17),
-    // P3 (block trace, scan-heavy) at 131,072: cachet 46.01 (seeds 45.77-46.36), 4.6 behind ARC
+    // P3 (block trace, scan-heavy) at 131,072: cachet 46.52 (seeds 45.78-46.99), 4.1 behind ARC
     // (50.63): the floor is its own mean less its seeds' spread. About 55 s of a debug cargo
     // test.
-    floor("P3", 131_072, 45.41),
+    floor("P3", 131_072, 45.31),
     // scarab-recs (recency-biased): cachet 71.98; best other 72.53 (ARC).
     floor("scarab-recs", 65_536, 71.53),
     // cache2k-web07: cachet 45.63 / 54.01 / 62.06 / 72.45; best other 45.50 / 54.25 (S3-FIFO) /
