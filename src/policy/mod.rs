@@ -81,12 +81,12 @@ const MAIN_GHOST_REACH: f64 = 2.0;
 const GHOST_STEP: f64 = 0.001;
 
 /// The capacity `GHOST_STEP` is a share of, for a cache of `capacity`: the capacity up to
-/// 4,096, then 4,096 up to 32,768, then an eighth of the capacity. Part of the step's tuning: the
-/// grid chose `GHOST_STEP` with these steps (then each shard's own, with shards of at least
-/// 4,096 and at most eight of them), and a large cache loses with larger ones (P12 at 65,536
-/// entries, 3 points at eight times the step) and with smaller ones (P3 at 160,000, 4 points
-/// at a quarter). Taken from the cache's capacity, not the shard's, so that the shard count,
-/// which follows the machine's cores, does not change the hit ratio.
+/// 4,096, then 4,096 up to 32,768, then an eighth of the capacity. Part of the step's tuning:
+/// `GHOST_STEP` was chosen on the grid with these steps (those of one shard of a cache split in
+/// at most eight shards of at least 4,096 entries), and a large cache loses with larger ones
+/// (P12 at 65,536 entries, 3 points at eight times the step) and with smaller ones (P3 at
+/// 160,000, 4 points at a quarter). Taken from the cache's capacity, not a shard's, so that the
+/// shard count, which follows the machine's cores, does not change the hit ratio.
 fn step_base(capacity: u64) -> f64 {
     let c = capacity as f64;
     c.min(4096.0).max(c / 8.0)
