@@ -20,7 +20,14 @@ impl Sim {
 
     /// A shard of `capacity` whose window starts at `window` (units) instead of the initial one.
     fn with_window(capacity: u64, window: f64) -> Sim {
-        let window = Arc::new(SharedWindow::new(capacity, window, PROTECTED));
+        Sim::shard_of(
+            capacity,
+            Arc::new(SharedWindow::new(capacity, window, PROTECTED)),
+        )
+    }
+
+    /// A shard of `capacity` of the cache whose shared state is `window`.
+    fn shard_of(capacity: u64, window: Arc<SharedWindow>) -> Sim {
         Sim {
             p: Policy::new(capacity, 0, 7, window, true),
             slab: Slab::new(false),
@@ -499,11 +506,7 @@ fn the_step_follows_the_cache_not_its_shard_count() {
 #[test]
 fn a_main_ghost_in_one_shard_moves_protected_in_every_shard() {
     let window = Arc::new(shared_window(2_000));
-    let mut a = Sim {
-        p: Policy::new(1_000, 0, 7, Arc::clone(&window), true),
-        slab: Slab::new(false),
-        capacity: 1_000,
-    };
+    let mut a = Sim::shard_of(1_000, Arc::clone(&window));
     let mut b = Policy::new(1_000, 0, 9, Arc::clone(&window), true);
     // A miss on the ghost of a probation entry: probation grows, in this shard at once and in
     // the whole cache with the shard's next nudge.
