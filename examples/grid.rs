@@ -3,8 +3,9 @@
 //! ```text
 //! python3 tools/grid.py prepare          # writes target/grid/points.csv and the traces it names
 //! cargo run --release --example grid -- [--points FILE] [--sets tuning,validation,shared|all]
-//!     [--traces NAME,...] [--policies cachet,moka,quick_cache,lru,opt] [--seeds N]
-//!     [--threads N] [--cores N | --shards N] [--out FILE] [--resume] [--derive]
+//!     [--traces NAME,...] [--capacities N,...] [--policies cachet,moka,quick_cache,lru,opt]
+//!     [--seeds N] [--threads N] [--cores N | --shards N] [--out FILE] [--resume] [--derive]
+//!     [--segments N]
 //! ```
 //!
 //! Replays every (trace, capacity) point of the chosen sets (default: all) through each policy,
@@ -27,6 +28,13 @@
 //! hit ratios in percent, the mean over runs in `hit`. Rows already in the file for other
 //! (trace, capacity, policy) triples are kept, so the file can collect several runs (one per set,
 //! or cachet alone after a change); with `--resume`, points already in it are not replayed again.
+//!
+//! `--capacities` keeps only those capacities of the chosen traces' points.
+//!
+//! `--segments N` prints, instead of the CSV, each chosen policy's hit ratio per `N` requests at
+//! every chosen point, one row per segment: where in a trace a policy gains or loses (a shift of
+//! the hot set, a phase of a block trace). cachet runs once, with hasher seed 1 (`--seeds` is
+//! not used); `opt` has no figure per segment and is left out.
 //!
 //! `--derive` prints, instead, exact LRU and OPT on the doubling capacity grid of each trace: from
 //! the first power of two at or above max(64, 0.1% of the distinct keys), doubling up to and
@@ -87,6 +95,8 @@ struct Args {
     points: PathBuf,
     sets: Vec<String>,
     traces: Vec<String>,
+    /// Keep only these capacities (empty: all).
+    capacities: Vec<usize>,
     policies: Vec<Policy>,
     seeds: u64,
     threads: usize,
@@ -97,11 +107,14 @@ struct Args {
     out: PathBuf,
     resume: bool,
     derive: bool,
+    /// Print hit ratios per this many requests instead of the CSV.
+    segments: Option<usize>,
 }
 
 const USAGE: &str = "usage: grid [--points FILE] [--sets tuning,validation,shared|all] \
-[--traces NAME,...] [--policies cachet,moka,quick_cache,lru,opt] [--seeds N] [--threads N] \
-[--cores N | --shards N] [--out FILE] [--resume] [--derive]";
+[--traces NAME,...] [--capacities N,...] [--policies cachet,moka,quick_cache,lru,opt] \
+[--seeds N] [--threads N] [--cores N | --shards N] [--out FILE] [--resume] [--derive] \
+[--segments N]";
 
 const SETS: [&str; 3] = ["tuning", "validation", "shared"];
 
@@ -111,6 +124,7 @@ fn parse_args() -> Result<Args, String> {
         points: grid_dir.join("points.csv"),
         sets: SETS.iter().map(|s| s.to_string()).collect(),
         traces: Vec::new(),
+        capacities: Vec::new(),
         policies: vec![
             Policy::Cachet,
             Policy::Moka,
@@ -125,6 +139,7 @@ fn parse_args() -> Result<Args, String> {
         out: grid_dir.join("rust.csv"),
         resume: false,
         derive: false,
+        segments: None,
     };
     let list = |v: String| -> Vec<String> {
         v.split(',')
@@ -163,6 +178,12 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--traces" => args.traces = list(value()?),
+            "--capacities" => {
+                args.capacities = list(value()?)
+                    .into_iter()
+                    .map(|c| number(c).map(|c| c as usize))
+                    .collect::<Result<_, _>>()?;
+            }
             "--policies" => {
                 let mut ps = list(value()?)
                     .iter()
@@ -179,6 +200,7 @@ fn parse_args() -> Result<Args, String> {
             "--out" => args.out = value()?.into(),
             "--resume" => args.resume = true,
             "--derive" => args.derive = true,
+            "--segments" => args.segments = Some(number(value()?)? as usize),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -188,6 +210,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.seeds == 0 || args.threads == 0 {
         return Err("--seeds and --threads must be positive".into());
+    }
+    if args.segments == Some(0) {
+        return Err("--segments must be positive".into());
+    }
+    if args.segments.is_some() && args.derive {
+        return Err("--segments and --derive each print their own table: choose one".into());
     }
     Ok(args)
 }
@@ -221,6 +249,9 @@ fn read_points(args: &Args) -> Result<Vec<GridTrace>, Box<dyn Error>> {
             continue;
         }
         let capacity: usize = capacity.parse()?;
+        if !(args.capacities.is_empty() || args.capacities.contains(&capacity)) {
+            continue;
+        }
         match out.iter_mut().find(|t| t.name == trace) {
             Some(t) => {
                 t.capacities.insert(capacity);
@@ -271,17 +302,27 @@ fn load(t: &GridTrace) -> Result<Trace, String> {
     }
 }
 
-/// Replays `keys` through a cache given as its `get` and `insert`; returns the hit count.
-fn replay(keys: &[u64], mut get: impl FnMut(u64) -> bool, mut insert: impl FnMut(u64)) -> u64 {
-    let mut hits = 0;
-    for &k in keys {
-        if get(k) {
-            hits += 1;
-        } else {
-            insert(k);
-        }
-    }
-    hits
+/// Replays `keys` through a cache given as its `get` and `insert`; returns the hit count of
+/// every `segment` requests (the last segment may be shorter).
+fn replay(
+    keys: &[u64],
+    segment: usize,
+    mut get: impl FnMut(u64) -> bool,
+    mut insert: impl FnMut(u64),
+) -> Vec<u64> {
+    keys.chunks(segment.max(1))
+        .map(|chunk| {
+            let mut hits = 0;
+            for &k in chunk {
+                if get(k) {
+                    hits += 1;
+                } else {
+                    insert(k);
+                }
+            }
+            hits
+        })
+        .collect()
 }
 
 /// The shard count cachet's default gives a count-bounded cache of `capacity` on a machine with
@@ -297,17 +338,48 @@ fn default_shards(capacity: usize, cores: usize) -> usize {
 /// Hits of one replay. moka applies its pending maintenance after every insert so that it is
 /// strictly count-bounded like the others (see `replay_moka` in `examples/hit_ratio.rs`).
 fn hits(trace: &Trace, policy: Policy, capacity: usize, seed: u64, args: &Args) -> u64 {
-    let keys = &trace.keys;
     match policy {
-        Policy::Cachet => {
-            let by_cores = args.cores.map(|c| default_shards(capacity, c));
-            let shards = args.shards.or(by_cores);
-            traces::replay_cachet(keys, capacity, shards, Some(seed))
-        }
+        Policy::Cachet => traces::replay_cachet(
+            &trace.keys,
+            capacity,
+            cachet_shards(capacity, args),
+            Some(seed),
+        ),
+        Policy::Opt => trace.opt_hits(capacity),
+        _ => segment_hits(trace, policy, capacity, seed, args, trace.len())
+            .map_or(0, |h| h.iter().sum()),
+    }
+}
+
+/// cachet's shard count for a replay at `capacity` (`None`: the builder's default).
+fn cachet_shards(capacity: usize, args: &Args) -> Option<usize> {
+    let by_cores = args.cores.map(|c| default_shards(capacity, c));
+    args.shards.or(by_cores)
+}
+
+/// Hits of one replay per `segment` requests; `None` for OPT, which has no figure per segment.
+fn segment_hits(
+    trace: &Trace,
+    policy: Policy,
+    capacity: usize,
+    seed: u64,
+    args: &Args,
+    segment: usize,
+) -> Option<Vec<u64>> {
+    let keys = &trace.keys;
+    Some(match policy {
+        Policy::Cachet => traces::replay_cachet_segments(
+            keys,
+            capacity,
+            cachet_shards(capacity, args),
+            seed,
+            segment,
+        ),
         Policy::Moka => {
             let cache = moka::sync::Cache::<u64, u64>::new(capacity as u64);
             replay(
                 keys,
+                segment,
                 |k| cache.get(&k).is_some(),
                 |k| {
                     cache.insert(k, k);
@@ -317,7 +389,12 @@ fn hits(trace: &Trace, policy: Policy, capacity: usize, seed: u64, args: &Args) 
         }
         Policy::QuickCache => {
             let cache = quick_cache::sync::Cache::<u64, u64>::new(capacity);
-            replay(keys, |k| cache.get(&k).is_some(), |k| cache.insert(k, k))
+            replay(
+                keys,
+                segment,
+                |k| cache.get(&k).is_some(),
+                |k| cache.insert(k, k),
+            )
         }
         Policy::Lru => {
             let mut cache = lru::LruCache::<u64, ()>::new(
@@ -326,14 +403,15 @@ fn hits(trace: &Trace, policy: Policy, capacity: usize, seed: u64, args: &Args) 
             let cache = std::cell::RefCell::new(&mut cache);
             replay(
                 keys,
+                segment,
                 |k| cache.borrow_mut().get(&k).is_some(),
                 |k| {
                     cache.borrow_mut().put(k, ());
                 },
             )
         }
-        Policy::Opt => trace.opt_hits(capacity),
-    }
+        Policy::Opt => return None,
+    })
 }
 
 /// One CSV row: the hit ratios (%) of every run of a (trace, capacity, policy).
@@ -479,6 +557,62 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// `--segments`: each chosen policy's hit ratio per `segment` requests at every chosen point,
+/// the policies of a point replayed side by side (one thread each).
+fn segments(args: &Args, segment: usize) -> Result<(), Box<dyn Error>> {
+    let grid = read_points(args)?;
+    if grid.is_empty() {
+        return Err("no point matches --sets / --traces / --capacities".into());
+    }
+    let policies: Vec<Policy> = args
+        .policies
+        .iter()
+        .copied()
+        .filter(|&p| p != Policy::Opt)
+        .collect();
+    if policies.is_empty() {
+        return Err("--segments: opt has no figure per segment; choose another policy".into());
+    }
+    for t in &grid {
+        let trace = load(t)?;
+        for &cap in &t.capacities {
+            let per: Vec<Vec<u64>> = std::thread::scope(|s| {
+                let running: Vec<_> = policies
+                    .iter()
+                    .map(|&p| {
+                        let trace = &trace;
+                        s.spawn(move || segment_hits(trace, p, cap, 1, args, segment))
+                    })
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|h| h.join().expect("replay thread").unwrap_or_default())
+                    .collect()
+            });
+            println!(
+                "\n{} at {cap}: hit ratio (%) per {segment} requests (cachet: hasher seed 1)\n",
+                t.name
+            );
+            let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
+            println!("| requests from | {} |", names.join(" | "));
+            println!("|---:|{}", "---:|".repeat(names.len()));
+            for (i, chunk) in trace.keys.chunks(segment).enumerate() {
+                let cells: Vec<String> = per
+                    .iter()
+                    .map(|h| format!("{:.2}", percent(h[i], chunk.len())))
+                    .collect();
+                println!("| {} | {} |", i * segment, cells.join(" | "));
+            }
+            let whole: Vec<String> = per
+                .iter()
+                .map(|h| format!("{:.2}", percent(h.iter().sum(), trace.len())))
+                .collect();
+            println!("| whole trace | {} |", whole.join(" | "));
+        }
+    }
+    Ok(())
+}
+
 /// `--derive`: exact LRU and OPT at doubling capacities, the rule that chose the grid.
 fn derive(args: &Args) -> Result<(), Box<dyn Error>> {
     println!("| trace | distinct | capacity | LRU | OPT | LRU / OPT |");
@@ -514,6 +648,8 @@ fn main() -> ExitCode {
     };
     let result = if args.derive {
         derive(&args)
+    } else if let Some(segment) = args.segments {
+        segments(&args, segment)
     } else {
         run(&args)
     };
