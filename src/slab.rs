@@ -167,15 +167,18 @@ impl<K, V> Entry<K, V> {
     }
 
     /// Records a read. Called under the shard's read lock, possibly by many threads at once: a
-    /// lost increment is harmless, a torn one impossible.
+    /// lost increment is harmless, a torn one impossible. `false` if the count was at its
+    /// maximum already (the read adds nothing the policy will see).
     #[inline]
-    pub(crate) fn touch(&self) {
+    pub(crate) fn touch(&self) -> bool {
         let a = self.access.load(Ordering::Relaxed);
         // The flags (`REFRESHING`, `RARE`) are below `ACCESS_ONE`: below `ACCESS_COUNT` means
         // the count is below its maximum.
-        if a < ACCESS_COUNT {
+        let counted = a < ACCESS_COUNT;
+        if counted {
             self.access.store(a + ACCESS_ONE, Ordering::Relaxed);
         }
+        counted
     }
 
     /// Claims the entry's refresh (read lock): `true` for the one caller that set the flag.

@@ -423,4 +423,48 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (3, 2));
     }
+
+    /// Every read path counts in the shard the reads it records in an entry, for the policy's
+    /// shift detector (a read of an entry whose access count is at its maximum writes nothing),
+    /// on the cache line of the shard's lock word, which readers write anyway.
+    #[test]
+    pub(super) fn recorded_reads_are_counted_on_the_line_of_the_shard_lock() {
+        use std::sync::atomic::Ordering;
+        let cache: Cache<u32, u32> = Cache::builder()
+            .max_capacity(100)
+            .shards(1)
+            .build()
+            .unwrap();
+        let hits = || {
+            cache.inner.shards[0]
+                .state
+                .read()
+                .hits()
+                .load(Ordering::Relaxed)
+        };
+        cache.insert(1, 10);
+        assert_eq!(
+            (cache.get(&1), cache.get(&1), cache.get(&2)),
+            (Some(10), Some(10), None)
+        );
+        assert_eq!(hits(), 2);
+        for _ in 0..20 {
+            assert_eq!(cache.get(&1), Some(10));
+        }
+        assert_eq!(hits(), 15, "an entry records at most 15 reads");
+        cache.insert_with_ttl(2, 20, Duration::from_secs(3600));
+        assert_eq!((cache.get(&2), cache.get(&3)), (Some(20), None));
+        assert_eq!(hits(), 16);
+        assert_eq!(cache.get_or_load(&2, || 0), 20);
+        assert_eq!(hits(), 17);
+        let shard = &cache.inner.shards[0];
+        let lock = &*shard.state as *const crate::sync::RwLock<_> as usize;
+        let state = shard.state.read();
+        let counter = state.hits() as *const _ as usize;
+        assert_eq!(lock % 64, 0);
+        assert!(
+            counter > lock && counter + 4 <= lock + 64,
+            "{lock:#x} {counter:#x}"
+        );
+    }
 }

@@ -16,6 +16,8 @@
 //   moves the window up, a miss on a key the main space let go moves it down, so the window
 //   settles where one more unit of space is worth as much on either side (`window.rs` shares
 //   the target between a cache's shards).
+// - One exception (`shift.rs`): when the miss ratio jumps and the new keys come back, the hot
+//   set was replaced, and the window's target jumps to its largest size until the new set is in.
 //
 // Concurrency shapes the bookkeeping: readers hold only the shard's read lock, so a hit cannot
 // reorder a queue or touch the sketch. It bumps the entry's `access` counter instead. Writers,
@@ -25,13 +27,16 @@
 // free of policy work.
 
 mod ghost;
+mod shift;
 mod sketch;
 mod window;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::slab::{NIL, Queue, Slab, Token};
 use ghost::{Ghosts, Side};
+use shift::Counts;
 pub(crate) use sketch::FrequencySketch;
 pub(crate) use window::SharedWindow;
 
@@ -150,6 +155,10 @@ pub(crate) struct Policy {
     /// the main ghosts reach.
     warmup: u64,
     rng: u64,
+    /// The shard's hit counter (`ShardState::hits`) when this shard last reported.
+    hits_seen: u32,
+    /// Requests, misses and window ghost hits not yet reported to the shift detector.
+    unreported: Counts,
 }
 
 /// The state a cache of `capacity` shares between its shards, as it starts.
@@ -209,6 +218,8 @@ impl Policy {
             warmup_left: warmup,
             warmup,
             rng: seed | 1,
+            hits_seen: 0,
+            unreported: Counts::default(),
         };
         p.apply();
         p
@@ -271,15 +282,27 @@ impl Policy {
 
     /// A new key (a miss) of `hash` and `weight` arrives in the shard of `slab`, before its
     /// entry joins the window's tail: it is counted in the sketch and looked up among the
-    /// ghosts. Returns whether the entry is to be marked rare (`Entry::mark_rare`).
+    /// ghosts. `hits` is the shard's hit counter, which readers increment (wrapping). Returns
+    /// whether the entry is to be marked rare (`Entry::mark_rare`).
     #[inline]
-    pub(crate) fn on_new_key<K, V>(&mut self, slab: &Slab<K, V>, hash: u32, weight: u32) -> bool {
+    pub(crate) fn on_new_key<K, V>(
+        &mut self,
+        slab: &Slab<K, V>,
+        hits: &AtomicU32,
+        hash: u32,
+        weight: u32,
+    ) -> bool {
         self.sketch.ensure_capacity(slab.len() + 1);
         // A key seen at most `ADMIT_MARGIN` times will lose at the window's head unless read by
         // then: no need to look up its frequency again there (one cache miss less per eviction
         // under churn).
         let rare = self.sketch.increment(hash, 1) <= ADMIT_MARGIN;
-        match self.ghosts.on_miss(hash, weight) {
+        let side = self.ghosts.on_miss(hash, weight);
+        if side == Some(Side::Window) {
+            // A sampled ghost stands for 2^k keys.
+            self.unreported.returns += 1 << self.ghosts.sample_bits();
+        }
+        match side {
             None => {}
             Some(Side::Window) if self.window_credit >= 1.0 => {
                 self.window_credit -= 1.0;
@@ -294,7 +317,11 @@ impl Policy {
         }
         self.misses += 1;
         if self.misses >= NUDGE_EVERY {
-            self.nudge(slab.list(Queue::Window).weight + u64::from(weight));
+            self.nudge(
+                slab.list(Queue::Window).weight + u64::from(weight),
+                slab.len() as u64 + 1,
+                hits.load(Ordering::Relaxed),
+            );
         }
         rare
     }
@@ -311,9 +338,27 @@ impl Policy {
     /// - Until a shard has evicted as much as the main ghosts reach, fewer ghosts exist than a
     ///   hit could come from, and the first fill stocked the main space without the filter:
     ///   the step grows with the share of that weight evicted so far.
+    ///
+    /// It also reports the shard's requests to the shift detector (`shift.rs`), `entries` being
+    /// how many entries the shard holds and `hits` its hit counter.
     #[cold]
-    fn nudge(&mut self, window: u64) {
+    fn nudge(&mut self, window: u64, entries: u64, hits: u32) {
+        let new_hits = hits.wrapping_sub(self.hits_seen);
+        self.hits_seen = hits;
+        self.unreported.add(Counts {
+            requests: u64::from(new_hits) + u64::from(self.misses),
+            misses: u64::from(self.misses),
+            returns: 0,
+        });
         self.misses = 0;
+        let cache_entries = if self.scale > 0.0 {
+            (entries as f64 / self.scale) as u64
+        } else {
+            entries
+        };
+        if self.shared.report(self.unreported, cache_entries) {
+            self.unreported = Counts::default();
+        }
         if self.ghost_net != 0 {
             let mut delta = f64::from(self.ghost_net) * self.ghost_step;
             if self.warmup_left > 0 {

@@ -7,6 +7,8 @@ struct Sim {
     p: Policy,
     slab: Slab<u32, u32>,
     capacity: u64,
+    /// Hits, as `ShardState::hits` counts them.
+    hits: AtomicU32,
 }
 
 fn hash(k: u32) -> u32 {
@@ -32,6 +34,7 @@ impl Sim {
             p: Policy::new(capacity, 0, 7, window, true),
             slab: Slab::new(false),
             capacity,
+            hits: AtomicU32::new(0),
         }
     }
 
@@ -45,11 +48,16 @@ impl Sim {
 
     /// A read: `true` on a hit.
     fn get(&self, k: u32) -> bool {
-        self.find(k).map(|t| self.slab.get(t).touch()).is_some()
+        let touched = self.find(k).map(|t| self.slab.get(t).touch());
+        if touched == Some(true) {
+            self.hits
+                .store(self.hits.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        touched.is_some()
     }
 
     fn insert(&mut self, k: u32) {
-        let rare = self.p.on_new_key(&self.slab, hash(k), 1);
+        let rare = self.p.on_new_key(&self.slab, &self.hits, hash(k), 1);
         let t = self.slab.push(k, k, hash(k), 1, Queue::Window);
         if rare {
             self.slab.get_mut(t).mark_rare();
@@ -63,7 +71,11 @@ impl Sim {
 
     /// The shard's next move of the cache's window, whatever the count of misses since the last.
     fn nudge(&mut self) {
-        self.p.nudge(self.slab.list(Queue::Window).weight);
+        self.p.nudge(
+            self.slab.list(Queue::Window).weight,
+            self.slab.len() as u64,
+            self.hits.load(Ordering::Relaxed),
+        );
     }
 
     /// The cache's replay model: a read, and an insert on a miss. `true` on a hit.
@@ -451,7 +463,7 @@ fn a_shard_applies_its_share_of_the_cache_window() {
     let mut p = Policy::new(100, 0, 7, Arc::clone(&window), true);
     assert_eq!(p.window_max, 1);
     window.nudge(40.0 - initial_window(400), FREE.0, FREE.1); // 40 of 400
-    p.nudge(0);
+    p.nudge(0, 0, 0);
     assert_eq!(p.window_max, 10);
 }
 
@@ -460,7 +472,7 @@ fn a_new_capacity_keeps_the_window_share_and_resizes_the_queues() {
     let window = Arc::new(SharedWindow::new(1_000, initial_window(1_000), PROTECTED));
     let mut p = Policy::new(1_000, 0, 7, Arc::clone(&window), true);
     window.nudge(200.0 - initial_window(1_000), FREE.0, FREE.1); // 20% of the cache
-    p.nudge(0);
+    p.nudge(0, 0, 0);
     assert_eq!((p.window_max, p.protected_max), (200, 640));
     p.set_capacity(500);
     assert_eq!((p.window_max, p.protected_max), (100, 320));
@@ -515,16 +527,80 @@ fn a_main_ghost_in_one_shard_moves_protected_in_every_shard() {
     let share = a.p.protected_share;
     assert!(share < PROTECTED);
     assert_eq!(window.protected(), PROTECTED);
-    a.p.nudge(a.p.window_max);
+    a.p.nudge(a.p.window_max, 0, 0);
     assert_eq!(window.protected(), share);
     // The step is a share of the cache's main space, of which each shard holds half.
     let main = (2_000 - 2 * a.p.window_max) as f64;
     assert!((PROTECTED - share - a.p.ghost_step / main).abs() < 1e-12);
     // The other shard applies it when it next looks at the cache's state.
-    b.nudge(b.window_max);
+    b.nudge(b.window_max, 0, 0);
     assert_eq!(b.protected_share, share);
     assert_eq!(
         b.protected_max,
         ((1_000 - b.window_max) as f64 * share) as u64
     );
+}
+
+/// A small deterministic generator for the replays below (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % u64::from(n)) as u32
+    }
+
+    /// A key of a hot set of `n` keys, the lower ones more often (the smaller of two draws).
+    fn skewed(&mut self, n: u32) -> u32 {
+        self.below(n).min(self.below(n))
+    }
+}
+
+/// A cache of 1,000 after 200,000 requests to a skewed hot set of 2,000 keys.
+fn warm() -> (Sim, Rng) {
+    let mut s = Sim::new(1_000);
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..200_000 {
+        s.request(rng.skewed(2_000));
+    }
+    (s, rng)
+}
+
+fn target(s: &Sim) -> f64 {
+    f64::from_bits(s.p.shared.window_bits())
+}
+
+#[test]
+fn a_hot_set_replaced_at_once_gets_the_largest_window_then_its_old_one() {
+    let (mut s, mut rng) = warm();
+    let before = target(&s);
+    assert!(before < 200.0, "{before}");
+    let mut jumped = None;
+    for i in 0..100_000 {
+        s.request(10_000 + rng.skewed(2_000));
+        if jumped.is_none() && target(&s) >= 800.0 {
+            jumped = Some(i);
+        }
+    }
+    // Seen within a few periods (2,048 requests each).
+    let jumped = jumped.expect("the shift was not seen");
+    assert!(jumped < 8_192, "seen after {jumped} requests");
+    // Back once the new set is loaded and the miss ratio is down again.
+    let after = target(&s);
+    assert!(after < 400.0, "{after}");
+}
+
+#[test]
+fn a_scan_is_not_a_shift() {
+    let (mut s, _) = warm();
+    let before = target(&s);
+    for k in 0..50_000 {
+        s.request(100_000 + k);
+        assert!(target(&s) <= before.max(200.0), "{}", target(&s));
+    }
+    // The hot set survived it.
+    let hits = (0..100).filter(|&k| s.get(k)).count();
+    assert!(hits > 80, "{hits}");
 }

@@ -17,6 +17,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+
+use super::shift::{Counts, ShiftDetector, Verdict};
 
 pub(crate) struct SharedWindow {
     /// The cache's capacity (sum of the shards').
@@ -25,6 +28,8 @@ pub(crate) struct SharedWindow {
     window: CachePadded<AtomicU64>,
     /// Protected's share of the main space, as `f64` bits.
     protected: CachePadded<AtomicU64>,
+    /// Moves the target at once when the hot set is replaced (`shift.rs`).
+    shift: CachePadded<Mutex<ShiftDetector>>,
 }
 
 impl SharedWindow {
@@ -35,6 +40,7 @@ impl SharedWindow {
             capacity,
             window: CachePadded::new(AtomicU64::new(window.to_bits())),
             protected: CachePadded::new(AtomicU64::new(protected.to_bits())),
+            shift: CachePadded::new(Mutex::new(ShiftDetector::new(capacity))),
         }
     }
 
@@ -64,6 +70,36 @@ impl SharedWindow {
             }) {
             Ok(old) | Err(old) => moved(old),
         }
+    }
+
+    /// Adds a shard's `counts` to the shift detector, `entries` being how many entries the cache
+    /// holds, and moves the target if the detector says so. `false` (nothing taken) if another
+    /// shard is reporting: the caller keeps its counts for its next report.
+    pub(crate) fn report(&self, counts: Counts, entries: u64) -> bool {
+        let Some(mut shift) = self.shift.try_lock() else {
+            return false;
+        };
+        let target = f64::from_bits(self.window_bits());
+        let verdict = shift.report(counts, entries, target);
+        drop(shift);
+        let cap = self.capacity as f64;
+        let moved = |w: f64| match verdict {
+            Some(Verdict::Jump(to)) => w.max(to),
+            Some(Verdict::Back(to)) => w.min(to),
+            None => w,
+        };
+        if verdict.is_some() {
+            let _ = self
+                .window
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                    Some(
+                        moved(f64::from_bits(w))
+                            .clamp(1.0_f64.min(cap), cap)
+                            .to_bits(),
+                    )
+                });
+        }
+        true
     }
 
     /// Moves the window by `delta` (units of the cache's capacity), within the capacity, and
@@ -124,6 +160,48 @@ mod tests {
         assert_eq!(w.protected(), 1.0);
         assert_eq!(w.move_protected(-3.0), 0.0);
         assert_eq!(w.protected(), 0.0);
+    }
+
+    #[test]
+    fn a_report_takes_counts_unless_another_shard_is_reporting() {
+        let w = SharedWindow::new(10_000, 30.0, 0.8);
+        let counts = Counts {
+            requests: 100,
+            misses: 10,
+            returns: 0,
+        };
+        let held = w.shift.lock();
+        assert!(!w.report(counts, 10_000));
+        drop(held);
+        assert!(w.report(counts, 10_000));
+        assert_eq!(f64::from_bits(w.window_bits()), 30.0);
+    }
+
+    #[test]
+    fn a_shift_moves_the_target_and_a_judged_jump_brings_it_back() {
+        let w = SharedWindow::new(1_000, 3.0, 0.8);
+        let slice = |miss: u64, returns: u64| Counts {
+            requests: 512,
+            misses: miss,
+            returns,
+        };
+        // Settle at a miss ratio of 1/8, then a shift to 3/4 with returns.
+        for _ in 0..64 {
+            assert!(w.report(slice(64, 0), 1_000));
+        }
+        assert_eq!(f64::from_bits(w.window_bits()), 3.0);
+        w.report(slice(384, 20), 1_000);
+        assert_eq!(f64::from_bits(w.window_bits()), 800.0);
+        // The ghosts move it meanwhile; after a turnover at the old ratio it goes back to
+        // where it jumped from.
+        w.nudge(-50.0, f64::NEG_INFINITY, f64::INFINITY);
+        let mut slices = 0;
+        while f64::from_bits(w.window_bits()) > 3.0 {
+            w.report(slice(64, 0), 1_000);
+            slices += 1;
+            assert!(slices <= 16, "never went back");
+        }
+        assert_eq!(f64::from_bits(w.window_bits()), 3.0);
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl<K, V> ShardState<K, V> {
             }
             if !self.expired_at(t, now) {
                 let e = self.slab.get(t);
-                e.touch();
+                self.hit(e);
                 return Begin::Hit(e.value.clone());
             }
             let (old_key, old_value) = self.remove_token(t);

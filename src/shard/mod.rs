@@ -33,6 +33,7 @@ mod validate;
 mod write;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use equivalent::Equivalent;
 use hashbrown::HashTable;
@@ -77,8 +78,15 @@ pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
 }
 
-/// The state behind a shard's lock. Readers write nothing here but entries' access counters.
+/// The state behind a shard's lock. Readers write nothing here but entries' access counters
+/// and `hits`.
+#[repr(C)]
 pub(crate) struct ShardState<K, V> {
+    /// Reads recorded in an entry's access count (`hit`), for the policy's shift detector: a
+    /// read of an entry whose count is at its maximum is not counted. Wraps. First, and the
+    /// struct `repr(C)`, so that it shares the cache line of the lock word in front of it, which
+    /// every reader writes anyway: counting costs readers no extra line.
+    hits: AtomicU32,
     index: HashTable<Token>,
     slab: Slab<K, V>,
     policy: Policy,
@@ -137,6 +145,7 @@ impl<K, V> ShardState<K, V> {
             w
         });
         ShardState {
+            hits: AtomicU32::new(0),
             index,
             slab,
             policy: Policy::new(capacity, sketch_entries, seed, window, !weighted),
@@ -202,6 +211,24 @@ impl<K, V> ShardState<K, V> {
     #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// Records a read of `e` (read lock): the entry's access for the policy and, if that
+    /// raised its count, a read for the shift detector. A racy increment, not a
+    /// read-modify-write: a lost count is harmless. A read of an entry already at its maximum
+    /// count stores nothing at all.
+    #[inline(always)]
+    pub(super) fn hit(&self, e: &Entry<K, V>) {
+        if e.touch() {
+            let h = self.hits.load(Ordering::Relaxed);
+            self.hits.store(h.wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The read counter, for tests.
+    #[cfg(test)]
+    pub(crate) fn hits(&self) -> &AtomicU32 {
+        &self.hits
     }
 
     /// The entry for `key`, if present (expired or not).

@@ -59,7 +59,7 @@ impl<K, V> ShardState<K, V> {
                     if let Some(due) = refresh {
                         let left = widen(d, now) - now;
                         if !e.refresh_claimed() && due(left) && e.claim_refresh() {
-                            e.touch();
+                            self.hit(e);
                             return Read::Refresh(&e.value);
                         }
                     }
@@ -76,7 +76,7 @@ impl<K, V> ShardState<K, V> {
                         if let Some(when) = cfg.on_read(&e.key, &e.value, now, Some(current), cap) {
                             if when < current {
                                 // Earlier: the entry must be refiled, under the write lock.
-                                e.touch();
+                                self.hit(e);
                                 return Read::Refile(&e.value, when.max(now));
                             }
                             e.touch_deadline(when);
@@ -88,14 +88,14 @@ impl<K, V> ShardState<K, V> {
                     let now = time.tick();
                     let cap = now + MAX_LIFETIME;
                     if let Some(when) = cfg.on_read(&e.key, &e.value, now, None, cap) {
-                        e.touch();
+                        self.hit(e);
                         return Read::Refile(&e.value, when.max(now));
                     }
                 }
                 None => {}
             }
         }
-        e.touch();
+        self.hit(e);
         Read::Hit(&e.value)
     }
 
@@ -120,7 +120,7 @@ impl<K, V> ShardState<K, V> {
                 return Read::Miss;
             }
         }
-        e.touch();
+        self.hit(e);
         Read::Hit(&e.value)
     }
 
@@ -135,7 +135,7 @@ impl<K, V> ShardState<K, V> {
         if e.deadline().is_some() {
             return None;
         }
-        e.touch();
+        self.hit(e);
         Some(&e.value)
     }
 

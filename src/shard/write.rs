@@ -85,7 +85,7 @@ impl<K, V> ShardState<K, V> {
                         removed.push(key, value, RemovalCause::Evicted);
                         return None;
                     }
-                    let rare = self.policy.on_new_key(&self.slab, hash, w);
+                    let rare = self.policy.on_new_key(&self.slab, &self.hits, hash, w);
                     if self.budget.is_none() && self.weight == self.capacity && now.is_none() {
                         // A full count-bounded shard without deadlines (the common insert):
                         // the new entry takes its victim's slot (`v` is left unused). Full
