@@ -58,8 +58,9 @@ const MIN_PERIOD: u64 = 2048;
 /// a finer resolution is the ring below.)
 const SLICES: usize = 4;
 
-/// The long-run average is a moving average over about this many periods; no jump is made
-/// before the detector has seen as many. Tuned.
+/// The long-run average is a moving average over about this many periods (eight capacities'
+/// worth of requests); no jump is made before the detector has seen as many. Chosen once, not
+/// tuned.
 const AVERAGE_PERIODS: u32 = 16;
 
 /// Counts a shard has not yet added to the detector.
