@@ -426,7 +426,8 @@ mod tests {
 
     /// Every read path counts in the shard the reads it records in an entry, for the policy's
     /// shift detector (a read of an entry whose access count is at its maximum writes nothing),
-    /// on the cache line of the shard's lock word, which readers write anyway.
+    /// on the cache line of the shard's lock word, which readers write anyway; the rest of the
+    /// shard's state starts on the next line.
     #[test]
     pub(super) fn recorded_reads_are_counted_on_the_line_of_the_shard_lock() {
         use std::sync::atomic::Ordering;
@@ -466,5 +467,8 @@ mod tests {
             counter > lock && counter + 4 <= lock + 64,
             "{lock:#x} {counter:#x}"
         );
+        // What readers only read starts on the next line: other readers' lock operations do not
+        // take it away.
+        assert_eq!(state.index_address(), lock + 64);
     }
 }

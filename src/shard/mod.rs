@@ -78,6 +78,9 @@ pub(crate) fn index_hash(hash: u32) -> u64 {
     u64::from(hash).rotate_right(7)
 }
 
+/// What is left of a 64-byte cache line after the lock word (a `usize`) and `ShardState::hits`.
+const LOCK_LINE_REST: usize = 64 - std::mem::size_of::<usize>() - 4;
+
 /// The state behind a shard's lock. Readers write nothing here but entries' access counters
 /// and `hits`.
 #[repr(C)]
@@ -87,6 +90,9 @@ pub(crate) struct ShardState<K, V> {
     /// struct `repr(C)`, so that it shares the cache line of the lock word in front of it, which
     /// every reader writes anyway: counting costs readers no extra line.
     hits: AtomicU32,
+    /// The rest of the lock word's line, so that the fields below, which readers only read,
+    /// never share a line that other readers' lock operations keep taking away.
+    _lock_line: [u8; LOCK_LINE_REST],
     index: HashTable<Token>,
     slab: Slab<K, V>,
     policy: Policy,
@@ -146,6 +152,7 @@ impl<K, V> ShardState<K, V> {
         });
         ShardState {
             hits: AtomicU32::new(0),
+            _lock_line: [0; LOCK_LINE_REST],
             index,
             slab,
             policy: Policy::new(capacity, sketch_entries, seed, window, !weighted),
@@ -229,6 +236,12 @@ impl<K, V> ShardState<K, V> {
     #[cfg(test)]
     pub(crate) fn hits(&self) -> &AtomicU32 {
         &self.hits
+    }
+
+    /// Where the first field after the lock word's line lies, for tests.
+    #[cfg(test)]
+    pub(crate) fn index_address(&self) -> usize {
+        &self.index as *const HashTable<Token> as usize
     }
 
     /// The entry for `key`, if present (expired or not).
