@@ -81,6 +81,12 @@ impl Counts {
         self.misses += other.misses;
         self.returns += other.returns;
     }
+
+    /// Misses over requests, within 0..=1 (the readers' counts are racy and may fall short);
+    /// 0 for no requests.
+    fn miss_ratio(&self) -> f64 {
+        self.misses.min(self.requests) as f64 / self.requests.max(1) as f64
+    }
 }
 
 /// A jump not yet judged: the target it replaced, and the misses left before it is.
@@ -147,7 +153,7 @@ impl ShiftDetector {
         for s in &self.slices {
             period.add(*s);
         }
-        let ratio = period.misses.min(period.requests) as f64 / period.requests as f64;
+        let ratio = period.miss_ratio();
         let mut verdict = None;
         let risen = self
             .average
@@ -175,7 +181,7 @@ impl ShiftDetector {
                 });
             }
         }
-        let slice_ratio = slice.misses.min(slice.requests) as f64 / slice.requests.max(1) as f64;
+        let slice_ratio = slice.miss_ratio();
         self.average = Some(match self.average {
             None => slice_ratio,
             Some(a) => a + (slice_ratio - a) / (f64::from(AVERAGE_PERIODS) * SLICES as f64),
@@ -193,16 +199,19 @@ mod tests {
     /// A slice of a full cache of `CAP`: a quarter of half of it.
     const SLICE: u64 = CAP / 2 / SLICES as u64;
 
-    /// One slice of `SLICE` requests at miss ratio `miss`, `returns` of the misses window
-    /// ghost hits.
-    fn slice(d: &mut ShiftDetector, miss: f64, returns: f64, target: f64) -> Option<Verdict> {
-        let misses = (SLICE as f64 * miss) as u64;
-        let counts = Counts {
-            requests: SLICE,
+    /// `requests` at miss ratio `miss`, `returns` of the misses window ghost hits.
+    fn counts(requests: u64, miss: f64, returns: f64) -> Counts {
+        let misses = (requests as f64 * miss) as u64;
+        Counts {
+            requests,
             misses,
             returns: (misses as f64 * returns) as u64,
-        };
-        d.report(counts, CAP, target)
+        }
+    }
+
+    /// One slice of a full cache of `CAP`.
+    fn slice(d: &mut ShiftDetector, miss: f64, returns: f64, target: f64) -> Option<Verdict> {
+        d.report(counts(SLICE, miss, returns), CAP, target)
     }
 
     /// A detector past its warm-up, at a steady miss ratio of `miss`.
@@ -306,13 +315,11 @@ mod tests {
         // not include the slices of the rise.
         let mut d = ShiftDetector::new(100);
         let mut at = |miss: f64, returns: f64, target: f64| {
-            let misses = (MIN_PERIOD as f64 / SLICES as f64 * miss) as u64;
-            let c = Counts {
-                requests: MIN_PERIOD / SLICES as u64,
-                misses,
-                returns: (misses as f64 * returns) as u64,
-            };
-            d.report(c, 100, target)
+            d.report(
+                counts(MIN_PERIOD / SLICES as u64, miss, returns),
+                100,
+                target,
+            )
         };
         for _ in 0..AVERAGE_PERIODS as usize * SLICES {
             assert_eq!(at(0.1, 0.0, 1.0), None);

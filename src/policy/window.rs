@@ -82,22 +82,10 @@ impl SharedWindow {
         let target = f64::from_bits(self.window_bits());
         let verdict = shift.report(counts, entries, target);
         drop(shift);
-        let cap = self.capacity as f64;
-        let moved = |w: f64| match verdict {
-            Some(Verdict::Jump(to)) => w.max(to),
-            Some(Verdict::Back(to)) => w.min(to),
-            None => w,
-        };
-        if verdict.is_some() {
-            let _ = self
-                .window
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                    Some(
-                        moved(f64::from_bits(w))
-                            .clamp(1.0_f64.min(cap), cap)
-                            .to_bits(),
-                    )
-                });
+        match verdict {
+            Some(Verdict::Jump(to)) => self.move_window(|w| w.max(to)),
+            Some(Verdict::Back(to)) => self.move_window(|w| w.min(to)),
+            None => {}
         }
         true
     }
@@ -106,17 +94,27 @@ impl SharedWindow {
     /// no farther than `lo` when moving down or `hi` when moving up: a target already beyond
     /// that bound stays where it is.
     pub(crate) fn nudge(&self, delta: f64, lo: f64, hi: f64) {
+        self.move_window(|w| {
+            if delta > 0.0 {
+                (w + delta).min(hi.max(w))
+            } else {
+                (w + delta).max(lo.min(w))
+            }
+        });
+    }
+
+    /// Replaces the window's target `w` with `moved(w)`, kept within the capacity (and at least
+    /// one unit when the capacity has one).
+    fn move_window(&self, moved: impl Fn(f64) -> f64) {
         let cap = self.capacity as f64;
         let _ = self
             .window
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
-                let w = f64::from_bits(w);
-                let moved = if delta > 0.0 {
-                    (w + delta).min(hi.max(w))
-                } else {
-                    (w + delta).max(lo.min(w))
-                };
-                Some(moved.clamp(1.0_f64.min(cap), cap).to_bits())
+                Some(
+                    moved(f64::from_bits(w))
+                        .clamp(1.0_f64.min(cap), cap)
+                        .to_bits(),
+                )
             });
     }
 }
