@@ -40,12 +40,6 @@ use shift::Counts;
 pub(crate) use sketch::FrequencySketch;
 pub(crate) use window::SharedWindow;
 
-/// The window's share of the capacity at start (at least one unit). Tuned. The ghosts move it
-/// where they find evidence; where they find none (a loop, or keys that come back from beyond
-/// both ghosts' reach) it stays where it started, and there the smallest window loses least.
-/// Caffeine's 1% costs gli up to 0.25 points; 0.1% costs P12 up to 0.2.
-const INITIAL_WINDOW: f64 = 0.003;
-
 /// The largest share of the capacity the window may take, so that the main space keeps room
 /// for main ghosts to keep arriving and bring the window back down. Tuned.
 const MAX_WINDOW: f64 = 0.8;
@@ -166,10 +160,14 @@ pub(crate) fn shared_window(capacity: u64) -> SharedWindow {
     SharedWindow::new(capacity, initial_window(capacity), PROTECTED)
 }
 
-/// The window's initial target for a cache (or shard) of `capacity`: at least one unit.
+/// The window's initial target for a cache of `capacity`: the share of the capacity one ghost
+/// hit moves it by (`GHOST_STEP`), and at least one unit. Not tuned of its own: the ghosts move
+/// it where they find evidence; where they find none (a loop, or keys that come back from
+/// beyond both ghosts' reach) it stays where it started, and there the smallest window loses
+/// least.
 pub(crate) fn initial_window(capacity: u64) -> f64 {
     let c = capacity as f64;
-    (c * INITIAL_WINDOW).max(1.0).min(c)
+    (c * GHOST_STEP).max(1.0).min(c)
 }
 
 impl Policy {

@@ -124,13 +124,15 @@ impl Sim {
 }
 
 #[test]
-fn the_window_starts_at_three_per_mille_and_at_least_one_unit() {
-    assert_eq!(initial_window(10_000), 30.0);
-    assert_eq!(initial_window(1_000), 3.0);
+fn the_window_starts_at_one_ghost_step_of_the_capacity_and_at_least_one_unit() {
+    assert_eq!(initial_window(160_000), 160.0);
+    assert_eq!(initial_window(10_000), 10.0);
+    assert_eq!(initial_window(1_000), 1.0);
+    assert_eq!(initial_window(999), 1.0);
     assert_eq!(initial_window(50), 1.0);
     assert_eq!(initial_window(0), 0.0);
-    let s = Sim::new(1_000);
-    assert_eq!((s.p.window_max, s.p.protected_max), (3, 797));
+    let s = Sim::new(4_000);
+    assert_eq!((s.p.window_max, s.p.protected_max), (4, 3_196));
 }
 
 #[test]
@@ -416,17 +418,17 @@ fn ghost_hits_move_the_window_by_the_share_of_the_warm_up_evicted() {
 fn ghost_hits_move_the_target_no_farther_than_one_reach_from_the_window() {
     let mut s = Sim::full(1_000, 0);
     s.p.warmup_left = 0;
-    assert_eq!(s.slab.list(Queue::Window).weight, 3);
+    assert_eq!(s.slab.list(Queue::Window).weight, 1);
     // Hits worth far more than one reach (100 entries): the target stops 100 past the window.
     s.p.ghost_step = 50.0;
     let hits = NUDGE_EVERY - 1;
     credited_window_ghost_hits(&mut s, 5_000..5_000 + hits);
-    assert_eq!(s.slab.list(Queue::Window).weight, 3);
-    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 103.0);
+    assert_eq!(s.slab.list(Queue::Window).weight, 1);
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 101.0);
     // The window grows towards it one insert at a time, and the target waits for it.
     credited_window_ghost_hits(&mut s, 6_000..6_000 + hits);
     let held = s.slab.list(Queue::Window).weight;
-    assert_eq!(held, 3 + u64::from(hits));
+    assert_eq!(held, 1 + u64::from(hits));
     assert_eq!(
         f64::from_bits(s.p.shared.window_bits()),
         held as f64 + 100.0
