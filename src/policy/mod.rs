@@ -155,6 +155,15 @@ pub(crate) struct Policy {
     unreported: Counts,
 }
 
+/// The next state of a xorshift64 generator (Marsaglia's 13, 7, 17), from a nonzero `x`.
+#[inline]
+fn xorshift64(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
 /// The state a cache of `capacity` shares between its shards, as it starts.
 pub(crate) fn shared_window(capacity: u64) -> SharedWindow {
     SharedWindow::new(capacity, initial_window(capacity), PROTECTED)
@@ -391,13 +400,9 @@ impl Policy {
     }
 
     fn next_random(&mut self) -> u64 {
-        // xorshift64: only used for the warm admissions, so quality needs are modest.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
+        // Only used for the warm admissions, so quality needs are modest.
+        self.rng = xorshift64(self.rng);
+        self.rng
     }
 
     fn main_weight<K, V>(slab: &Slab<K, V>) -> u64 {

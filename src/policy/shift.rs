@@ -356,11 +356,7 @@ mod tests {
     #[test]
     fn periods_follow_the_entries_and_never_fall_below_the_floor() {
         let mut d = ShiftDetector::new(CAP);
-        let one = |requests| Counts {
-            requests,
-            misses: requests / 2,
-            returns: 0,
-        };
+        let one = |requests| counts(requests, 0.5, 0.0);
         // A slice of a cache of a million entries is 125,000 requests.
         assert_eq!(d.report(one(124_998), 1_000_000, 1.0), None);
         assert_eq!(d.seen, 0);

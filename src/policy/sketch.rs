@@ -222,9 +222,7 @@ mod tests {
         s.sample_size = u64::MAX; // no halving: only the increments change the table
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            x = super::super::xorshift64(x);
             // Few keys and large steps, so that many counters saturate.
             let (hash, n) = ((x as u32) % 97, (x >> 40) as u8 % 18);
             let y = spread(hash);

@@ -548,9 +548,7 @@ struct Rng(u64);
 
 impl Rng {
     fn below(&mut self, n: u32) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
+        self.0 = xorshift64(self.0);
         (self.0 % u64::from(n)) as u32
     }
 
