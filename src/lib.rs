@@ -37,7 +37,7 @@
 //! loop-dominated one a small window. The same ghosts split the main space: a miss on a key
 //! evicted after protected once held it grows protected, a miss on one never protected grows
 //! probation, so a hot set that moves does not leave its dead keys in protected. The policy has
-//! 8 tuned constants; `docs/policy.md` explains
+//! 12 tuned constants; `docs/policy.md` explains
 //! each on one page, and `examples/hit_ratio.rs` replays real traces beside moka, quick_cache,
 //! LRU and the optimum.
 //!

@@ -22,6 +22,15 @@
 // its entry. A miss on one says a larger protected would have kept it; a miss on one that was
 // never protected, a larger probation (ARC's B2 and B1 lists, over a short reach).
 //
+// The reach is a share of the capacity, because the question is local; but a recency phase's keys
+// come back after as many requests as the workload takes, whatever the cache's size, and in a
+// small cache a share of it is a few dozen keys. So window ghosts reach at least
+// `FLOOR_KEYS` (of the cache's, split among its shards as its capacity is), and one beyond the
+// share counts for the share over its age: a hit a window larger by its age would have had,
+// per unit of that growth, against one within the share. A far ghost then says no more than the
+// average slope out to it, and the window's credit (`mod.rs`) still limits how often any ghost
+// hit, near or far, may grow the window.
+//
 // The ghosts are a direct-mapped table of (hash, time) words over a hash-sampled subset of the
 // keys: all keys are sampled while `d` is small, one in 2^k beyond, up to one in 8 for a
 // count-bounded shard, whose table grows from there (`MAX_SAMPLE_BITS`). A collision
@@ -29,6 +38,12 @@
 
 /// Ghost slots (16 bytes each, a word per side) a shard fills before its keys are sampled.
 const SAMPLED_FROM_SLOTS: usize = 1024;
+
+/// The fewest keys (units of weight) the window ghosts of a cache reach: as many as a table
+/// holds before it samples, so that a small cache's table is the one a shard of 10,240 entries
+/// has (16 KiB). Taken from that bound, not tuned: floors of 600, 820, 1,024 and 1,200 keys
+/// score within 0.03 of each other on every set's mean (`docs/policy-notes.md`).
+const FLOOR_KEYS: f64 = SAMPLED_FROM_SLOTS as f64;
 
 /// Most keys a sampled ghost stands for in a count-bounded shard, as a power of two: past one
 /// in 8 its table grows with the shard instead (about 0.2 bytes per entry of capacity). A ghost
@@ -67,8 +82,20 @@ pub(super) struct Ghosts {
     main_clock: u32,
     /// How far back (in the window's clock) a window ghost counts.
     depth: u32,
+    /// How far back (in the window's clock) a window ghost counts fully: beyond, it counts for
+    /// this over its age.
+    share_depth: u32,
     /// How far back (in the main space's clock) a main ghost counts.
     main_depth: u32,
+}
+
+/// A miss on a ghost within its reach.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(super) struct Hit {
+    pub(super) side: Side,
+    /// How much the hit counts for: 1, or less for a window ghost beyond the capacity's share
+    /// (the share over its age).
+    pub(super) weight: f64,
 }
 
 /// The side of the cache a ghost stands for: what a miss on its key says a larger share of
@@ -86,12 +113,16 @@ pub(super) enum Side {
 }
 
 impl Ghosts {
-    /// `depth` is the window ghosts' reach; main ghosts reach `main_mult` times `depth`. The
-    /// table is sized for `depth`: the main half holds more live ghosts, and loses more of them
-    /// to collisions. `counted`: the shard is count-bounded (`depth` is in entries), and its
-    /// table may grow past `SAMPLED_FROM_SLOTS` (`MAX_SAMPLE_BITS`).
-    pub(super) fn new(depth: u64, main_mult: f64, counted: bool) -> Self {
-        let depth = depth.clamp(1, u64::from(u32::MAX >> 2));
+    /// `depth` is the window ghosts' reach as a share of the capacity; they reach at least
+    /// `FLOOR_KEYS` times `share` (the shard's share of the cache's capacity) all the same.
+    /// Main ghosts reach `main_mult` times `depth`. The table is sized for the window ghosts'
+    /// reach: the main half holds more live ghosts, and loses more of them to collisions.
+    /// `counted`: the shard is count-bounded (`depth` is in entries), and its table may grow
+    /// past `SAMPLED_FROM_SLOTS` (`MAX_SAMPLE_BITS`).
+    pub(super) fn new(depth: u64, share: f64, main_mult: f64, counted: bool) -> Self {
+        const MAX_DEPTH: u64 = u32::MAX as u64 >> 2;
+        let share_depth = depth.clamp(1, MAX_DEPTH);
+        let depth = share_depth.max((FLOOR_KEYS * share.clamp(0.0, 1.0)) as u64);
         // Up to `depth` live ghosts a side, thinned to fit the table.
         let live = depth;
         let mut sample_bits = 0;
@@ -111,8 +142,8 @@ impl Ghosts {
             window_clock: 0,
             main_clock: 0,
             depth: depth as u32,
-            main_depth: ((depth as f64 * main_mult) as u64).clamp(1, u64::from(u32::MAX >> 2))
-                as u32,
+            share_depth: share_depth as u32,
+            main_depth: ((share_depth as f64 * main_mult) as u64).clamp(1, MAX_DEPTH) as u32,
         }
     }
 
@@ -136,7 +167,7 @@ impl Ghosts {
 
     /// A miss on `hash`, inserted with `weight`.
     #[inline]
-    pub(super) fn on_miss(&mut self, hash: u32, weight: u32) -> Option<Side> {
+    pub(super) fn on_miss(&mut self, hash: u32, weight: u32) -> Option<Hit> {
         self.window_clock = self.window_clock.wrapping_add(weight);
         let s = self.slot(hash, false)?;
         let (s, g) = {
@@ -162,14 +193,22 @@ impl Ghosts {
         let age = (now >> 1).wrapping_sub(when) & (u32::MAX >> 1);
         let depth = if main { self.main_depth } else { self.depth };
         if age >= depth >> 1 {
-            None
-        } else if !main {
-            Some(Side::Window)
-        } else if g & PROTECTED_BIT != 0 {
-            Some(Side::Protected)
-        } else {
-            Some(Side::Main)
+            return None;
         }
+        let (side, weight) = if !main {
+            let full = self.share_depth >> 1;
+            let weight = if age < full {
+                1.0
+            } else {
+                f64::from(full.max(1)) / f64::from(age.max(1))
+            };
+            (Side::Window, weight)
+        } else if g & PROTECTED_BIT != 0 {
+            (Side::Protected, 1.0)
+        } else {
+            (Side::Main, 1.0)
+        };
+        Some(Hit { side, weight })
     }
 
     /// An entry of `weight` leaves probation for protected: the main space's clock runs on all
@@ -210,34 +249,47 @@ impl Ghosts {
 mod tests {
     use super::*;
 
+    fn side(hit: Option<Hit>) -> Option<Side> {
+        hit.map(|h| h.side)
+    }
+
     /// Records `hash` leaving the window, then `gap` other misses, then misses on `hash`.
     fn window_ghost_after(g: &mut Ghosts, hash: u32, gap: u32) -> Option<Side> {
         g.on_evict(hash, 1, Side::Window);
         for i in 0..gap {
             // Other keys, in other slots than `hash`'s.
-            assert_eq!(g.on_miss(hash.wrapping_add(1 + i % 7), 1), None);
+            assert_eq!(side(g.on_miss(hash.wrapping_add(1 + i % 7), 1)), None);
         }
-        g.on_miss(hash, 1)
+        side(g.on_miss(hash, 1))
+    }
+
+    /// As `window_ghost_after`, the weight of the hit (0 for none).
+    fn window_weight_after(g: &mut Ghosts, hash: u32, gap: u32) -> f64 {
+        g.on_evict(hash, 1, Side::Window);
+        for i in 0..gap {
+            g.on_miss(hash.wrapping_add(1 + i % 7), 1);
+        }
+        g.on_miss(hash, 1).map_or(0.0, |h| h.weight)
     }
 
     #[test]
     fn a_counted_shard_samples_at_most_one_key_in_eight() {
         // A reach of 100,000 entries: one key in 8 sampled, and a table for all of those.
-        let counted = Ghosts::new(100_000, 2.0, true);
+        let counted = Ghosts::new(100_000, 1.0, 2.0, true);
         assert_eq!(counted.sample_bits(), MAX_SAMPLE_BITS);
         assert!(counted.table.len() >= 2 * (100_000 >> MAX_SAMPLE_BITS));
         // In weight, the table stays small and the sampling thins instead.
-        let weighted = Ghosts::new(100_000, 2.0, false);
+        let weighted = Ghosts::new(100_000, 1.0, 2.0, false);
         assert_eq!(weighted.sample_bits(), 7);
         assert!(weighted.table.len() <= 2 * SAMPLED_FROM_SLOTS);
         // A short reach samples every key either way.
-        assert_eq!(Ghosts::new(1_000, 2.0, true).sample_bits(), 0);
-        assert_eq!(Ghosts::new(1_000, 2.0, false).sample_bits(), 0);
+        assert_eq!(Ghosts::new(1_000, 0.0, 2.0, true).sample_bits(), 0);
+        assert_eq!(Ghosts::new(1_000, 0.0, 2.0, false).sample_bits(), 0);
     }
 
     #[test]
     fn window_ghosts_count_within_their_reach() {
-        let mut g = Ghosts::new(10, 2.0, true);
+        let mut g = Ghosts::new(10, 0.0, 2.0, true);
         assert_eq!(g.sample_bits(), 0);
         assert_eq!(window_ghost_after(&mut g, 64, 4), Some(Side::Window));
         assert_eq!(window_ghost_after(&mut g, 64, 20), None);
@@ -248,40 +300,73 @@ mod tests {
 
     #[test]
     fn a_ghost_counts_once() {
-        let mut g = Ghosts::new(10, 2.0, true);
+        let mut g = Ghosts::new(10, 0.0, 2.0, true);
         assert_eq!(window_ghost_after(&mut g, 64, 2), Some(Side::Window));
-        assert_eq!(g.on_miss(64, 1), None);
+        assert_eq!(side(g.on_miss(64, 1)), None);
         g.on_evict(192, 1, Side::Main);
-        assert_eq!(g.on_miss(192, 1), Some(Side::Main));
-        assert_eq!(g.on_miss(192, 1), None);
+        assert_eq!(side(g.on_miss(192, 1)), Some(Side::Main));
+        assert_eq!(side(g.on_miss(192, 1)), None);
     }
 
     #[test]
     fn a_main_ghost_says_whether_protected_once_held_its_entry() {
-        let mut g = Ghosts::new(10, 2.0, true);
+        let mut g = Ghosts::new(10, 0.0, 2.0, true);
         g.on_evict(192, 1, Side::Protected);
         g.on_evict(193, 1, Side::Main);
-        assert_eq!(g.on_miss(193, 1), Some(Side::Main));
-        assert_eq!(g.on_miss(192, 1), Some(Side::Protected));
+        assert_eq!(side(g.on_miss(193, 1)), Some(Side::Main));
+        assert_eq!(side(g.on_miss(192, 1)), Some(Side::Protected));
         // The hash's lowest bit is not stored: keys that differ only there sit in different
         // slots of an unsampled table, so neither answers for the other.
         g.on_evict(64, 1, Side::Window);
-        assert_eq!(g.on_miss(65, 1), None);
-        assert_eq!(g.on_miss(64, 1), Some(Side::Window));
+        assert_eq!(side(g.on_miss(65, 1)), None);
+        assert_eq!(side(g.on_miss(64, 1)), Some(Side::Window));
     }
 
     #[test]
     fn main_ghosts_count_probation_departures() {
-        let mut g = Ghosts::new(10, 2.0, true);
+        let mut g = Ghosts::new(10, 0.0, 2.0, true);
         g.on_evict(128, 1, Side::Main);
         for _ in 0..15 {
             g.on_promote(1);
         }
-        assert_eq!(g.on_miss(128, 1), Some(Side::Main));
+        assert_eq!(side(g.on_miss(128, 1)), Some(Side::Main));
         g.on_evict(128, 1, Side::Main);
         for _ in 0..25 {
             g.on_promote(1);
         }
-        assert_eq!(g.on_miss(128, 1), None);
+        assert_eq!(side(g.on_miss(128, 1)), None);
+    }
+
+    #[test]
+    fn a_small_cache_s_window_ghosts_reach_the_floor_and_count_less_beyond_the_share() {
+        // A share of 10 keys, in a cache whose only shard this is: the window ghosts reach
+        // `FLOOR_KEYS` all the same.
+        let mut g = Ghosts::new(10, 1.0, 2.0, true);
+        assert_eq!(g.sample_bits(), 0);
+        assert_eq!(window_weight_after(&mut g, 64, 4), 1.0);
+        // Beyond the share, the share over the age (in half-resolution clock ticks: 5 / 50).
+        let far = window_weight_after(&mut g, 64, 100);
+        assert!((far - 0.1).abs() < 0.01, "{far}");
+        let farther = window_weight_after(&mut g, 64, 1_000);
+        assert!(farther > 0.0 && farther < 0.011, "{farther}");
+        assert_eq!(window_weight_after(&mut g, 64, 1_100), 0.0);
+        // Main ghosts keep their reach: twice the share, not twice the floor.
+        g.on_evict(128, 1, Side::Main);
+        for _ in 0..25 {
+            g.on_promote(1);
+        }
+        assert_eq!(side(g.on_miss(128, 1)), None);
+    }
+
+    #[test]
+    fn the_floor_is_split_among_shards_as_the_capacity_is() {
+        // A shard with a quarter of the cache's capacity reaches a quarter of the floor.
+        let mut g = Ghosts::new(10, 0.25, 2.0, true);
+        assert!(window_weight_after(&mut g, 64, 200) > 0.0);
+        assert_eq!(window_weight_after(&mut g, 64, 300), 0.0);
+        // A share already beyond the floor is the reach, every hit within it counting fully.
+        let mut g = Ghosts::new(2_000, 1.0, 2.0, true);
+        assert_eq!(window_weight_after(&mut g, 64, 1_500), 1.0);
+        assert_eq!(window_weight_after(&mut g, 64, 2_100), 0.0);
     }
 }

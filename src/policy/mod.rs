@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::slab::{NIL, Queue, Slab, Token};
-use ghost::{Ghosts, Side};
+use ghost::{Ghosts, Hit, Side};
 use shift::Counts;
 pub(crate) use sketch::FrequencySketch;
 pub(crate) use window::SharedWindow;
@@ -125,8 +125,9 @@ pub(crate) struct Policy {
     applied: u64,
     /// The window's move per ghost hit, in units of the cache's capacity.
     ghost_step: f64,
-    /// Window ghost hits minus main ghost hits since the last nudge.
-    ghost_net: i32,
+    /// Window ghost hits (each counting for its weight) minus main ghost hits since the last
+    /// nudge.
+    ghost_net: f64,
     /// Protected's moves since the last nudge, not yet added to the cache's share.
     protected_pending: f64,
     /// Window ghost hits the window has earned with its own hits, and may still count: a
@@ -196,6 +197,7 @@ impl Policy {
         };
         let ghosts = Ghosts::new(
             (capacity as f64 * GHOST_REACH) as u64,
+            scale,
             MAIN_GHOST_REACH,
             counted,
         );
@@ -217,7 +219,7 @@ impl Policy {
             shared: window,
             scale,
             ghost_step,
-            ghost_net: 0,
+            ghost_net: 0.0,
             protected_pending: 0.0,
             window_credit: 0.0,
             credit_per_read: 0.0,
@@ -304,21 +306,24 @@ impl Policy {
         // then: no need to look up its frequency again there (one cache miss less per eviction
         // under churn).
         let rare = self.sketch.increment(hash, 1) <= ADMIT_MARGIN;
-        let side = self.ghosts.on_miss(hash, weight);
-        if side == Some(Side::Window) {
-            // A sampled ghost stands for 2^k keys.
-            self.unreported.returns += 1 << self.ghosts.sample_bits();
-        }
-        match side {
+        match self.ghosts.on_miss(hash, weight) {
             None => {}
-            Some(Side::Window) if self.window_credit >= 1.0 => {
-                self.window_credit -= 1.0;
-                self.ghost_net += 1;
+            Some(Hit {
+                side: Side::Window,
+                weight: counts,
+            }) => {
+                // A sampled ghost stands for 2^k keys.
+                self.unreported.returns += 1 << self.ghosts.sample_bits();
+                // Each hit spends a whole unit of credit, however little it counts for: a far
+                // ghost may not grow the window more often than a near one.
+                if self.window_credit >= 1.0 {
+                    self.window_credit -= 1.0;
+                    self.ghost_net += counts;
+                }
+                // Else: not vouched for by the window's own hits, ignored.
             }
-            // Not vouched for by the window's own hits: ignored.
-            Some(Side::Window) => {}
-            Some(side) => {
-                self.ghost_net -= 1;
+            Some(Hit { side, .. }) => {
+                self.ghost_net -= 1.0;
                 self.resize_protected(side);
             }
         }
@@ -366,8 +371,8 @@ impl Policy {
         if self.shared.report(self.unreported, cache_entries) {
             self.unreported = Counts::default();
         }
-        if self.ghost_net != 0 {
-            let mut delta = f64::from(self.ghost_net) * self.ghost_step;
+        if self.ghost_net != 0.0 {
+            let mut delta = self.ghost_net * self.ghost_step;
             if self.warmup_left > 0 {
                 delta *= 1.0 - self.warmup_left as f64 / self.warmup as f64;
             }
@@ -379,7 +384,7 @@ impl Policy {
                 (f64::NEG_INFINITY, f64::INFINITY)
             };
             self.shared.nudge(delta, lo, hi);
-            self.ghost_net = 0;
+            self.ghost_net = 0.0;
         }
         let protected = if self.protected_pending != 0.0 {
             let p = self.shared.move_protected(self.protected_pending);

@@ -276,6 +276,38 @@ fn window_ghosts_grow_the_window_and_main_ghosts_shrink_it() {
 }
 
 #[test]
+fn a_far_window_ghost_spends_a_whole_credit_and_moves_the_window_by_its_weight() {
+    // A cache of 1,000: window ghosts count fully within 100 inserts, and reach 1,024.
+    let mut s = Sim::with_window(1_000, 10.0);
+    s.p.warmup_left = 0;
+    let step = s.p.ghost_step;
+    s.p.window_credit = 1.5;
+    s.p.ghosts.on_evict(hash(1), 1, Side::Window);
+    for k in 10..610 {
+        s.insert(k);
+    }
+    s.nudge();
+    assert_eq!(f64::from_bits(s.p.shared.window_bits()), 10.0);
+    // 601 inserts later: it counts for the share over its age, 50 / 300 in the ghosts'
+    // half-resolution clock.
+    s.insert(1);
+    s.nudge();
+    let moved = f64::from_bits(s.p.shared.window_bits()) - 10.0;
+    assert!((moved - step / 6.0).abs() < 1e-9, "{moved} against {step}");
+    assert!((s.p.window_credit - 0.5).abs() < 1e-9);
+    // Half a credit left: the next far hit is not vouched for, and moves nothing.
+    s.p.ghosts.on_evict(hash(2), 1, Side::Window);
+    for k in 1_000..1_400 {
+        s.insert(k);
+    }
+    s.nudge();
+    let before = s.p.shared.window_bits();
+    s.insert(2);
+    s.nudge();
+    assert_eq!(s.p.shared.window_bits(), before);
+}
+
+#[test]
 fn main_ghosts_move_protected_as_arc_moves_its_target() {
     let mut s = Sim::new(10_000);
     let main = (10_000 - s.p.window_max) as f64;
