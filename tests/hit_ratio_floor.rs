@@ -84,14 +84,14 @@ const FLOORS: &[Floor] = &[
     floor("scan", 256, 11.18),
     floor("scan", 512, 23.32),
     floor("scan", 1_024, 47.64),
-    // sprite (recency-friendly): cachet 22.60 / 37.37 / 56.08 / 78.12 / 88.27; best other 22.33 /
-    // 36.71 / 55.58 (moka) / 79.37 (S3-FIFO) / 90.73 (LRU). At 512 and 1,024 cachet is behind
-    // the field: its floors there are its own means less its seeds' spread.
+    // sprite (recency-friendly): cachet 22.97 / 37.47 / 56.48 / 79.55 / 89.78; best other 22.33 /
+    // 36.71 / 55.58 (moka) / 79.37 (S3-FIFO) / 90.73 (LRU). At 1,024 cachet is behind LRU by less
+    // than a point: its floor there is its own mean less its seeds' spread (89.59-89.91).
     floor("sprite", 64, 21.33),
     floor("sprite", 128, 35.71),
     floor("sprite", 256, 54.58),
-    floor("sprite", 512, 77.94),
-    floor("sprite", 1_024, 88.17),
+    floor("sprite", 512, 78.37),
+    floor("sprite", 1_024, 89.46),
     // P3 (block trace, scan-heavy) at 131,072: cachet 46.52 (seeds 45.78-46.99), 4.1 behind ARC
     // (50.63): the floor is its own mean less its seeds' spread. About 55 s of a debug cargo
     // test.
