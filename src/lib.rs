@@ -104,8 +104,9 @@
 //! bytes per index bucket (the index keeps between 7/16 and 7/8 of its buckets full), plus 4 to
 //! 8 bytes of frequency sketch (a shard below 4,096 entries sizes its sketch for up to 4 times its
 //! capacity, at most 16 KiB: sharper counts for small caches), plus 4 bytes of weight when a
-//! weigher is set, plus the ghost table (16 KiB per shard, or 0.2 to 0.4 bytes per entry of a
-//! count-bounded shard of more than about 80,000 entries). For `u64 -> u64`
+//! weigher is set, plus the ghost table (16 KiB per shard, 64 bytes per entry of capacity in a
+//! cache below 256 entries, or 0.2 to 0.4 bytes per entry of a count-bounded shard of more than
+//! about 80,000 entries). For `u64 -> u64`
 //! that is 32 + 6..11 + 4..8, about 45 bytes; `examples/memory.rs` measures it.
 //!
 //! Expiration adds 6 bytes per entry (two 24-bit timer-wheel links; the deadline word is part

@@ -45,6 +45,12 @@ const SAMPLED_FROM_SLOTS: usize = 1024;
 /// score within 0.03 of each other on every set's mean (`docs/policy-notes.md`).
 const FLOOR_KEYS: f64 = SAMPLED_FROM_SLOTS as f64;
 
+/// The floor reaches at most this many keys per unit of the shard's capacity, so that a tiny
+/// cache's table costs at most 64 bytes per entry (a cache of 64 entries: 4 KiB, not 16), as its
+/// sketch's table holds at most 4 times its capacity. A bound on memory: against no bound, the
+/// grid's means move by less than 0.01, no point by more than 0.12.
+const FLOOR_PER_UNIT: f64 = 4.0;
+
 /// Most keys a sampled ghost stands for in a count-bounded shard, as a power of two: past one
 /// in 8 its table grows with the shard instead (about 0.2 bytes per entry of capacity). A ghost
 /// hit moves the window by its step times the keys it stands for, so the window's random walk
@@ -113,16 +119,23 @@ pub(super) enum Side {
 }
 
 impl Ghosts {
-    /// `depth` is the window ghosts' reach as a share of the capacity; they reach at least
-    /// `FLOOR_KEYS` times `share` (the shard's share of the cache's capacity) all the same.
-    /// Main ghosts reach `main_mult` times `depth`. The table is sized for the window ghosts'
-    /// reach: the main half holds more live ghosts, and loses more of them to collisions.
-    /// `counted`: the shard is count-bounded (`depth` is in entries), and its table may grow
-    /// past `SAMPLED_FROM_SLOTS` (`MAX_SAMPLE_BITS`).
-    pub(super) fn new(depth: u64, share: f64, main_mult: f64, counted: bool) -> Self {
+    /// Ghosts for a shard of `capacity`, `share` of the cache's. Window ghosts reach `reach`
+    /// of the capacity, and at least `FLOOR_KEYS` times `share` (up to `FLOOR_PER_UNIT` times
+    /// the capacity) all the same; main ghosts reach `main_mult` times `reach` of it. The table
+    /// is sized for the window ghosts' reach: the main half holds more live ghosts, and loses
+    /// more of them to collisions. `counted`: the shard is count-bounded (the capacity is in
+    /// entries), and its table may grow past `SAMPLED_FROM_SLOTS` (`MAX_SAMPLE_BITS`).
+    pub(super) fn new(
+        capacity: u64,
+        reach: f64,
+        share: f64,
+        main_mult: f64,
+        counted: bool,
+    ) -> Self {
         const MAX_DEPTH: u64 = u32::MAX as u64 >> 2;
-        let share_depth = depth.clamp(1, MAX_DEPTH);
-        let depth = share_depth.max((FLOOR_KEYS * share.clamp(0.0, 1.0)) as u64);
+        let share_depth = ((capacity as f64 * reach) as u64).clamp(1, MAX_DEPTH);
+        let floor = (FLOOR_KEYS * share.clamp(0.0, 1.0)).min(FLOOR_PER_UNIT * capacity as f64);
+        let depth = share_depth.max(floor as u64);
         // Up to `depth` live ghosts a side, thinned to fit the table.
         let live = depth;
         let mut sample_bits = 0;
@@ -275,21 +288,21 @@ mod tests {
     #[test]
     fn a_counted_shard_samples_at_most_one_key_in_eight() {
         // A reach of 100,000 entries: one key in 8 sampled, and a table for all of those.
-        let counted = Ghosts::new(100_000, 1.0, 2.0, true);
+        let counted = Ghosts::new(1_000_000, 0.1, 1.0, 2.0, true);
         assert_eq!(counted.sample_bits(), MAX_SAMPLE_BITS);
         assert!(counted.table.len() >= 2 * (100_000 >> MAX_SAMPLE_BITS));
         // In weight, the table stays small and the sampling thins instead.
-        let weighted = Ghosts::new(100_000, 1.0, 2.0, false);
+        let weighted = Ghosts::new(1_000_000, 0.1, 1.0, 2.0, false);
         assert_eq!(weighted.sample_bits(), 7);
         assert!(weighted.table.len() <= 2 * SAMPLED_FROM_SLOTS);
         // A short reach samples every key either way.
-        assert_eq!(Ghosts::new(1_000, 0.0, 2.0, true).sample_bits(), 0);
-        assert_eq!(Ghosts::new(1_000, 0.0, 2.0, false).sample_bits(), 0);
+        assert_eq!(Ghosts::new(10_000, 0.1, 0.0, 2.0, true).sample_bits(), 0);
+        assert_eq!(Ghosts::new(10_000, 0.1, 0.0, 2.0, false).sample_bits(), 0);
     }
 
     #[test]
     fn window_ghosts_count_within_their_reach() {
-        let mut g = Ghosts::new(10, 0.0, 2.0, true);
+        let mut g = Ghosts::new(100, 0.1, 0.0, 2.0, true);
         assert_eq!(g.sample_bits(), 0);
         assert_eq!(window_ghost_after(&mut g, 64, 4), Some(Side::Window));
         assert_eq!(window_ghost_after(&mut g, 64, 20), None);
@@ -300,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_ghost_counts_once() {
-        let mut g = Ghosts::new(10, 0.0, 2.0, true);
+        let mut g = Ghosts::new(100, 0.1, 0.0, 2.0, true);
         assert_eq!(window_ghost_after(&mut g, 64, 2), Some(Side::Window));
         assert_eq!(side(g.on_miss(64, 1)), None);
         g.on_evict(192, 1, Side::Main);
@@ -310,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_main_ghost_says_whether_protected_once_held_its_entry() {
-        let mut g = Ghosts::new(10, 0.0, 2.0, true);
+        let mut g = Ghosts::new(100, 0.1, 0.0, 2.0, true);
         g.on_evict(192, 1, Side::Protected);
         g.on_evict(193, 1, Side::Main);
         assert_eq!(side(g.on_miss(193, 1)), Some(Side::Main));
@@ -324,7 +337,7 @@ mod tests {
 
     #[test]
     fn main_ghosts_count_probation_departures() {
-        let mut g = Ghosts::new(10, 0.0, 2.0, true);
+        let mut g = Ghosts::new(100, 0.1, 0.0, 2.0, true);
         g.on_evict(128, 1, Side::Main);
         for _ in 0..15 {
             g.on_promote(1);
@@ -341,7 +354,7 @@ mod tests {
     fn a_small_cache_s_window_ghosts_reach_the_floor_and_count_less_beyond_the_share() {
         // A share of 10 keys, in a cache whose only shard this is: the window ghosts reach
         // `FLOOR_KEYS` all the same.
-        let mut g = Ghosts::new(10, 1.0, 2.0, true);
+        let mut g = Ghosts::new(1_000, 0.01, 1.0, 2.0, true);
         assert_eq!(g.sample_bits(), 0);
         assert_eq!(window_weight_after(&mut g, 64, 4), 1.0);
         // Beyond the share, the share over the age (in half-resolution clock ticks: 5 / 50).
@@ -361,12 +374,23 @@ mod tests {
     #[test]
     fn the_floor_is_split_among_shards_as_the_capacity_is() {
         // A shard with a quarter of the cache's capacity reaches a quarter of the floor.
-        let mut g = Ghosts::new(10, 0.25, 2.0, true);
+        let mut g = Ghosts::new(100, 0.1, 0.25, 2.0, true);
         assert!(window_weight_after(&mut g, 64, 200) > 0.0);
         assert_eq!(window_weight_after(&mut g, 64, 300), 0.0);
         // A share already beyond the floor is the reach, every hit within it counting fully.
-        let mut g = Ghosts::new(2_000, 1.0, 2.0, true);
+        let mut g = Ghosts::new(20_000, 0.1, 1.0, 2.0, true);
         assert_eq!(window_weight_after(&mut g, 64, 1_500), 1.0);
         assert_eq!(window_weight_after(&mut g, 64, 2_100), 0.0);
+    }
+
+    #[test]
+    fn a_tiny_cache_s_floor_is_at_most_four_keys_per_entry() {
+        // A cache of 16 entries: its reach's share rounds to one key, its floor to 64.
+        let mut g = Ghosts::new(16, 0.1, 1.0, 2.0, true);
+        assert!(g.table.len() <= 2 * 64);
+        assert!(window_weight_after(&mut g, 64, 50) > 0.0);
+        assert_eq!(window_weight_after(&mut g, 64, 70), 0.0);
+        // A cache of nothing keeps a table of a few slots.
+        assert!(Ghosts::new(0, 0.1, 1.0, 2.0, true).table.len() <= 32);
     }
 }

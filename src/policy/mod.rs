@@ -195,12 +195,7 @@ impl Policy {
         } else {
             capacity as f64 / window.capacity().max(1) as f64
         };
-        let ghosts = Ghosts::new(
-            (capacity as f64 * GHOST_REACH) as u64,
-            scale,
-            MAIN_GHOST_REACH,
-            counted,
-        );
+        let ghosts = Ghosts::new(capacity, GHOST_REACH, scale, MAIN_GHOST_REACH, counted);
         let warmup = (capacity as f64 * GHOST_REACH * MAIN_GHOST_REACH) as u64;
         // In units of the cache's capacity, the same for every shard: each ghost hit, from
         // whichever shard, moves the cache's target by one step, so the target drifts per
