@@ -267,22 +267,33 @@ mod tests {
     }
 
     /// Records `hash` leaving the window, then `gap` other misses, then misses on `hash`.
-    fn window_ghost_after(g: &mut Ghosts, hash: u32, gap: u32) -> Option<Side> {
+    fn window_hit_after(g: &mut Ghosts, hash: u32, gap: u32) -> Option<Hit> {
         g.on_evict(hash, 1, Side::Window);
         for i in 0..gap {
             // Other keys, in other slots than `hash`'s.
             assert_eq!(side(g.on_miss(hash.wrapping_add(1 + i % 7), 1)), None);
         }
-        side(g.on_miss(hash, 1))
+        g.on_miss(hash, 1)
     }
 
-    /// As `window_ghost_after`, the weight of the hit (0 for none).
+    /// The side of `window_hit_after`'s hit.
+    fn window_ghost_after(g: &mut Ghosts, hash: u32, gap: u32) -> Option<Side> {
+        side(window_hit_after(g, hash, gap))
+    }
+
+    /// The weight of `window_hit_after`'s hit (0 for none).
     fn window_weight_after(g: &mut Ghosts, hash: u32, gap: u32) -> f64 {
-        g.on_evict(hash, 1, Side::Window);
-        for i in 0..gap {
-            g.on_miss(hash.wrapping_add(1 + i % 7), 1);
+        window_hit_after(g, hash, gap).map_or(0.0, |h| h.weight)
+    }
+
+    /// Records `hash` leaving probation (never protected), then `departures` promotions, then
+    /// misses on `hash`.
+    fn main_ghost_after(g: &mut Ghosts, hash: u32, departures: u32) -> Option<Side> {
+        g.on_evict(hash, 1, Side::Main);
+        for _ in 0..departures {
+            g.on_promote(1);
         }
-        g.on_miss(hash, 1).map_or(0.0, |h| h.weight)
+        side(g.on_miss(hash, 1))
     }
 
     #[test]
@@ -338,16 +349,8 @@ mod tests {
     #[test]
     fn main_ghosts_count_probation_departures() {
         let mut g = Ghosts::new(100, 0.1, 0.0, 2.0, true);
-        g.on_evict(128, 1, Side::Main);
-        for _ in 0..15 {
-            g.on_promote(1);
-        }
-        assert_eq!(side(g.on_miss(128, 1)), Some(Side::Main));
-        g.on_evict(128, 1, Side::Main);
-        for _ in 0..25 {
-            g.on_promote(1);
-        }
-        assert_eq!(side(g.on_miss(128, 1)), None);
+        assert_eq!(main_ghost_after(&mut g, 128, 15), Some(Side::Main));
+        assert_eq!(main_ghost_after(&mut g, 128, 25), None);
     }
 
     #[test]
@@ -364,11 +367,7 @@ mod tests {
         assert!(farther > 0.0 && farther < 0.011, "{farther}");
         assert_eq!(window_weight_after(&mut g, 64, 1_100), 0.0);
         // Main ghosts keep their reach: twice the share, not twice the floor.
-        g.on_evict(128, 1, Side::Main);
-        for _ in 0..25 {
-            g.on_promote(1);
-        }
-        assert_eq!(side(g.on_miss(128, 1)), None);
+        assert_eq!(main_ghost_after(&mut g, 128, 25), None);
     }
 
     #[test]
