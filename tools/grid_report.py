@@ -3,6 +3,7 @@
 
     python3 tools/grid_report.py [--peers target/grid/peers.csv] [--rust target/grid/rust.csv]
         [--cachet FILE] [--baseline FILE] [--sets tuning,validation,shared|all] [--summary]
+        [--points FILE]
 
 Inputs (all `trace,capacity,policy,hit,hit_min,hit_max,runs`, hit ratios in percent):
   --peers     libCacheSim's policies (tools/libcachesim_grid.py)
@@ -10,6 +11,8 @@ Inputs (all `trace,capacity,policy,hit,hit_min,hit_max,runs`, hit ratios in perc
   --cachet    cachet's column from any build (tools/grid_cachet.sh); replaces the cachet rows of
               --rust, so a changed policy is compared without replaying the peers
   --baseline  another cachet column (e.g. main's) to show the change against, point by point
+  --points    report on the points of this points CSV, as one set, instead of the grid's sets
+              (the held-out families: tools/grid_heldout.py)
 
 For each set (tuning, validation, shared) it prints: every point with cachet (mean over its
 hasher seeds, min-max), the best other policy of the point and cachet's gap to it; the number of
@@ -221,8 +224,15 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, help="a cachet column to compare against")
     ap.add_argument("--sets", type=grid.parse_sets, default=grid.SETS)
     ap.add_argument("--summary", action="store_true", help="no per-point table")
+    ap.add_argument("--points", type=Path, help="report on the points of this points CSV")
     args = ap.parse_args()
+    if args.points and not args.points.exists():
+        ap.error(f"{args.points} does not exist (python3 tools/grid_heldout.py writes the held-out one)")
     table, baseline = load(args)
+    if args.points:
+        pts = list(dict.fromkeys((p.trace, p.capacity) for p in grid.read_points(args.points)))
+        report_set(args.points.stem, pts, table, baseline, args.summary)
+        return 0
     for s in args.sets:
         pts = list(dict.fromkeys((p.trace, p.capacity) for p in grid.points((s,)) if p.set == s))
         report_set(s, pts, table, baseline, args.summary)

@@ -4,6 +4,7 @@
     pip install libcachesim            # Python bindings of libCacheSim (PyPI)
     python3 tools/libcachesim_grid.py [--sets tuning,validation,shared|all] [--traces A,B]
         [--policies ARC,LIRS,...] [--jobs 2] [--out target/grid/peers.csv] [--resume] [--check]
+        [--points FILE]
 
 Prepares the traces (see tools/grid.py), then replays each (trace, capacity) point of the chosen
 sets through every policy: a count-bounded cache (every object has size 1), each policy in
@@ -13,6 +14,10 @@ libCacheSim is deterministic, except LeCaR and Cacheus, which draw random number
 generator that starts every replay in the same state here), keeping the rows it does not recompute; with --resume, points already
 in the file are skipped. The file is rewritten after every replay, so an interrupted run keeps
 what it finished.
+
+--points FILE replays the points of a points CSV (`set,trace,capacity,path`, as
+tools/grid_heldout.py writes for the held-out families) instead of the grid's sets; their
+traces must already be prepared.
 
 --check replays LRU and Belady at the README's reference points only and compares them with the
 README: LRU must match to the second decimal (the command exits 1 otherwise). libCacheSim's Belady
@@ -140,7 +145,13 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true", help="skip points already in --out")
     ap.add_argument("--check", action="store_true",
                     help="only LRU and Belady at the README points, compared with the README")
+    ap.add_argument("--points", type=Path,
+                    help="replay the points of this points CSV instead of the grid's sets")
     args = ap.parse_args()
+    if args.points and args.check:
+        ap.error("--points and --check: choose one")
+    if args.points and not args.points.exists():
+        ap.error(f"{args.points} does not exist (python3 tools/grid_heldout.py writes the held-out one)")
 
     policies = [p for p in args.policies.split(",") if p]
     unknown = [p for p in policies if p not in POLICIES]
@@ -149,7 +160,15 @@ def main() -> int:
     sets = ("shared",) if args.check else args.sets
     if args.check:
         policies = ["LRU", "Belady"]
-    pts = grid.prepare(sets)
+    if args.points:
+        sets = ()
+        pts = grid.read_points(args.points)
+        absent = sorted({str(p.path) for p in pts if not p.path.exists()})
+        if absent:
+            print(f"error: traces not prepared: {', '.join(absent)}", file=sys.stderr)
+            return 2
+    else:
+        pts = grid.prepare(sets)
     only = {t for t in args.traces.split(",") if t}
     pts = [p for p in pts if not only or p.trace in only]
 
