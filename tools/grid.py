@@ -403,6 +403,15 @@ def read_points(path: Path) -> list[Point]:
                 for r in csv.DictReader(f)]
 
 
+def points_file(arg: str) -> Path:
+    """An argparse type: the path of an existing points CSV (`--points`)."""
+    path = Path(arg)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(
+            f"{path} does not exist (python3 tools/grid_heldout.py writes the held-out one)")
+    return path
+
+
 def parse_sets(arg: str) -> tuple[str, ...]:
     sets = tuple(s for s in arg.split(",") if s) if arg != "all" else SETS
     bad = [s for s in sets if s not in SETS]

@@ -12,11 +12,11 @@ the CSVs point by point. The points are in the grid's "validation" set only beca
 binary takes that name; they are in neither half. Against every other policy, as the grid's
 sets are reported (about 2 minutes for the peers, 3 for the crates and OPT, on 2 cores):
 
-    python3 tools/libcachesim_grid.py --points target/grid/heldout-points.csv \
+    python3 tools/libcachesim_grid.py --points target/grid/heldout-points.csv \\
         --out target/grid/heldout-peers.csv
-    cargo run --release --example grid -- --points target/grid/heldout-points.csv --sets all \
+    cargo run --release --example grid -- --points target/grid/heldout-points.csv --sets all \\
         --policies cachet,moka,quick_cache,lru,opt --seeds 3 --out target/grid/heldout-rust.csv
-    python3 tools/grid_report.py --points target/grid/heldout-points.csv \
+    python3 tools/grid_report.py --points target/grid/heldout-points.csv \\
         --peers target/grid/heldout-peers.csv --rust target/grid/heldout-rust.csv
 
 Families: a hot set that shifts by half (smaller and faster than shift-a), a hot set replaced

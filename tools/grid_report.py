@@ -224,10 +224,8 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, help="a cachet column to compare against")
     ap.add_argument("--sets", type=grid.parse_sets, default=grid.SETS)
     ap.add_argument("--summary", action="store_true", help="no per-point table")
-    ap.add_argument("--points", type=Path, help="report on the points of this points CSV")
+    ap.add_argument("--points", type=grid.points_file, help="report on the points of this points CSV")
     args = ap.parse_args()
-    if args.points and not args.points.exists():
-        ap.error(f"{args.points} does not exist (python3 tools/grid_heldout.py writes the held-out one)")
     table, baseline = load(args)
     if args.points:
         pts = list(dict.fromkeys((p.trace, p.capacity) for p in grid.read_points(args.points)))

@@ -145,13 +145,11 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true", help="skip points already in --out")
     ap.add_argument("--check", action="store_true",
                     help="only LRU and Belady at the README points, compared with the README")
-    ap.add_argument("--points", type=Path,
+    ap.add_argument("--points", type=grid.points_file,
                     help="replay the points of this points CSV instead of the grid's sets")
     args = ap.parse_args()
     if args.points and args.check:
         ap.error("--points and --check: choose one")
-    if args.points and not args.points.exists():
-        ap.error(f"{args.points} does not exist (python3 tools/grid_heldout.py writes the held-out one)")
 
     policies = [p for p in args.policies.split(",") if p]
     unknown = [p for p in policies if p not in POLICIES]
