@@ -7,8 +7,9 @@ NEW.csv (and BASE.csv) are written by tools/grid_cachet.sh. The best other polic
 is read from the point-by-point tables of docs/grid.md (the peers' columns there do not depend on
 cachet), the best single other policy's mean of each set from the table in docs/policy.md. Per
 set it prints cachet's mean (mean of the per-point seed minima and maxima), its lead over that
-policy, the points more than 1.0 behind the best other, and with BASE.csv the change of the mean
-(--verbose: the points that moved most). tools/grid_report.py prints the full report instead, but
+policy, the points more than 1.0 behind the best other (and those within 0.01 of it, where the
+tables' rounding can decide the count), and with BASE.csv the change of the mean (--verbose: the
+points that moved most). tools/grid_report.py prints the full report instead, but
 needs the peers' CSVs from tools/libcachesim_grid.py.
 """
 import csv
@@ -88,6 +89,18 @@ def main(argv):
         print(f"  more than 1.0 behind the best other: {len(behind)}, summing {sum(g for g, _ in behind):.2f}")
         if behind:
             print("   ", " ".join(f"{t}@{c} {g:+.1f}" for g, (t, c) in behind))
+        # The best others in docs/grid.md are rounded to 0.01: within that of the threshold,
+        # the count may differ from grid_report.py's, which reads the peers' full figures.
+        edge = sorted(
+            (g, p)
+            for g, p in ((float(new[p]["hit"]) - best[(s,) + p][1], p) for p in points)
+            if -1.01 <= g <= -0.99
+        )
+        if edge:
+            print(
+                "  within 0.01 of 1.0 behind (the count may differ from grid_report.py's):",
+                " ".join(f"{t}@{c} {g:+.3f}" for g, (t, c) in edge),
+            )
         if verbose and common:
             moves = sorted((float(new[p]["hit"]) - float(base[p]["hit"]), p) for p in common)
             print("  down most:", " ".join(f"{t}@{c} {g:+.2f}" for g, (t, c) in moves[:6]))
