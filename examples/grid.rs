@@ -82,6 +82,12 @@ impl Policy {
             .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
     }
 
+    /// Whether the hit ratio depends on the hasher: these run once per seed (as in
+    /// `hit_ratio`).
+    fn is_randomized(self) -> bool {
+        matches!(self, Policy::Cachet | Policy::Moka | Policy::QuickCache)
+    }
+
     /// The name in the CSV's `policy` column.
     fn name(self) -> &'static str {
         match self {
@@ -477,9 +483,7 @@ fn run_trace(trace: &Trace, jobs: &[(usize, Policy)], args: &Args) -> Vec<Row> {
     }
     let mut work: Vec<(usize, u64)> = Vec::new();
     for (j, &(_, p)) in jobs.iter().enumerate() {
-        // The crates whose hit ratio depends on their hasher run once per seed.
-        let hashed = matches!(p, Policy::Cachet | Policy::Moka | Policy::QuickCache);
-        let runs = if hashed { args.seeds } else { 1 };
+        let runs = if p.is_randomized() { args.seeds } else { 1 };
         work.extend((1..=runs).map(|seed| (j, seed)));
     }
     work.sort_by_key(|&(j, _)| {

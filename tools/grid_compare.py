@@ -81,21 +81,14 @@ def main(argv):
         if common:
             line += f", {mean(new, 'hit', common) - mean(base, 'hit', common):+.2f} against base"
         print(line)
-        behind = sorted(
-            (float(new[p]["hit"]) - best[(s,) + p][1], p)
-            for p in points
-            if float(new[p]["hit"]) - best[(s,) + p][1] < -1.0
-        )
+        gaps = sorted((float(new[p]["hit"]) - best[(s,) + p][1], p) for p in points)
+        behind = [(g, p) for g, p in gaps if g < -1.0]
         print(f"  more than 1.0 behind the best other: {len(behind)}, summing {sum(g for g, _ in behind):.2f}")
         if behind:
             print("   ", " ".join(f"{t}@{c} {g:+.1f}" for g, (t, c) in behind))
         # The best others in docs/grid.md are rounded to 0.01: within that of the threshold,
         # the count may differ from grid_report.py's, which reads the peers' full figures.
-        edge = sorted(
-            (g, p)
-            for g, p in ((float(new[p]["hit"]) - best[(s,) + p][1], p) for p in points)
-            if -1.01 <= g <= -0.99
-        )
+        edge = [(g, p) for g, p in gaps if -1.01 <= g <= -0.99]
         if edge:
             print(
                 "  within 0.01 of 1.0 behind (the count may differ from grid_report.py's):",
